@@ -1,0 +1,55 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// TopicSpec describes a topic for EnsureTopic.
+type TopicSpec struct {
+	Partitions        int
+	ReplicationFactor int               // 0 means the broker's default
+	Config            map[string]string // topic configs, e.g. cleanup.policy
+}
+
+// EnsureTopic creates the provider's topic if it does not exist and waits,
+// bounded by ctx and the configured Timeout, until its partitions are visible.
+// An existing topic is left as it is, whatever its partition count.
+func (p *Provider) EnsureTopic(ctx context.Context, spec TopicSpec) error {
+	if spec.Partitions < 1 {
+		return fmt.Errorf("kafka: ensure topic %s: %d partitions: need at least 1", p.cfg.Topic, spec.Partitions)
+	}
+	rf := spec.ReplicationFactor
+	if rf == 0 {
+		rf = -1
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	res, err := p.admin.CreateTopics(ctx, []ckafka.TopicSpecification{{
+		Topic:             p.cfg.Topic,
+		NumPartitions:     spec.Partitions,
+		ReplicationFactor: rf,
+		Config:            spec.Config,
+	}})
+	if err != nil {
+		return p.brokerError("create topic", err)
+	}
+	for _, r := range res {
+		if c := r.Error.Code(); c != ckafka.ErrNoError && c != ckafka.ErrTopicAlreadyExists {
+			return p.brokerError("create topic", r.Error)
+		}
+	}
+	for {
+		if ids, err := p.partitionIDs(ctx); err == nil && len(ids) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return p.brokerError("create topic", fmt.Errorf("partitions not visible: %w", ctx.Err()))
+		case <-time.After(50 * time.Millisecond): // polling metadata, bounded by ctx
+		}
+	}
+}
