@@ -10,6 +10,7 @@ import (
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/provider/providertest"
+	"github.com/rehydrate/rehydrate/repository/repositorytest"
 )
 
 func TestConformance(t *testing.T) {
@@ -25,5 +26,18 @@ func TestConformance(t *testing.T) {
 			require.NoError(t, err)
 			return p
 		},
+	})
+}
+
+func TestRepositorySuite(t *testing.T) {
+	repositorytest.Run(t, func(t *testing.T, partitions int) (provider.Provider, func() provider.Provider) {
+		cfg := kafkatest.Config(t, partitions, nil)
+		open := func() provider.Provider {
+			p, err := kafka.New(cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = p.Close() })
+			return p
+		}
+		return open(), open
 	})
 }

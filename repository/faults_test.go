@@ -1,0 +1,194 @@
+package repository_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/repository"
+	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
+)
+
+type fault int
+
+const (
+	noFault        fault = iota
+	refused              // the log refuses: nothing written
+	unknownWritten       // written, but the acknowledgement is lost
+	unknownLost          // not written, and the writer cannot tell
+	down                 // the log is unreachable: every call fails
+)
+
+// faultyProvider injects failures into a memory provider.
+type faultyProvider struct {
+	provider.Provider
+	mu          sync.Mutex
+	appendFault fault
+	down        bool
+	readFailAt  int // fail a read at its n-th batch; 0 never
+}
+
+func (f *faultyProvider) set(fn func(*faultyProvider)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *faultyProvider) Partitions(ctx context.Context) ([]provider.Partition, error) {
+	f.mu.Lock()
+	isDown := f.down
+	f.mu.Unlock()
+	if isDown {
+		return nil, fmt.Errorf("injected: %w", provider.ErrUnavailable)
+	}
+	return f.Provider.Partitions(ctx)
+}
+
+func (f *faultyProvider) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
+	f.mu.Lock()
+	mode := f.appendFault
+	f.appendFault = noFault
+	f.mu.Unlock()
+	switch mode {
+	case refused:
+		return nil, fmt.Errorf("injected refusal: %w", provider.ErrUnavailable)
+	case unknownWritten:
+		if _, err := f.Provider.Append(ctx, records); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("injected lost acknowledgement: %w", provider.ErrOutcomeUnknown)
+	case unknownLost:
+		return nil, fmt.Errorf("injected timeout: %w", provider.ErrOutcomeUnknown)
+	}
+	return f.Provider.Append(ctx, records)
+}
+
+func (f *faultyProvider) Read(ctx context.Context, ranges []provider.Range, batchSize int, fn func(provider.Batch) error) error {
+	f.mu.Lock()
+	failAt := f.readFailAt
+	f.mu.Unlock()
+	n := 0
+	return f.Provider.Read(ctx, ranges, batchSize, func(b provider.Batch) error {
+		n++
+		if n == failAt {
+			return fmt.Errorf("injected read failure at batch %d: %w", n, provider.ErrUnavailable)
+		}
+		return fn(b)
+	})
+}
+
+func TestFailedAppendLeavesMemoryUnchanged(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		fault       fault
+		unknown     bool
+		wantVersion uint64 // after the next command, which resolves first
+		wantBalance int64
+	}{
+		{"refused", refused, false, 3, 10 + 1},
+		{"unknown outcome, was written", unknownWritten, true, 4, 10 + 5 + 1},
+		{"unknown outcome, was not written", unknownLost, true, 3, 10 + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := newMemory(t, 2)
+			f := &faultyProvider{Provider: mem}
+			r := rt.Restored(t, f)
+			ctx := t.Context()
+			_, err := r.Create(ctx, "a", rt.Open("ada"))
+			require.NoError(t, err)
+			_, err = r.Execute(ctx, "a", rt.Deposit(10))
+			require.NoError(t, err)
+			// Another aggregate of the same partition moves on meanwhile.
+			_, err = r.Create(ctx, "b", rt.Open("bob"))
+			require.NoError(t, err)
+
+			f.set(func(f *faultyProvider) { f.appendFault = tc.fault })
+			_, err = r.Execute(ctx, "a", rt.Deposit(5))
+			require.Error(t, err)
+			assert.Equal(t, tc.unknown, errors.Is(err, provider.ErrOutcomeUnknown), "the error says whether the outcome is known: %v", err)
+			acct, v, err := r.Get("a")
+			require.NoError(t, err)
+			assert.Equal(t, uint64(2), v, "memory unchanged")
+			assert.Equal(t, int64(10), acct.Balance, "memory unchanged")
+
+			res, err := r.Execute(ctx, "a", rt.Deposit(1))
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantVersion, res.Version)
+			acct, _, err = r.Get("a")
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantBalance, acct.Balance)
+
+			fresh := rt.Restored(t, mem)
+			restored, v, err := fresh.Get("a")
+			require.NoError(t, err)
+			assert.Equal(t, acct, restored, "memory equals the log")
+			assert.Equal(t, tc.wantVersion, v)
+		})
+	}
+}
+
+func TestUnresolvedAggregateTakesNoCommandUntilTheLogAnswers(t *testing.T) {
+	mem := newMemory(t, 1)
+	f := &faultyProvider{Provider: mem}
+	r := rt.Restored(t, f)
+	ctx := t.Context()
+	_, err := r.Create(ctx, "a", rt.Open("ada"))
+	require.NoError(t, err)
+	f.set(func(f *faultyProvider) { f.appendFault = unknownWritten })
+	_, err = r.Execute(ctx, "a", rt.Deposit(5))
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+
+	f.set(func(f *faultyProvider) { f.down = true })
+	_, err = r.Execute(ctx, "a", rt.Deposit(1))
+	require.ErrorIs(t, err, repository.ErrUnresolved)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	_, v, err := r.Get("a")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), v)
+
+	f.set(func(f *faultyProvider) { f.down = false })
+	res, err := r.Execute(ctx, "a", rt.Deposit(1), repository.ExpectVersion(2))
+	require.NoError(t, err, "the resolved version is what the expectation sees")
+	assert.Equal(t, uint64(3), res.Version)
+}
+
+func TestFailedRestoreServesNothingAndCanBeRetried(t *testing.T) {
+	mem := newMemory(t, 2)
+	for i := range 50 {
+		appendRaw(t, mem, rawEvent(t, fmt.Sprint("acct-", i), 1, rt.Opened{Owner: "x"}))
+	}
+	f := &faultyProvider{Provider: mem, readFailAt: 2}
+	r := rt.NewRepository(t, f, repository.WithBatchSize(5))
+	_, err := r.Restore(t.Context())
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	_, _, err = r.Get("acct-0")
+	require.ErrorIs(t, err, repository.ErrNotReady)
+	assert.Equal(t, 0, r.Len())
+
+	f.set(func(f *faultyProvider) { f.readFailAt = 0 })
+	stats, err := r.Restore(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 50, stats.Aggregates)
+	assert.Equal(t, 50, r.Len())
+}
+
+func TestCancelledRestoreReturnsTheContextError(t *testing.T) {
+	mem := newMemory(t, 2)
+	for i := range 20 {
+		appendRaw(t, mem, rawEvent(t, fmt.Sprint("acct-", i), 1, rt.Opened{Owner: "x"}))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r := rt.NewRepository(t, mem)
+	_, err := r.Restore(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	_, _, err = r.Get("acct-0")
+	require.ErrorIs(t, err, repository.ErrNotReady)
+}

@@ -1,0 +1,380 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// Command decides, from an aggregate's current state, which events happen.
+// It returns their payloads (values of registered types) in order; none means
+// nothing changes. A command runs under the aggregate's lock and must not
+// call the repository for the same aggregate. Its error is returned as is
+// and nothing is appended.
+type Command[A any] func(state A) ([]any, error)
+
+// Cloner is implemented by aggregate types holding maps or slices: Get and
+// commands then see a deep copy instead of a shallow one.
+type Cloner[A any] interface {
+	Clone() A
+}
+
+// Result is what an Execute or Create did.
+type Result struct {
+	// Version is the aggregate's version after the command.
+	Version uint64
+	// Positions are where the events were appended, in order.
+	Positions []provider.Position
+}
+
+// Repository keeps aggregates of type A in memory, restored from a provider
+// and changed by commands whose events are appended before they are applied.
+// It is safe for concurrent use; commands for one aggregate run one at a time,
+// commands for different aggregates run in parallel.
+//
+// One writer instance owns a topic: run one Repository per topic that
+// executes commands (others may Follow read-only).
+type Repository[A any] struct {
+	p        provider.Provider
+	reg      *event.Registry
+	handlers map[string]func(*A, any) // by event type name
+	deletes  map[string]bool
+	settings settings
+	log      *slog.Logger
+
+	parts []*partition[A] // by partition id; set by Restore
+	ready chan struct{}
+	state atomic.Int32 // restore state: idle, restoring, ready, failed
+
+	progress progressTracker
+	stats    Stats
+}
+
+const (
+	stateIdle int32 = iota
+	stateRestoring
+	stateReady
+	stateFailed
+)
+
+// partition holds the aggregates whose events live in one partition.
+type partition[A any] struct {
+	id   int32
+	mu   sync.RWMutex
+	aggs map[string]*entry[A]
+	// applied is the read position up to which restore and follow have
+	// applied the partition's records.
+	applied atomic.Int64
+	// acked is the highest offset an append of this instance was
+	// acknowledged at; an append whose outcome is unknown landed after it,
+	// if at all.
+	acked atomic.Int64
+}
+
+type entry[A any] struct {
+	mu      sync.Mutex
+	state   A
+	version uint64 // 0: not created yet
+	offset  int64  // of the last event applied; -1 for none
+	deleted bool
+	written bool // this instance appended events of the aggregate
+	// unresolved is set while an append's outcome is unknown: its records,
+	// if written, are after this offset.
+	unresolved *int64
+}
+
+// New returns a repository of aggregates of type A on provider p, decoding
+// events with reg. Give every event type a handler with On (or mark it with
+// Deletes). Call Restore before serving.
+func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repository[A], error) {
+	if p == nil || reg == nil {
+		return nil, errors.New("repository: nil provider or registry")
+	}
+	r := &Repository[A]{
+		p:        p,
+		reg:      reg,
+		handlers: make(map[string]func(*A, any)),
+		deletes:  make(map[string]bool),
+		ready:    make(chan struct{}),
+	}
+	for _, o := range opts {
+		o.apply(&r.settings)
+	}
+	var errs []error
+	for _, h := range r.settings.handlers {
+		spec, ok := h.(handlerSpec[A])
+		if !ok {
+			errs = append(errs, fmt.Errorf("repository: a handler is for aggregate type %s, not %s",
+				reflect.TypeOf(h).String(), reflect.TypeFor[A]()))
+			continue
+		}
+		name, err := reg.TypeName(reflect.Zero(spec.eventType).Interface())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("repository: handler for %v: %w", spec.eventType, err))
+			continue
+		}
+		if _, dup := r.handlers[name]; dup {
+			errs = append(errs, fmt.Errorf("repository: two handlers for %s", name))
+		}
+		r.handlers[name] = spec.apply
+	}
+	for _, typ := range r.settings.deletes {
+		name, err := reg.TypeName(reflect.Zero(typ).Interface())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("repository: deleting event %v: %w", typ, err))
+			continue
+		}
+		r.deletes[name] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	r.log = r.settings.logger
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r, nil
+}
+
+// Ready is closed once Restore has succeeded.
+func (r *Repository[A]) Ready() <-chan struct{} { return r.ready }
+
+func (r *Repository[A]) isReady() bool { return r.state.Load() == stateReady }
+
+// partitionOf returns the partition an aggregate's events go to.
+func (r *Repository[A]) partitionOf(id string) *partition[A] {
+	return r.parts[provider.PartitionFor([]byte(id), len(r.parts))]
+}
+
+func (pt *partition[A]) get(id string) *entry[A] {
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	return pt.aggs[id]
+}
+
+func (pt *partition[A]) getOrCreate(id string) *entry[A] {
+	if e := pt.get(id); e != nil {
+		return e
+	}
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	e, ok := pt.aggs[id]
+	if !ok {
+		e = &entry[A]{offset: -1}
+		pt.aggs[id] = e
+	}
+	return e
+}
+
+func (r *Repository[A]) copyOf(s *A) A {
+	if c, ok := any(s).(Cloner[A]); ok {
+		return c.Clone()
+	}
+	if c, ok := any(*s).(Cloner[A]); ok {
+		return c.Clone()
+	}
+	return *s
+}
+
+// Get returns a copy of the aggregate's state and its version, or an error
+// wrapping ErrNotFound (also for a deleted aggregate) or ErrNotReady.
+func (r *Repository[A]) Get(id string) (A, uint64, error) {
+	var zero A
+	if !r.isReady() {
+		return zero, 0, ErrNotReady
+	}
+	e := r.partitionOf(id).get(id)
+	if e == nil {
+		return zero, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.mustExist(id); err != nil {
+		return zero, 0, err
+	}
+	return r.copyOf(&e.state), e.version, nil
+}
+
+func (e *entry[A]) mustExist(id string) error {
+	switch {
+	case e.deleted:
+		return fmt.Errorf("%w: %s was deleted at version %d", ErrNotFound, id, e.version)
+	case e.version == 0:
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return nil
+}
+
+// Len returns the number of aggregates, deleted ones excluded.
+func (r *Repository[A]) Len() int {
+	n := 0
+	for _, pt := range r.parts {
+		pt.mu.RLock()
+		for _, e := range pt.aggs {
+			e.mu.Lock()
+			if e.version > 0 && !e.deleted {
+				n++
+			}
+			e.mu.Unlock()
+		}
+		pt.mu.RUnlock()
+	}
+	return n
+}
+
+// Range calls fn with a copy of each aggregate (deleted ones excluded) until
+// fn returns false. Aggregates are visited one at a time under their lock; the
+// set may change while Range runs.
+func (r *Repository[A]) Range(fn func(id string, state A, version uint64) bool) {
+	for _, pt := range r.parts {
+		pt.mu.RLock()
+		ids := make([]string, 0, len(pt.aggs))
+		for id := range pt.aggs {
+			ids = append(ids, id)
+		}
+		pt.mu.RUnlock()
+		for _, id := range ids {
+			e := pt.get(id)
+			e.mu.Lock()
+			ok := e.version > 0 && !e.deleted
+			var s A
+			v := e.version
+			if ok {
+				s = r.copyOf(&e.state)
+			}
+			e.mu.Unlock()
+			if ok && !fn(id, s, v) {
+				return
+			}
+		}
+	}
+}
+
+// Create runs cmd for a new aggregate id (cmd sees the zero A) and appends
+// its events as versions 1, 2, …. It fails with ErrExists if id exists or was
+// deleted. See Execute for how events are appended.
+func (r *Repository[A]) Create(ctx context.Context, id string, cmd Command[A], opts ...ExecOption) (Result, error) {
+	return r.execute(ctx, id, true, cmd, opts)
+}
+
+// Execute runs cmd on the current state of aggregate id and appends the
+// events it returns, versioned from the aggregate's version + 1. Memory
+// changes only once the log has acknowledged every event; on any error it is
+// exactly as before. Errors:
+//
+//   - ErrNotFound (missing or deleted id), ErrNotReady, a *ConcurrencyError
+//     (with ExpectVersion), event.ErrInvalid (a payload's Validate failed),
+//     event.ErrUnknownType, or cmd's own error: nothing was appended;
+//   - provider.ErrOutcomeUnknown: the events may have been written. The
+//     aggregate takes no command until the repository has read its
+//     partition to find out, which the next command for it does first;
+//   - other provider errors (provider.ErrUnavailable, …): nothing was
+//     written.
+func (r *Repository[A]) Execute(ctx context.Context, id string, cmd Command[A], opts ...ExecOption) (Result, error) {
+	return r.execute(ctx, id, false, cmd, opts)
+}
+
+func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd Command[A], opts []ExecOption) (Result, error) {
+	if !r.isReady() {
+		return Result{}, ErrNotReady
+	}
+	if id == "" {
+		return Result{}, errors.New("repository: empty aggregate id")
+	}
+	var es execSettings
+	for _, o := range opts {
+		o.applyExec(&es)
+	}
+	pt := r.partitionOf(id)
+	var e *entry[A]
+	if create {
+		e = pt.getOrCreate(id)
+	} else if e = pt.get(id); e == nil {
+		return Result{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.unresolved != nil {
+		if err := r.resolve(ctx, pt, id, e); err != nil {
+			return Result{}, err
+		}
+	}
+	if create {
+		if e.version > 0 {
+			return Result{}, fmt.Errorf("%w: %s (version %d, deleted %t)", ErrExists, id, e.version, e.deleted)
+		}
+	} else if err := e.mustExist(id); err != nil {
+		return Result{}, err
+	}
+	if es.hasExpected && es.expected != e.version {
+		return Result{}, &ConcurrencyError{AggregateID: id, Expected: es.expected, Actual: e.version}
+	}
+	payloads, err := cmd(r.copyOf(&e.state))
+	if err != nil {
+		return Result{}, err
+	}
+	if len(payloads) == 0 {
+		return Result{Version: e.version}, nil
+	}
+	records, types, decoded, err := r.encode(id, e.version, payloads, es.metadata)
+	if err != nil {
+		return Result{}, err
+	}
+	after := pt.acked.Load()
+	pos, err := r.p.Append(ctx, records)
+	if err != nil {
+		if errors.Is(err, provider.ErrOutcomeUnknown) {
+			e.unresolved = &after
+		}
+		return Result{}, fmt.Errorf("repository: %s: append %d events at version %d: %w", id, len(records), e.version+1, err)
+	}
+	for i, payload := range decoded {
+		r.apply(e, types[i], payload)
+	}
+	e.version += uint64(len(records))
+	e.written = true
+	last := pos[len(pos)-1]
+	e.offset = last.Offset
+	for {
+		if cur := pt.acked.Load(); last.Offset <= cur || pt.acked.CompareAndSwap(cur, last.Offset) {
+			break
+		}
+	}
+	return Result{Version: e.version, Positions: pos}, nil
+}
+
+// encode validates and encodes payloads as the events after version, and
+// decodes them back: memory is changed with exactly what a restore would
+// read, never with a value the codec cannot carry.
+func (r *Repository[A]) encode(id string, version uint64, payloads []any, metadata map[string]string) (records []event.Record, types []string, decoded []any, err error) {
+	records = make([]event.Record, len(payloads))
+	types = make([]string, len(payloads))
+	decoded = make([]any, len(payloads))
+	for i, payload := range payloads {
+		env, err := r.reg.NewEnvelope(id, version+uint64(i)+1, payload)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("repository: %s: event %d: %w", id, i+1, err)
+		}
+		if _, ok := r.handlers[env.Type]; !ok && !r.deletes[env.Type] {
+			return nil, nil, nil, fmt.Errorf("repository: %s: event %s has no handler (repository.On)", id, env.Type)
+		}
+		if r.deletes[env.Type] && i != len(payloads)-1 {
+			return nil, nil, nil, fmt.Errorf("repository: %s: deleting event %s must be the command's last", id, env.Type)
+		}
+		env.AggregateType = r.settings.aggregateType
+		env.Metadata = metadata
+		if decoded[i], err = r.reg.Decode(&env); err != nil {
+			return nil, nil, nil, fmt.Errorf("repository: %s: %s does not survive its codec: %w", id, env.Type, err)
+		}
+		records[i] = env.Record()
+		types[i] = env.Type
+	}
+	return records, types, decoded, nil
+}

@@ -1,0 +1,412 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// Stats describes a finished restore.
+type Stats struct {
+	// Events is the number of events applied.
+	Events int64
+	// Duplicates counts events skipped because their version was not newer
+	// than their aggregate's.
+	Duplicates int64
+	// Skipped counts events of unregistered types skipped under
+	// WithSkipUnknownTypes.
+	Skipped int64
+	// Aggregates is the number of aggregates in memory, deleted included.
+	Aggregates int
+	// Bytes is the size of the records read: keys, values and headers.
+	Bytes    int64
+	Duration time.Duration
+}
+
+// EventsPerSecond is the restore's rate.
+func (s Stats) EventsPerSecond() float64 {
+	if s.Duration <= 0 {
+		return 0
+	}
+	return float64(s.Events+s.Duplicates+s.Skipped) / s.Duration.Seconds()
+}
+
+// Progress is how far a restore is.
+type Progress struct {
+	// Done and Total count records: Total is the sum over partitions of
+	// the offsets between start and the end captured when the restore
+	// began. Done reaches Total when the restore is complete.
+	Done, Total int64
+	Partitions  []PartitionProgress
+	Elapsed     time.Duration
+}
+
+// PartitionProgress is one partition's share of Progress.
+type PartitionProgress struct {
+	Partition   int32
+	Done, Total int64
+}
+
+// EventsPerSecond is the rate so far.
+func (p Progress) EventsPerSecond() float64 {
+	if p.Elapsed <= 0 {
+		return 0
+	}
+	return float64(p.Done) / p.Elapsed.Seconds()
+}
+
+type progressTracker struct {
+	mu      sync.Mutex // serialises the callback
+	start   time.Time
+	starts  []int64 // by partition index
+	ends    []int64
+	applied []*atomic.Int64
+	last    time.Time
+}
+
+// Progress returns how far the restore is; before Restore starts, it is all
+// zero.
+func (r *Repository[A]) Progress() Progress {
+	t := &r.progress
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.snapshot()
+}
+
+func (t *progressTracker) snapshot() Progress {
+	p := Progress{Partitions: make([]PartitionProgress, len(t.ends))}
+	if !t.start.IsZero() {
+		p.Elapsed = time.Since(t.start)
+	}
+	for i := range t.ends {
+		total := t.ends[i] - t.starts[i]
+		done := min(t.applied[i].Load()-t.starts[i], total)
+		p.Partitions[i] = PartitionProgress{Partition: int32(i), Done: done, Total: total}
+		p.Done += done
+		p.Total += total
+	}
+	return p
+}
+
+// Restore reads every partition of the topic from its start up to the end
+// offsets it has when Restore begins, and rebuilds the aggregates. Until it
+// returns nil the repository serves nothing (ErrNotReady); then Ready is
+// closed. Any unreadable record, unregistered type (unless
+// WithSkipUnknownTypes), version gap or read failure stops it with an error
+// naming partition and offset, and leaves the repository empty and not ready:
+// Restore may then be called again.
+func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
+	if !r.state.CompareAndSwap(stateIdle, stateRestoring) && !r.state.CompareAndSwap(stateFailed, stateRestoring) {
+		return Stats{}, errors.New("repository: Restore called twice")
+	}
+	start := time.Now()
+	stats, err := r.restore(ctx)
+	stats.Duration = time.Since(start)
+	if err != nil {
+		r.parts = nil
+		r.state.Store(stateFailed)
+		r.log.Error("restore failed", "err", err, "after", stats.Duration)
+		return stats, err
+	}
+	r.stats = stats
+	r.state.Store(stateReady)
+	close(r.ready)
+	r.log.Info("restore done", "events", stats.Events, "aggregates", stats.Aggregates,
+		"duplicates", stats.Duplicates, "skipped", stats.Skipped, "bytes", stats.Bytes,
+		"duration", stats.Duration, "events_per_second", int64(stats.EventsPerSecond()))
+	return stats, nil
+}
+
+// Stats returns the statistics of the successful restore.
+func (r *Repository[A]) Stats() Stats { return r.stats }
+
+func (r *Repository[A]) restore(ctx context.Context) (Stats, error) {
+	ps, err := r.p.Partitions(ctx)
+	if err != nil {
+		return Stats{}, fmt.Errorf("repository: restore: %w", err)
+	}
+	for i, p := range ps {
+		if p.ID != int32(i) {
+			return Stats{}, fmt.Errorf("repository: restore: partition ids are not 0..%d", len(ps)-1)
+		}
+	}
+	r.parts = make([]*partition[A], len(ps))
+	t := &r.progress
+	t.mu.Lock()
+	t.start, t.last = time.Now(), time.Now()
+	t.starts = make([]int64, len(ps))
+	t.ends = make([]int64, len(ps))
+	t.applied = make([]*atomic.Int64, len(ps))
+	for i, p := range ps {
+		pt := &partition[A]{id: p.ID, aggs: make(map[string]*entry[A])}
+		pt.applied.Store(p.Low)
+		pt.acked.Store(-1)
+		r.parts[i] = pt
+		t.starts[i], t.ends[i], t.applied[i] = p.Low, p.High, &pt.applied
+	}
+	t.mu.Unlock()
+	r.log.Info("restore started", "partitions", len(ps), "records", r.progress.snapshot().Total)
+
+	// Partitions hold disjoint aggregates, so workers apply them in
+	// parallel; each partition goes to one worker, keeping its order.
+	workers := min(len(ps), runtime.GOMAXPROCS(0))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	queues := make([]chan provider.Batch, workers)
+	counts := make([]readCounts, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		queues[w] = make(chan provider.Batch, 4)
+		wg.Go(func() {
+			for b := range queues[w] {
+				if err := r.applyBatch(r.parts[b.Partition], b, &counts[w], false); err != nil {
+					cancel(err)
+					for range queues[w] { // drain so the reader never blocks
+					}
+					return
+				}
+				r.reportProgress(false)
+			}
+		})
+	}
+	readErr := r.p.Read(ctx, provider.Ranges(ps), r.settings.batchSize, func(b provider.Batch) error {
+		select {
+		case queues[int(b.Partition)%workers] <- b:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+	var stats Stats
+	for _, c := range counts {
+		stats.Events += c.events
+		stats.Duplicates += c.duplicates
+		stats.Skipped += c.skipped
+		stats.Bytes += c.bytes
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return stats, fmt.Errorf("repository: restore: %w", cause)
+	}
+	if readErr != nil {
+		return stats, fmt.Errorf("repository: restore: %w", readErr)
+	}
+	for _, pt := range r.parts {
+		stats.Aggregates += len(pt.aggs)
+	}
+	r.reportProgress(true)
+	return stats, nil
+}
+
+func (r *Repository[A]) reportProgress(final bool) {
+	fn := r.settings.progress
+	if fn == nil {
+		return
+	}
+	interval := r.settings.progressInterval
+	if interval <= 0 {
+		interval = 250 * time.Millisecond
+	}
+	t := &r.progress
+	if !final && !t.mu.TryLock() {
+		return // another worker is reporting
+	}
+	if final {
+		t.mu.Lock()
+	}
+	defer t.mu.Unlock()
+	if !final && time.Since(t.last) < interval {
+		return
+	}
+	t.last = time.Now()
+	fn(t.snapshot())
+}
+
+type readCounts struct {
+	events, duplicates, skipped, bytes int64
+}
+
+// applyBatch applies a batch read from the log. follow is set when the
+// repository is live: it then checks for another writer's events.
+func (r *Repository[A]) applyBatch(pt *partition[A], b provider.Batch, c *readCounts, follow bool) error {
+	for i := range b.Records {
+		if err := r.applyRecord(pt, &b.Records[i], c, follow); err != nil {
+			return err
+		}
+	}
+	pt.applied.Store(b.Next)
+	return nil
+}
+
+func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *readCounts, follow bool) error {
+	c.bytes += int64(len(rec.Key) + len(rec.Value))
+	for _, h := range rec.Headers {
+		c.bytes += int64(len(h.Key) + len(h.Value))
+	}
+	if rec.Partition != pt.id {
+		return &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
+			Err: fmt.Errorf("record delivered for partition %d", pt.id)}
+	}
+	env, payload, skip, err := r.decode(rec)
+	if err != nil || skip {
+		if skip {
+			c.skipped++
+		}
+		return err
+	}
+	if want := provider.PartitionFor(rec.Key, len(r.parts)); want != pt.id {
+		return &event.RecordError{Partition: rec.Partition, Offset: rec.Offset, Err: fmt.Errorf(
+			"aggregate %s belongs in partition %d (murmur2 of the key), not %d: the writer used another partitioner",
+			env.AggregateID, want, pt.id)}
+	}
+	e := pt.getOrCreate(env.AggregateID)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	applied, err := r.applyEnvelope(e, &env, payload, follow)
+	if err != nil {
+		return err
+	}
+	if applied {
+		c.events++
+	} else {
+		c.duplicates++
+	}
+	return nil
+}
+
+// decode parses a record and decodes its payload. skip reports an
+// unregistered type skipped under WithSkipUnknownTypes.
+func (r *Repository[A]) decode(rec *event.Record) (env event.Envelope, payload any, skip bool, err error) {
+	env, err = event.ParseRecord(*rec)
+	if err != nil {
+		return env, nil, false, err
+	}
+	if !r.reg.Known(env.Type) {
+		if r.settings.skipUnknown {
+			return env, nil, true, nil
+		}
+		return env, nil, false, &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
+			Err: fmt.Errorf("aggregate %s: %w: %q", env.AggregateID, event.ErrUnknownType, env.Type)}
+	}
+	if _, ok := r.handlers[env.Type]; !ok && !r.deletes[env.Type] {
+		return env, nil, false, &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
+			Err: fmt.Errorf("aggregate %s: event type %s has no handler", env.AggregateID, env.Type)}
+	}
+	payload, err = r.reg.Decode(&env)
+	if err != nil {
+		return env, nil, false, &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
+			Err: fmt.Errorf("aggregate %s: %w", env.AggregateID, err)}
+	}
+	return env, payload, false, nil
+}
+
+// applyEnvelope applies one event read from the log to its locked entry. It
+// returns false for a duplicate (a version not newer than the entry's).
+func (r *Repository[A]) applyEnvelope(e *entry[A], env *event.Envelope, payload any, follow bool) (bool, error) {
+	fail := func(format string, args ...any) (bool, error) {
+		return false, &event.RecordError{Partition: env.Partition, Offset: env.Offset,
+			Err: fmt.Errorf("aggregate %s: "+format, append([]any{env.AggregateID}, args...)...)}
+	}
+	switch {
+	case env.Version <= e.version:
+		if follow && e.written && (env.Offset > e.offset || env.Version == e.version && env.Offset != e.offset) {
+			return fail("%w: version %d, which this instance wrote at offset %d", ErrConflictingWriter, env.Version, e.offset)
+		}
+		return false, nil
+	case env.Version != e.version+1:
+		return fail("version gap: event version %d after version %d", env.Version, e.version)
+	case e.deleted:
+		return fail("event %s (version %d) after the aggregate was deleted", env.Type, env.Version)
+	}
+	r.apply(e, env.Type, payload)
+	e.version = env.Version
+	e.offset = env.Offset
+	return true, nil
+}
+
+// apply runs the handler of an event type on a locked entry.
+func (r *Repository[A]) apply(e *entry[A], typ string, payload any) {
+	if h, ok := r.handlers[typ]; ok {
+		h(&e.state, payload)
+	}
+	if r.deletes[typ] {
+		var zero A
+		e.state, e.deleted = zero, true
+	}
+}
+
+// Follow applies, until ctx ends, the events appended after the restore by
+// other writers (a standby instance stays current this way); events this
+// instance wrote are skipped as duplicates. It returns ctx's error, or the
+// first error that stops it (an undecodable record, a version gap,
+// ErrConflictingWriter), naming partition and offset.
+func (r *Repository[A]) Follow(ctx context.Context) error {
+	if !r.isReady() {
+		return ErrNotReady
+	}
+	ranges := make([]provider.Range, len(r.parts))
+	for i, pt := range r.parts {
+		ranges[i] = provider.Range{Partition: pt.id, Start: pt.applied.Load(), End: provider.Follow}
+	}
+	var c readCounts
+	err := r.p.Read(ctx, ranges, r.settings.batchSize, func(b provider.Batch) error {
+		return r.applyBatch(r.parts[b.Partition], b, &c, true)
+	})
+	if err != nil && ctx.Err() == nil {
+		r.log.Error("follow stopped", "err", err)
+	}
+	return err
+}
+
+// resolve finds out what became of an append whose outcome was unknown, by
+// reading the aggregate's partition up to its end now and applying the
+// aggregate's events found there. e is locked.
+func (r *Repository[A]) resolve(ctx context.Context, pt *partition[A], id string, e *entry[A]) error {
+	ps, err := r.p.Partitions(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUnresolved, id, err)
+	}
+	var end, low int64
+	for _, p := range ps {
+		if p.ID == pt.id {
+			end, low = p.High, p.Low
+		}
+	}
+	start := max(*e.unresolved+1, e.offset+1, low)
+	var c readCounts
+	err = r.p.Read(ctx, []provider.Range{{Partition: pt.id, Start: start, End: end}}, 0, func(b provider.Batch) error {
+		for i := range b.Records {
+			rec := &b.Records[i]
+			if string(rec.Key) != id {
+				continue // another aggregate: restore or follow has it
+			}
+			env, payload, skip, err := r.decode(rec)
+			if err != nil || skip {
+				return err
+			}
+			if _, err := r.applyEnvelope(e, &env, payload, false); err != nil {
+				return err
+			}
+			c.events++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUnresolved, id, err)
+	}
+	e.unresolved = nil
+	e.written = e.written || c.events > 0
+	r.log.Info("unknown append outcome resolved", "aggregate", id, "partition", pt.id,
+		"from", start, "to", end, "events_found", c.events, "version", e.version)
+	return nil
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# scripts/test.sh — `make test`: go vet, then go test -race against a real
+# Kafka. With KAFKA_BROKERS set, that cluster is used as it is. Without it:
+# when something already listens on 127.0.0.1:$KAFKA_PORT (default 9092) it
+# is used and left running; otherwise `make kafka-up` starts one, and
+# `make kafka-down` stops it afterwards (also when vet or the tests fail).
+# The exit code is vet's or the tests'.
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+GO=${GO:-go}
+KAFKA_PORT=${KAFKA_PORT:-9092}
+export KAFKA_PORT
+TEST_TIMEOUT=${TEST_TIMEOUT:-14m}
+read -r -a TEST_FLAGS <<<"${GO_TEST_FLAGS:-}"
+started=0
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if ((started)); then
+    echo "test.sh: stopping the Kafka this run started" >&2
+    make --no-print-directory kafka-down >&2 || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -z ${KAFKA_BROKERS:-} ]]; then
+  if (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; then
+    echo "test.sh: using the Kafka already listening on 127.0.0.1:$KAFKA_PORT (left running)" >&2
+  else
+    started=1
+    make --no-print-directory kafka-up >&2
+  fi
+  export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+fi
+echo "test.sh: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
+
+"$GO" vet ./...
+"$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" "${TEST_FLAGS[@]}" ./...
