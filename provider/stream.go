@@ -1,0 +1,102 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// StreamMode chooses where a Stream starts and whether it ends.
+type StreamMode int
+
+const (
+	// Replay reads every partition from its first record to the end offsets
+	// it has when the stream starts, then returns nil (a "cold" stream).
+	Replay StreamMode = iota
+	// ReplayThenFollow replays, then keeps reading live records until the
+	// context ends ("cold-hot"). StreamOptions.CaughtUp tells when the
+	// replay part is done.
+	ReplayThenFollow
+	// Live reads only records appended after the stream starts, until the
+	// context ends ("hot").
+	Live
+)
+
+func (m StreamMode) String() string {
+	switch m {
+	case Replay:
+		return "replay"
+	case ReplayThenFollow:
+		return "replay-then-follow"
+	case Live:
+		return "live"
+	}
+	return fmt.Sprintf("StreamMode(%d)", int(m))
+}
+
+// StreamOptions tune a Stream. The zero value is fine.
+type StreamOptions struct {
+	// BatchSize is passed to Read; 0 is the provider's default.
+	BatchSize int
+	// CaughtUp, if set, is called once, from the stream's goroutine, when
+	// every partition has been read up to the end offsets captured at start
+	// (at once for Live and for an empty topic).
+	CaughtUp func()
+}
+
+// Stream reads p's records in the given mode and calls fn with each batch,
+// from one goroutine at a time, in offset order per partition. It returns nil
+// when a Replay ends, ctx's error when the context ends, or the first other
+// error (fn's included).
+//
+// Projections use it: decode each record with event.ParseRecord and a
+// registry (or event.Handlers), apply it to the read model, and mark the
+// service ready in CaughtUp.
+func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions, fn func(Batch) error) error {
+	ps, err := p.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	ranges := make([]Range, len(ps))
+	behind := make(map[int32]int64) // partitions not yet at their start-time end
+	for i, part := range ps {
+		switch mode {
+		case Replay:
+			ranges[i] = Range{Partition: part.ID, Start: part.Low, End: part.High}
+		case ReplayThenFollow:
+			ranges[i] = Range{Partition: part.ID, Start: part.Low, End: Follow}
+		case Live:
+			ranges[i] = Range{Partition: part.ID, Start: part.High, End: Follow}
+		default:
+			return fmt.Errorf("provider: stream: unknown mode %v", mode)
+		}
+		if mode != Live && part.High > part.Low {
+			behind[part.ID] = part.High
+		}
+	}
+	var once sync.Once
+	caughtUp := func() {
+		if opts.CaughtUp != nil {
+			once.Do(opts.CaughtUp)
+		}
+	}
+	if len(behind) == 0 {
+		caughtUp()
+	}
+	err = p.Read(ctx, ranges, opts.BatchSize, func(b Batch) error {
+		if err := fn(b); err != nil {
+			return err
+		}
+		if end, ok := behind[b.Partition]; ok && b.Next >= end {
+			delete(behind, b.Partition)
+			if len(behind) == 0 {
+				caughtUp()
+			}
+		}
+		return nil
+	})
+	if err == nil && len(behind) == 0 {
+		caughtUp()
+	}
+	return err
+}

@@ -1,0 +1,106 @@
+package repository_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider/memory"
+	"github.com/rehydrate/rehydrate/repository"
+)
+
+type User struct {
+	FirstName, LastName string
+}
+
+type UserCreated struct {
+	FirstName string `json:"first_name"`
+	LastName  string `json:"last_name"`
+}
+
+type UserRenamed struct {
+	FirstName string `json:"first_name"`
+}
+
+type UserDeleted struct{}
+
+func newUsers(p *memory.Provider) *repository.Repository[User] {
+	reg := event.NewRegistry()
+	for _, err := range []error{
+		event.Register[UserCreated](reg, "UserCreated"),
+		event.Register[UserRenamed](reg, "UserRenamed"),
+		event.Register[UserDeleted](reg, "UserDeleted"),
+	} {
+		if err != nil {
+			panic(err)
+		}
+	}
+	users, err := repository.New[User](p, reg,
+		repository.On(func(u *User, e UserCreated) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
+		repository.On(func(u *User, e UserRenamed) { u.FirstName = e.FirstName }),
+		repository.Deletes[UserDeleted](),
+	)
+	if err != nil {
+		panic(err)
+	}
+	return users
+}
+
+func ExampleRepository_Execute() {
+	ctx := context.Background()
+	log, _ := memory.New(6)
+	users := newUsers(log)
+	if _, err := users.Restore(ctx); err != nil {
+		panic(err)
+	}
+
+	_, err := users.Create(ctx, "ada", func(User) ([]any, error) {
+		return []any{UserCreated{FirstName: "Ada", LastName: "Byron"}}, nil
+	})
+	fmt.Println("create:", err)
+
+	rename := func(u User) ([]any, error) {
+		if u.FirstName == "Augusta" {
+			return nil, nil // nothing changes, nothing is appended
+		}
+		return []any{UserRenamed{FirstName: "Augusta"}}, nil
+	}
+	res, err := users.Execute(ctx, "ada", rename, repository.ExpectVersion(1))
+	fmt.Println("rename: version", res.Version, err)
+
+	_, err = users.Execute(ctx, "ada", rename, repository.ExpectVersion(1))
+	var conflict *repository.ConcurrencyError
+	fmt.Println("stale rename:", errors.As(err, &conflict), conflict.Actual)
+
+	u, version, _ := users.Get("ada")
+	fmt.Printf("%s %s at version %d\n", u.FirstName, u.LastName, version)
+	// Output:
+	// create: <nil>
+	// rename: version 2 <nil>
+	// stale rename: true 2
+	// Augusta Byron at version 2
+}
+
+func ExampleRepository_Restore() {
+	ctx := context.Background()
+	log, _ := memory.New(6)
+	writer := newUsers(log)
+	_, _ = writer.Restore(ctx)
+	for _, id := range []string{"ada", "grace", "edsger"} {
+		_, _ = writer.Create(ctx, id, func(User) ([]any, error) {
+			return []any{UserCreated{FirstName: id}}, nil
+		})
+	}
+	_, _ = writer.Execute(ctx, "edsger", func(User) ([]any, error) { return []any{UserDeleted{}}, nil })
+
+	// A new instance rebuilds the same state from the log.
+	restarted := newUsers(log)
+	stats, err := restarted.Restore(ctx)
+	fmt.Println(stats.Events, "events,", restarted.Len(), "users,", err)
+	_, _, err = restarted.Get("edsger")
+	fmt.Println(errors.Is(err, repository.ErrNotFound))
+	// Output:
+	// 4 events, 2 users, <nil>
+	// true
+}
