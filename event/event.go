@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 )
 
 var (
@@ -109,7 +111,6 @@ func (e *Envelope) Record() Record {
 // memory. Errors are *RecordError wrapping ErrMalformed.
 func ParseRecord(r Record) (Envelope, error) {
 	e := Envelope{
-		AggregateID: string(r.Key),
 		Payload:     r.Value,
 		Partition:   r.Partition,
 		Offset:      r.Offset,
@@ -121,7 +122,10 @@ func ParseRecord(r Record) (Envelope, error) {
 	if len(r.Key) == 0 {
 		return malformed("no key (aggregate id)")
 	}
-	var seen uint8
+	var (
+		seen    uint8
+		typ, id []byte
+	)
 	const (
 		hasType = 1 << iota
 		hasID
@@ -133,9 +137,9 @@ func ParseRecord(r Record) (Envelope, error) {
 	for _, h := range r.Headers {
 		switch h.Key {
 		case HeaderType:
-			e.Type, seen = string(h.Value), seen|hasType
+			typ, seen = h.Value, seen|hasType
 		case HeaderID:
-			e.ID, seen = string(h.Value), seen|hasID
+			id, seen = h.Value, seen|hasID
 		case HeaderVersion:
 			v, ok := parseVersion(h.Value)
 			if !ok {
@@ -143,7 +147,8 @@ func ParseRecord(r Record) (Envelope, error) {
 			}
 			e.Version, seen = v, seen|hasVersion
 		case HeaderTime:
-			t, err := time.Parse(time.RFC3339Nano, string(h.Value))
+			// time.Parse keeps no reference to its input: no copy needed.
+			t, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(h.Value), len(h.Value)))
 			if err != nil {
 				return malformed("header %s %q is not RFC 3339", HeaderTime, h.Value)
 			}
@@ -171,9 +176,20 @@ func ParseRecord(r Record) (Envelope, error) {
 			}
 		}
 	}
-	if e.Type == "" {
+	if len(typ) == 0 {
 		return malformed("empty header %s", HeaderType)
 	}
+	// One allocation for the three strings of every record: restores read
+	// millions.
+	var b strings.Builder
+	b.Grow(len(r.Key) + len(typ) + len(id))
+	b.Write(r.Key)
+	b.Write(typ)
+	b.Write(id)
+	all := b.String()
+	e.AggregateID = all[:len(r.Key)]
+	e.Type = all[len(r.Key) : len(r.Key)+len(typ)]
+	e.ID = all[len(r.Key)+len(typ):]
 	return e, nil
 }
 

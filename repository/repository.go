@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -168,7 +169,9 @@ func (pt *partition[A]) getOrCreate(id string) *entry[A] {
 	e, ok := pt.aggs[id]
 	if !ok {
 		e = &entry[A]{offset: -1}
-		pt.aggs[id] = e
+		// id may share memory with a whole record's strings: keep only
+		// its own bytes for as long as the aggregate lives.
+		pt.aggs[strings.Clone(id)] = e
 	}
 	return e
 }

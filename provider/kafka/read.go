@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
@@ -72,6 +73,10 @@ func (p *Provider) newConsumer() (*ckafka.Consumer, error) {
 		"fetch.max.bytes":           64 << 20,
 		"max.partition.fetch.bytes": 8 << 20,
 		"fetch.wait.max.ms":         100,
+		// librdkafka pauses fetching for this long whenever its prefetch
+		// queue is full (default 1 s): a restore drains the queue much
+		// sooner, and the pause halved the rate we measured.
+		"fetch.queue.backoff.ms": 10,
 	} {
 		if _, set := p.cfg.Properties[k]; !set {
 			cc[k] = v
@@ -170,15 +175,11 @@ func (r *reader) message(m *ckafka.Message) error {
 	return nil
 }
 
+// fromKafkaHeaders reuses the client's header slice: event.Header has the
+// layout of ckafka.Header (TestHeaderLayout checks it), and a restore reads
+// millions of records.
 func fromKafkaHeaders(hs []ckafka.Header) []event.Header {
-	if len(hs) == 0 {
-		return nil
-	}
-	out := make([]event.Header, len(hs))
-	for i, h := range hs {
-		out[i] = event.Header{Key: h.Key, Value: h.Value}
-	}
-	return out
+	return unsafe.Slice((*event.Header)(unsafe.Pointer(unsafe.SliceData(hs))), len(hs))
 }
 
 // moveTo records that the partition's position reached pos without a record
