@@ -215,3 +215,6 @@ func redacted(s string) string {
 	}
 	return "[redacted]"
 }
+
+// GoString keeps secrets out of %#v.
+func (c Config) GoString() string { return c.String() }

@@ -100,3 +100,21 @@ func compactOnRealBroker() func(*testing.T, provider.Provider) {
 		}
 	}
 }
+
+func BenchmarkExecuteKafka(b *testing.B) {
+	p, err := kafka.New(kafkatest.Config(b, 6, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	repositorytest.BenchmarkExecute(b, p)
+}
+
+func BenchmarkRestoreKafka1M(b *testing.B) {
+	p, err := kafka.New(kafkatest.Config(b, 6, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	repositorytest.BenchmarkRestore(b, p, 1_000_000)
+}
