@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -85,10 +86,7 @@ func main() {
 	cfg.scaling = parseInts(scaling)
 	cfg.concurrency = parseInts(conc)
 	if cfg.quick {
-		cfg.work = workload{Events: 100_000, Partitions: 6, Aggregates: 10_000}
-		cfg.scaling = []int{20_000, 50_000, 100_000}
-		cfg.concurrency = []int{1, 16, 64}
-		cfg.duration = time.Second
+		cfg = cfg.quickened()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -114,6 +112,16 @@ func main() {
 	if err := run(ctx, cfg, os.Stdout); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// quickened is the -quick configuration: every measurement, small.
+func (cfg config) quickened() config {
+	cfg.quick = true
+	cfg.work = workload{Events: 100_000, Partitions: 6, Aggregates: 10_000}
+	cfg.scaling = []int{20_000, 50_000, 100_000}
+	cfg.concurrency = []int{1, 16, 64}
+	cfg.duration = time.Second
+	return cfg
 }
 
 func envOr(k, def string) string {
@@ -211,7 +219,7 @@ type commandRow struct {
 	Kafka, Raw, InMemory commandResult
 }
 
-func run(ctx context.Context, cfg config, w *os.File) error {
+func run(ctx context.Context, cfg config, w io.Writer) error {
 	runID := fmt.Sprintf("%d", time.Now().Unix())
 	var topics []string
 	defer func() {

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
+)
+
+// TestQuickRun runs the harness in -quick mode on the test broker, in
+// process, so that it never rots.
+func TestQuickRun(t *testing.T) {
+	cfg := config{brokers: kafkatest.Brokers(t), out: t.TempDir()}.quickened()
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), cfg, &out))
+	for _, want := range []string{"bare confluent-kafka-go consumer", "repository restore, Kafka, msgpack",
+		"repository restore, Kafka, json", "memory provider", "| 64 |"} {
+		assert.Contains(t, out.String(), want)
+	}
+	for _, f := range []string{"results.md", "results.csv", "scaling.png"} {
+		st, err := os.Stat(filepath.Join(cfg.out, f))
+		require.NoError(t, err)
+		assert.Positive(t, st.Size(), f)
+	}
+}
