@@ -24,7 +24,7 @@ KAFKA_BACKEND = $(shell \
 	else echo local; fi)
 COMPOSE = docker compose -f $(COMPOSE_FILE)
 
-.PHONY: help test vet lint run bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
+.PHONY: help test vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,13 +38,11 @@ vet: ## go vet ./...
 lint: vet ## go vet + staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-run: kafka-up ## start Kafka, then the example writer (examples/simple-cqrs-writer)
-	@if [ -d examples/simple-cqrs-writer ]; then \
-		KAFKA_BROKERS="$${KAFKA_BROKERS:-$(KAFKA_ADDR)}" $(GO) run ./examples/simple-cqrs-writer; \
-	else \
-		echo "Kafka is up at $(KAFKA_ADDR) (make kafka-down stops it)."; \
-		echo "The example writer (examples/simple-cqrs-writer) arrives with the examples issue."; \
-	fi
+run: ## start Kafka if none answers (Docker, else docker/kafka-local, else in-memory devkafka), then the example writer on :4000
+	@KAFKA_MODE=$(KAFKA_MODE) GO=$(GO) bash examples/run.sh writer
+
+run-reader: ## the example reader (projection) on :4001, on the same Kafka as make run
+	@KAFKA_MODE=$(KAFKA_MODE) GO=$(GO) bash examples/run.sh reader
 
 bench: ## run the benchmark harness (./bench) when it exists
 	@if [ -d bench ]; then \

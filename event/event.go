@@ -111,9 +111,9 @@ func (e *Envelope) Record() Record {
 // memory. Errors are *RecordError wrapping ErrMalformed.
 func ParseRecord(r Record) (Envelope, error) {
 	e := Envelope{
-		Payload:     r.Value,
-		Partition:   r.Partition,
-		Offset:      r.Offset,
+		Payload:   r.Value,
+		Partition: r.Partition,
+		Offset:    r.Offset,
 	}
 	malformed := func(format string, args ...any) (Envelope, error) {
 		return Envelope{}, &RecordError{r.Partition, r.Offset,

@@ -77,4 +77,3 @@ func BenchmarkRestore(b *testing.B, p provider.Provider, events int) {
 		b.ReportMetric(stats.EventsPerSecond(), "events/s")
 	}
 }
-
