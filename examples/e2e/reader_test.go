@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// commands drives the writer for the reader tests and remembers the ids.
+type commands struct {
+	t   *testing.T
+	w   *service
+	ids []string
+}
+
+func (c *commands) create(first, last string) string {
+	status, resp := c.w.mustCall(http.MethodPost, "/users", jsonBody(map[string]string{"first_name": first, "last_name": last}), nil)
+	require.Equal(c.t, http.StatusCreated, status, "%s", resp)
+	id := decode[ack](c.t, resp).ID
+	c.ids = append(c.ids, id)
+	return id
+}
+
+func (c *commands) update(id, first, last string) {
+	status, resp := c.w.mustCall(http.MethodPut, "/users/"+id, jsonBody(map[string]string{"first_name": first, "last_name": last}), nil)
+	require.Equal(c.t, http.StatusOK, status, "%s", resp)
+}
+
+func (c *commands) remove(id string) {
+	status, resp := c.w.mustCall(http.MethodDelete, "/users/"+id, "", nil)
+	require.Equal(c.t, http.StatusOK, status, "%s", resp)
+}
+
+// some creates n users and updates and deletes a few of them.
+func (c *commands) some(n int, tag string) {
+	from := len(c.ids)
+	for i := range n {
+		c.create("First "+tag, fmt.Sprintf("Last %s %d", tag, i))
+	}
+	for i, id := range c.ids[from:] {
+		switch i % 5 {
+		case 1, 2:
+			c.update(id, "Renamed "+tag, fmt.Sprintf("Last %s %d", tag, i))
+		case 3:
+			c.remove(id)
+		}
+	}
+}
+
+// writerState is what the writer has for every id the test created, sorted
+// by id as the reader pages them; deleted users are left out.
+func (c *commands) writerState() []user {
+	var out []user
+	for _, id := range c.ids {
+		status, resp := c.w.mustCall(http.MethodGet, "/users/"+id, "", nil)
+		if status == http.StatusNotFound {
+			continue
+		}
+		require.Equal(c.t, http.StatusOK, status, "%s", resp)
+		out = append(out, decode[user](c.t, resp))
+	}
+	slices.SortFunc(out, func(a, b user) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+type readerReadiness struct {
+	Ready      bool   `json:"ready"`
+	Mode       string `json:"mode"`
+	Lag        *int64 `json:"lag"`
+	Users      int    `json:"users"`
+	Duplicates int64  `json:"duplicates"`
+}
+
+// readerState pages through the reader's users, 7 at a time to exercise
+// paging.
+func readerState(r *service) ([]user, error) {
+	var all []user
+	for offset := 0; ; offset += 7 {
+		status, resp, err := r.call(http.MethodGet, fmt.Sprintf("/users?limit=7&offset=%d", offset), "", nil)
+		if err != nil {
+			return nil, err
+		}
+		if status != http.StatusOK {
+			return nil, fmt.Errorf("GET /users: %d %s", status, resp)
+		}
+		var page struct {
+			Users []user `json:"users"`
+			Total int    `json:"total"`
+		}
+		if err := jsonUnmarshal(resp, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Users...)
+		if len(page.Users) < 7 {
+			if len(all) != page.Total {
+				return nil, fmt.Errorf("paged %d users, total says %d", len(all), page.Total)
+			}
+			return all, nil
+		}
+	}
+}
+
+// converges waits until the reader serves exactly the writer's users and
+// reports no lag.
+func converges(t *testing.T, r *service, want []user) readerReadiness {
+	var last readerReadiness
+	eventually(t, "reader converges to the writer", func() (bool, string) {
+		if !r.running() {
+			t.Fatalf("the reader exited: %v", r.waitErr)
+		}
+		got, err := readerState(r)
+		if err != nil {
+			return false, err.Error()
+		}
+		if !slices.Equal(got, want) {
+			return false, fmt.Sprintf("reader has %d users, writer %d", len(got), len(want))
+		}
+		status, resp, err := r.call(http.MethodGet, "/readyz", "", nil)
+		if err != nil || status != http.StatusOK {
+			return false, fmt.Sprintf("readyz %d %s %v", status, resp, err)
+		}
+		if err := jsonUnmarshal(resp, &last); err != nil {
+			return false, err.Error()
+		}
+		return last.Lag != nil && *last.Lag == 0, "lag " + string(resp)
+	})
+	return last
+}
+
+// The reader replays what was written before it started, follows what is
+// written after, skips duplicates, and serves the writer's state.
+func TestReaderConvergesToWriter(t *testing.T) {
+	tp := newTopic(t)
+	w := start(t, writerBin, tp.env...)
+	w.waitReady()
+	c := &commands{t: t, w: w}
+	c.some(40, "before")
+
+	r := start(t, readerBin, append(tp.env, "LAG_INTERVAL=100ms")...)
+	r.waitReady()
+	c.some(30, "after")
+	converges(t, r, c.writerState())
+
+	// Records appended twice (a producer retry, a replayed backup) are
+	// skipped by version.
+	p := tp.provider(t)
+	var again []event.Record
+	require.NoError(t, provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+		for _, rec := range b.Records {
+			if len(again) < 10 {
+				again = append(again, event.Record{Key: rec.Key, Value: rec.Value, Headers: rec.Headers})
+			}
+		}
+		return nil
+	}))
+	_, err := p.Append(t.Context(), again)
+	require.NoError(t, err)
+	c.some(5, "last")
+	ready := converges(t, r, c.writerState())
+	assert.GreaterOrEqual(t, ready.Duplicates, int64(len(again)))
+	assert.Equal(t, "replay-then-follow", ready.Mode)
+
+	// A reader that restarts after a crash replays to the same state.
+	r.kill9()
+	r = start(t, readerBin, append(tp.env, "LAG_INTERVAL=100ms")...)
+	converges(t, r, c.writerState())
+
+	t.Run("replay mode serves the snapshot at start", func(t *testing.T) {
+		snap := start(t, readerBin, append(tp.env, "READ_MODE=replay", "LAG_INTERVAL=100ms")...)
+		before := c.writerState()
+		converges(t, snap, before)
+		c.create("After", "Snapshot")
+		converges(t, r, c.writerState()) // the follower sees it…
+		got, err := readerState(snap)
+		require.NoError(t, err)
+		assert.Equal(t, before, got) // …the snapshot does not
+		assert.Equal(t, 0, snap.terminate())
+	})
+	t.Run("live mode sees only new events", func(t *testing.T) {
+		live := start(t, readerBin, append(tp.env, "READ_MODE=live", "LAG_INTERVAL=100ms")...)
+		live.waitReady()
+		id := c.create("Live", "One")
+		var want user
+		for _, u := range c.writerState() {
+			if u.ID == id {
+				want = u
+			}
+		}
+		converges(t, live, []user{want})
+		assert.Equal(t, 0, live.terminate())
+	})
+	assert.Equal(t, 0, r.terminate())
+}

@@ -1,0 +1,383 @@
+// Command reader is a projection: it reads the users topic that
+// simple-cqrs-writer appends to, builds a read model of the users, and serves
+// it. It is the pattern for your own projections: provider.Stream delivers
+// the topic in batches, event.Handlers decodes each record and calls the
+// typed handler of its event type, and the handlers skip duplicates by
+// aggregate-version, so reading a record twice is harmless.
+//
+// READ_MODE picks the stream mode:
+//
+//	follow (default)  provider.ReplayThenFollow: every event from the start, then live ones
+//	replay            provider.Replay: up to the end offsets at start, then serve that snapshot
+//	live              provider.Live: only events appended after start
+//
+// HTTP on :PORT (default 4001):
+//
+//	GET /users?limit=50&offset=0  → {"users":[{"id","first_name","last_name","version"}…],"total":N}
+//	GET /users/{id}               → {"id","first_name","last_name","version"}
+//	GET /readyz                   → 200 once caught up with the end offsets seen at start, else 503; both report the lag
+//	GET /healthz
+//
+// Configuration: the KAFKA_* variables of kafka.FromEnv, KAFKA_TOPIC
+// (default users), PORT, READ_MODE, LAG_INTERVAL (default 2s: how often the
+// lag is measured), LOG_FORMAT (text or json), LOG_LEVEL and
+// STARTUP_TIMEOUT (default 5s).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/kafka"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log, err := newLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reader:", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, log); err != nil {
+		log.Error("reader stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	kafka          kafka.Config
+	addr           string
+	mode           provider.StreamMode
+	lagInterval    time.Duration
+	startupTimeout time.Duration
+}
+
+func loadConfig() (config, error) {
+	kc, err := kafka.FromEnv()
+	if err != nil {
+		return config{}, err
+	}
+	if kc.Topic == "" {
+		kc.Topic = "users"
+	}
+	c := config{kafka: kc, lagInterval: 2 * time.Second, startupTimeout: 5 * time.Second}
+	var errs []error
+	port := envOr("PORT", "4001")
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil {
+		errs = append(errs, fmt.Errorf("PORT %q: want a port number", port))
+	} else {
+		c.addr = ":" + strconv.FormatUint(n, 10)
+	}
+	switch m := envOr("READ_MODE", "follow"); m {
+	case "follow":
+		c.mode = provider.ReplayThenFollow
+	case "replay":
+		c.mode = provider.Replay
+	case "live":
+		c.mode = provider.Live
+	default:
+		errs = append(errs, fmt.Errorf("READ_MODE %q: want follow, replay or live", m))
+	}
+	for _, d := range []struct {
+		name string
+		to   *time.Duration
+	}{{"LAG_INTERVAL", &c.lagInterval}, {"STARTUP_TIMEOUT", &c.startupTimeout}} {
+		if s := os.Getenv(d.name); s != "" {
+			v, err := time.ParseDuration(s)
+			if err != nil || v <= 0 {
+				errs = append(errs, fmt.Errorf("%s %q: want a positive Go duration such as 2s", d.name, s))
+			}
+			*d.to = v
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if level != "" {
+		if err := lv.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("LOG_LEVEL %q: %w", level, err)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
+}
+
+func run(ctx context.Context, log *slog.Logger) (err error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	cfg.kafka.Logger = log.With("component", "kafka")
+	p, err := kafka.New(cfg.kafka)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := p.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+
+	log.Info("connecting to Kafka", "brokers", cfg.kafka.Brokers, "topic", cfg.kafka.Topic, "mode", cfg.mode)
+	start, err := firstContact(ctx, p, cfg)
+	if err != nil {
+		return err
+	}
+	rd, err := newReader(p, cfg.mode, start, log)
+	if err != nil {
+		return err
+	}
+	httpServer := &http.Server{
+		Handler:           rd.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- httpServer.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+
+	streamCtx, cancelStream := context.WithCancel(ctx)
+	defer cancelStream()
+	var wg sync.WaitGroup
+	streamed := make(chan error, 1)
+	wg.Go(func() { streamed <- rd.stream(streamCtx) })
+	wg.Go(func() { rd.measureLag(streamCtx, cfg.lagInterval) })
+
+	var fatal error
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: shutting down")
+	case err := <-served:
+		fatal = fmt.Errorf("http server: %w", err)
+	case err := <-streamed:
+		fatal = err
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		fatal = errors.Join(fatal, fmt.Errorf("http shutdown: %w", err))
+	}
+	cancelStream()
+	wg.Wait()
+	if fatal == nil {
+		log.Info("stopped")
+	}
+	return fatal
+}
+
+// firstContact makes sure the topic exists (the reader may start before the
+// writer) and returns its partitions, failing within the start-up timeout
+// when no broker answers. A topic just created may have partitions without
+// a leader for a moment: their offsets are asked again until the timeout.
+func firstContact(ctx context.Context, p *kafka.Provider, cfg config) ([]provider.Partition, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
+	defer cancel()
+	err := p.EnsureTopic(ctx, kafka.TopicSpec{Partitions: 6})
+	if errors.Is(err, provider.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("no Kafka broker answered at %s within %v: start one with `make kafka-up` "+
+			"(or `make run`, which starts one and the writer), or point KAFKA_BROKERS at yours: %w",
+			cfg.kafka.Brokers, cfg.startupTimeout, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for {
+		ps, err := p.Partitions(ctx)
+		if err == nil {
+			return ps, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("end offsets of %s: %w", cfg.kafka.Topic, err)
+		case <-time.After(100 * time.Millisecond): // polling, bounded by ctx
+		}
+	}
+}
+
+// reader feeds the read model from the topic and tracks how far it is.
+type reader struct {
+	p        provider.Provider
+	mode     provider.StreamMode
+	model    *readModel
+	handlers *event.Handlers
+	log      *slog.Logger
+
+	mu sync.Mutex
+	// next is, per partition, the offset of the next record to apply: the
+	// Batch.Next of the last batch applied.
+	next map[int32]int64
+
+	caughtUp  atomic.Bool
+	lag       atomic.Int64 // records between next and the partitions' ends, -1 until measured
+	following atomic.Bool  // the stream is running
+	lastErr   atomic.Pointer[string]
+}
+
+func newReader(p provider.Provider, mode provider.StreamMode, start []provider.Partition, log *slog.Logger) (*reader, error) {
+	rd := &reader{p: p, mode: mode, model: newReadModel(), log: log, next: make(map[int32]int64)}
+	var err error
+	if rd.handlers, err = rd.model.handlers(); err != nil {
+		return nil, err
+	}
+	for _, part := range start {
+		if mode == provider.Live {
+			rd.next[part.ID] = part.High
+		} else {
+			rd.next[part.ID] = part.Low
+		}
+	}
+	rd.lag.Store(-1)
+	return rd, nil
+}
+
+// apply is the stream's callback: it hands each record to its handler and
+// then moves the partition's position, in this order, so a position never
+// covers an event not applied.
+func (rd *reader) apply(b provider.Batch) error {
+	for _, rec := range b.Records {
+		if _, err := rd.handlers.Handle(rec); err != nil {
+			return err
+		}
+	}
+	rd.mu.Lock()
+	rd.next[b.Partition] = b.Next
+	rd.mu.Unlock()
+	return nil
+}
+
+func (rd *reader) markCaughtUp() {
+	if !rd.caughtUp.Swap(true) {
+		st := rd.model.stats()
+		rd.log.Info("caught up: ready", "users", st.Users, "events", st.Events, "duplicates", st.Duplicates)
+	}
+}
+
+// stream runs the stream until ctx ends. A record it cannot apply (an
+// *event.RecordError naming partition and offset) stops the reader. Other
+// errors are the broker's and are retried: a replay that did not finish
+// starts over (the model skips what it already has), a stream that caught
+// up resumes from its positions.
+func (rd *reader) stream(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	for {
+		rd.following.Store(true)
+		var err error
+		if rd.caughtUp.Load() && rd.mode != provider.Replay {
+			err = rd.resume(ctx)
+		} else {
+			err = provider.Stream(ctx, rd.p, rd.mode, provider.StreamOptions{CaughtUp: rd.markCaughtUp}, rd.apply)
+		}
+		rd.following.Store(false)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil: // a Replay ended: serve that snapshot
+			rd.log.Info("replay finished: serving the snapshot; READ_MODE=follow keeps following")
+			return waitDone(ctx)
+		case errors.As(err, new(*event.RecordError)):
+			return fmt.Errorf("stream: %w", err)
+		}
+		msg := err.Error()
+		rd.lastErr.Store(&msg)
+		rd.log.Warn("stream interrupted, retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func waitDone(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// resume follows every partition from the positions reached, with the
+// provider's Read: what Stream does, but from where this reader stopped.
+func (rd *reader) resume(ctx context.Context) error {
+	ps, err := rd.p.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	rd.mu.Lock()
+	ranges := make([]provider.Range, len(ps))
+	for i, part := range ps {
+		start, ok := rd.next[part.ID]
+		if !ok || start < part.Low {
+			start = part.Low // a new partition, or records expired meanwhile
+		}
+		ranges[i] = provider.Range{Partition: part.ID, Start: start, End: provider.Follow}
+	}
+	rd.mu.Unlock()
+	rd.lastErr.Store(nil)
+	return rd.p.Read(ctx, ranges, 0, rd.apply)
+}
+
+// measureLag compares, every interval, the partitions' end offsets with the
+// positions reached.
+func (rd *reader) measureLag(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ps, err := rd.p.Partitions(ctx)
+		if err == nil {
+			var lag int64
+			rd.mu.Lock()
+			for _, part := range ps {
+				next, ok := rd.next[part.ID]
+				if !ok {
+					next = part.Low
+				}
+				lag += max(0, part.High-next)
+			}
+			rd.mu.Unlock()
+			rd.lag.Store(lag)
+		} else if ctx.Err() == nil {
+			rd.log.Warn("lag: cannot read the end offsets", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,535 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/repository"
+)
+
+// maxBody is the largest request body accepted (413 beyond).
+const maxBody = 1 << 20
+
+// Command types of POST /, as the seed's clients send them.
+const (
+	createCommand = "CreateUserCommand"
+	updateCommand = "UpdateUserCommand"
+	deleteCommand = "DeleteUserCommand"
+)
+
+// server is the writer's HTTP API.
+type server struct {
+	users   *repository.Repository[User]
+	log     *slog.Logger
+	metrics *metrics
+	// timeout bounds a command, append included. Commands are detached
+	// from the request's context: a client hanging up must not leave an
+	// append with an unknown outcome behind.
+	timeout time.Duration
+	// restoreErr is the last restore failure while the restore retries.
+	restoreErr atomic.Pointer[string]
+}
+
+func (s *server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.accessLog, middleware.Recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+	})
+
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
+
+	r.Post("/", s.postCommand)
+	r.Post("/users", s.postUser)
+	r.Get("/users/{id}", s.getUser)
+	r.Put("/users/{id}", s.putUser)
+	r.Delete("/users/{id}", s.deleteUser)
+	return r
+}
+
+// command is a decoded command, whichever route it came from.
+type command struct {
+	kind        string // create, update or delete: the metrics label
+	id          string
+	first, last string
+	expected    *uint64
+}
+
+// name is a JSON string that keeps invalid UTF-8 as sent, for the event's
+// Validate to refuse with 422: encoding/json would silently replace it with
+// U+FFFD.
+type name string
+
+func (n *name) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '"' {
+		return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeFor[string]()}
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	if !utf8.Valid(b) {
+		s = string(b[1 : len(b)-1])
+	}
+	*n = name(s)
+	return nil
+}
+
+func (n *name) value() string {
+	if n == nil {
+		return "" // missing or null: the event's validation says it is required
+	}
+	return string(*n)
+}
+
+// commandRequest is the body of POST /: the seed's JSON.
+type commandRequest struct {
+	Type            *string `json:"type"`
+	ID              *string `json:"id"`
+	FirstName       *name   `json:"first_name"`
+	LastName        *name   `json:"last_name"`
+	ExpectedVersion *uint64 `json:"expected_version"`
+}
+
+// userRequest is the body of POST /users and PUT /users/{id}.
+type userRequest struct {
+	FirstName       *name   `json:"first_name"`
+	LastName        *name   `json:"last_name"`
+	ExpectedVersion *uint64 `json:"expected_version"`
+}
+
+func (s *server) postCommand(w http.ResponseWriter, r *http.Request) {
+	var req commandRequest
+	if !s.decode(w, r, "unknown", &req) {
+		return
+	}
+	c, msg := req.command()
+	if msg != "" {
+		s.metrics.command(orUnknown(c.kind), "bad_request")
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	s.execute(w, r, c)
+}
+
+func orUnknown(kind string) string {
+	if kind == "" {
+		return "unknown"
+	}
+	return kind
+}
+
+// command checks which fields the command type allows, as
+// DisallowUnknownFields does for fields no command has.
+func (req commandRequest) command() (command, string) {
+	if req.Type == nil || *req.Type == "" {
+		return command{}, `missing "type": one of ` + createCommand + ", " + updateCommand + ", " + deleteCommand
+	}
+	var c command
+	switch *req.Type {
+	case createCommand:
+		c.kind = "create"
+	case updateCommand:
+		c.kind = "update"
+	case deleteCommand:
+		c.kind = "delete"
+	default:
+		return command{}, fmt.Sprintf("unknown command type %q: want one of %s, %s, %s", *req.Type, createCommand, updateCommand, deleteCommand)
+	}
+	notAllowed := func(field string) string {
+		return fmt.Sprintf("field %q is not allowed in %s", field, *req.Type)
+	}
+	switch c.kind {
+	case "create":
+		if req.ID != nil {
+			return c, notAllowed("id") + ": the service assigns ids"
+		}
+		if req.ExpectedVersion != nil {
+			return c, notAllowed("expected_version")
+		}
+	case "update", "delete":
+		if req.ID == nil || *req.ID == "" {
+			return c, fmt.Sprintf(`field "id" is required in %s`, *req.Type)
+		}
+		c.id = *req.ID
+		c.expected = req.ExpectedVersion
+	}
+	if c.kind == "delete" {
+		if req.FirstName != nil {
+			return c, notAllowed("first_name")
+		}
+		if req.LastName != nil {
+			return c, notAllowed("last_name")
+		}
+	}
+	c.first, c.last = req.FirstName.value(), req.LastName.value()
+	return c, ""
+}
+
+func (s *server) postUser(w http.ResponseWriter, r *http.Request) {
+	var req userRequest
+	if !s.decode(w, r, "create", &req) {
+		return
+	}
+	if req.ExpectedVersion != nil {
+		s.metrics.command("create", "bad_request")
+		writeError(w, http.StatusBadRequest, `field "expected_version" is not allowed when creating a user`)
+		return
+	}
+	s.execute(w, r, command{kind: "create", first: req.FirstName.value(), last: req.LastName.value()})
+}
+
+func (s *server) putUser(w http.ResponseWriter, r *http.Request) {
+	var req userRequest
+	if !s.decode(w, r, "update", &req) {
+		return
+	}
+	expected, msg := expectedVersion(r, req.ExpectedVersion)
+	if msg != "" {
+		s.metrics.command("update", "bad_request")
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	s.execute(w, r, command{kind: "update", id: chi.URLParam(r, "id"), first: req.FirstName.value(), last: req.LastName.value(), expected: expected})
+}
+
+func (s *server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	expected, msg := expectedVersion(r, nil)
+	if msg != "" {
+		s.metrics.command("delete", "bad_request")
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	s.execute(w, r, command{kind: "delete", id: chi.URLParam(r, "id"), expected: expected})
+}
+
+// expectedVersion reads If-Match: "N" (or N), which must agree with the
+// body's expected_version when both are given. If-Match: * asks for no
+// particular version.
+func expectedVersion(r *http.Request, fromBody *uint64) (*uint64, string) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" || h == "*" {
+		return fromBody, ""
+	}
+	v, err := strconv.ParseUint(strings.Trim(h, `"`), 10, 64)
+	if err != nil {
+		return nil, fmt.Sprintf(`If-Match must be a version in quotes, like "3": got %q`, h)
+	}
+	if fromBody != nil && *fromBody != v {
+		return nil, fmt.Sprintf("If-Match (%d) and expected_version (%d) disagree", v, *fromBody)
+	}
+	return &v, ""
+}
+
+type userResponse struct {
+	ID        string `json:"id"`
+	FirstName string `json:"first_name"`
+	LastName  string `json:"last_name"`
+	Version   uint64 `json:"version"`
+}
+
+type commandResponse struct {
+	ID      string `json:"id"`
+	Version uint64 `json:"version"`
+}
+
+func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	u, version, err := s.users.Get(id)
+	if err != nil {
+		s.fail(w, r, id, err)
+		return
+	}
+	w.Header().Set("ETag", etag(version))
+	writeJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
+}
+
+func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
+
+// execute runs a decoded command and answers with the user's id and
+// version, or the error's status.
+func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
+	defer cancel()
+	var opts []repository.ExecOption
+	if c.expected != nil {
+		opts = append(opts, repository.ExpectVersion(*c.expected))
+	}
+	start := time.Now()
+	var (
+		res repository.Result
+		err error
+	)
+	switch c.kind {
+	case "create":
+		c.id = event.NewID()
+		res, err = s.users.Create(ctx, c.id, createUser(c.first, c.last))
+	case "update":
+		res, err = s.users.Execute(ctx, c.id, updateUser(c.first, c.last), opts...)
+	case "delete":
+		res, err = s.users.Execute(ctx, c.id, deleteUser(), opts...)
+	}
+	if err != nil {
+		s.metrics.command(c.kind, resultOf(err))
+		s.fail(w, r, c.id, err)
+		return
+	}
+	if len(res.Positions) == 0 {
+		s.metrics.command(c.kind, "unchanged")
+	} else {
+		s.metrics.command(c.kind, "ok")
+		s.metrics.appended(c.kind, time.Since(start))
+	}
+	status := http.StatusOK
+	if c.kind == "create" {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/users/"+c.id)
+	}
+	if c.kind != "delete" {
+		w.Header().Set("ETag", etag(res.Version))
+	}
+	writeJSON(w, status, commandResponse{ID: c.id, Version: res.Version})
+}
+
+// resultOf is the metrics label of a failed command.
+func resultOf(err error) string {
+	switch {
+	case errors.Is(err, repository.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, repository.ErrConcurrency), errors.Is(err, repository.ErrExists):
+		return "conflict"
+	case errors.Is(err, event.ErrInvalid):
+		return "invalid"
+	case errors.Is(err, repository.ErrNotReady):
+		return "not_ready"
+	case errors.Is(err, provider.ErrOutcomeUnknown):
+		return "outcome_unknown"
+	case errors.Is(err, repository.ErrUnresolved):
+		return "unresolved"
+	case errors.Is(err, provider.ErrUnavailable), errors.Is(err, provider.ErrClosed), errors.Is(err, context.DeadlineExceeded):
+		return "unavailable"
+	}
+	return "error"
+}
+
+// errorResponse is every error's body. Only the fields of the case are set.
+type errorResponse struct {
+	Error           string             `json:"error"`
+	Fields          []users.FieldError `json:"fields,omitempty"`
+	ExpectedVersion *uint64            `json:"expected_version,omitempty"`
+	ActualVersion   *uint64            `json:"actual_version,omitempty"`
+	OutcomeUnknown  *bool              `json:"outcome_unknown,omitempty"`
+	Done            *int64             `json:"done,omitempty"`
+	Total           *int64             `json:"total,omitempty"`
+}
+
+// fail maps a repository or provider error to its status. The order
+// matters: an append error may be ErrUnavailable and ErrOutcomeUnknown at
+// once, and the unknown outcome is what the client must know.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, id string, err error) {
+	var (
+		conflict *repository.ConcurrencyError
+		invalid  users.ValidationError
+		status   int
+		body     errorResponse
+	)
+	switch {
+	case errors.As(err, &conflict):
+		status = http.StatusConflict
+		body = errorResponse{
+			Error:           fmt.Sprintf("version conflict: user %s is at version %d, not %d", id, conflict.Actual, conflict.Expected),
+			ExpectedVersion: &conflict.Expected,
+			ActualVersion:   &conflict.Actual,
+		}
+	case errors.Is(err, repository.ErrExists):
+		status, body.Error = http.StatusConflict, fmt.Sprintf("user %s already exists", id)
+	case errors.Is(err, repository.ErrNotFound):
+		status, body.Error = http.StatusNotFound, fmt.Sprintf("user %s not found", id)
+	case errors.Is(err, event.ErrInvalid):
+		status = http.StatusUnprocessableEntity
+		if errors.As(err, &invalid) {
+			body = errorResponse{Error: "invalid user: " + invalid.Error(), Fields: invalid}
+		} else {
+			body.Error = "invalid user"
+		}
+	case errors.Is(err, repository.ErrNotReady):
+		p := s.users.Progress()
+		status = http.StatusServiceUnavailable
+		body = errorResponse{Error: "not ready: restoring users from Kafka", Done: &p.Done, Total: &p.Total}
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, provider.ErrOutcomeUnknown):
+		status = http.StatusServiceUnavailable
+		body = errorResponse{
+			Error:          "Kafka did not acknowledge in time: the change may or may not have been made; read the user before retrying",
+			OutcomeUnknown: ptr(true),
+		}
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, repository.ErrUnresolved):
+		status = http.StatusServiceUnavailable
+		body = errorResponse{
+			Error:          "an earlier change of this user has an unknown outcome that Kafka cannot confirm yet: nothing was changed; retry later",
+			OutcomeUnknown: ptr(false),
+		}
+		w.Header().Set("Retry-After", "5")
+	case errors.Is(err, provider.ErrUnavailable), errors.Is(err, provider.ErrClosed), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+		body = errorResponse{Error: "Kafka is unavailable: nothing was changed; retry later", OutcomeUnknown: ptr(false)}
+		w.Header().Set("Retry-After", "5")
+	default:
+		status, body.Error = http.StatusInternalServerError, "internal error"
+	}
+	if status >= 500 {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "command failed", slog.String("id", id), slog.Int("status", status), slog.Any("err", err))
+	}
+	writeJSON(w, status, body)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// decode reads a JSON object into dst: at most maxBody bytes, no unknown
+// fields, nothing after it. On failure it answers 400 or 413 and reports
+// false.
+func (s *server) decode(w http.ResponseWriter, r *http.Request, kind string, dst any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = terr
+			if err == nil || !isTooLarge(err) {
+				err = errTrailingData
+			}
+		}
+	}
+	if err == nil {
+		return true
+	}
+	status, msg := http.StatusBadRequest, decodeProblem(err)
+	if isTooLarge(err) {
+		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBody)
+		s.metrics.command(kind, "too_large")
+	} else {
+		s.metrics.command(kind, "bad_request")
+	}
+	writeError(w, status, msg)
+	return false
+}
+
+var errTrailingData = errors.New("trailing data after the JSON object")
+
+func isTooLarge(err error) bool {
+	var tooLarge *http.MaxBytesError
+	return errors.As(err, &tooLarge)
+}
+
+// decodeProblem turns an encoding/json error into a message for the client.
+func decodeProblem(err error) string {
+	var (
+		syntax  *json.SyntaxError
+		typeErr *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return "request body is empty: want a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of body"
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, err)
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return "request body must be a JSON object"
+	case errors.As(err, &typeErr):
+		want := "a string"
+		if typeErr.Type.Kind() == reflect.Uint64 {
+			want = "a non-negative integer"
+		}
+		return fmt.Sprintf("field %q must be %s", typeErr.Field, want)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no error type for this one.
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return err.Error()
+}
+
+func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+type readiness struct {
+	Ready          bool    `json:"ready"`
+	Done           int64   `json:"done"`
+	Total          int64   `json:"total"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	Users          *int    `json:"users,omitempty"`
+	Error          string  `json:"error,omitempty"`
+}
+
+// readyz answers 503 with the restore's progress until it has succeeded.
+func (s *server) readyz(w http.ResponseWriter, _ *http.Request) {
+	p := s.users.Progress()
+	body := readiness{Done: p.Done, Total: p.Total, ElapsedSeconds: p.Elapsed.Seconds()}
+	select {
+	case <-s.users.Ready():
+		body.Ready = true
+		body.Users = ptr(s.users.Len())
+		writeJSON(w, http.StatusOK, body)
+	default:
+		if e := s.restoreErr.Load(); e != nil {
+			body.Error = *e
+		}
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, body)
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorResponse{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// accessLog logs every request once it is answered.
+func (s *server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		level := slog.LevelInfo
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+			level = slog.LevelDebug
+		}
+		s.log.LogAttrs(r.Context(), level, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", ww.Status()),
+			slog.Int("bytes", ww.BytesWritten()),
+			slog.Duration("duration", time.Since(start)))
+	})
+}

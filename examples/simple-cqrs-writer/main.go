@@ -1,0 +1,283 @@
+// Command simple-cqrs-writer is a command service for users, the example to
+// start from: it restores its users from a Kafka topic at start-up, keeps
+// them in memory, and appends the events of each command to the topic,
+// waiting for Kafka's acknowledgement, before it answers.
+//
+// HTTP on :PORT (default 4000):
+//
+//	POST   /                 {"type":"CreateUserCommand","first_name":"Ada","last_name":"Lovelace"}
+//	                         {"type":"UpdateUserCommand","id":"…","first_name":"…","last_name":"…","expected_version":1}
+//	                         {"type":"DeleteUserCommand","id":"…","expected_version":2}
+//	POST   /users            {"first_name":"Ada","last_name":"Lovelace"}        → 201
+//	PUT    /users/{id}       {"first_name":"…","last_name":"…"} [If-Match: "N"] → 200
+//	DELETE /users/{id}       [If-Match: "N"]                                    → 200
+//	GET    /users/{id}       → 200 {"id","first_name","last_name","version"}
+//	GET    /healthz, /readyz (503 with restore progress until restored), /metrics
+//
+// Configuration comes from the environment: the KAFKA_* variables of
+// kafka.FromEnv (KAFKA_BROKERS, KAFKA_TIMEOUT, SASL/TLS, KAFKA_PROPERTY_*),
+// KAFKA_TOPIC (default users, created with 6 partitions if missing), PORT
+// (default 4000; 0 picks a free port, logged as "listening"), LOG_FORMAT
+// (text or json), LOG_LEVEL (debug, info, warn, error) and STARTUP_TIMEOUT
+// (default 5s: how long to wait for a first answer from Kafka).
+//
+// SIGINT or SIGTERM stops accepting connections, lets the commands in flight
+// finish, flushes the producer and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/kafka"
+	"github.com/rehydrate/rehydrate/repository"
+)
+
+const (
+	defaultTopic      = "users"
+	defaultPort       = "4000"
+	topicPartitions   = 6
+	defaultKafkaWait  = 10 * time.Second // kafka.Config's default Timeout
+	minShutdownPeriod = 15 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log, err := newLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "simple-cqrs-writer:", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, log); err != nil {
+		log.Error("simple-cqrs-writer stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	kafka          kafka.Config
+	addr           string
+	startupTimeout time.Duration
+	// inMemoryBroker is set by `make run` when it started devkafka.
+	inMemoryBroker bool
+}
+
+func loadConfig() (config, error) {
+	kc, err := kafka.FromEnv()
+	if err != nil {
+		return config{}, err
+	}
+	if kc.Topic == "" {
+		kc.Topic = defaultTopic
+	}
+	if kc.Timeout == 0 {
+		kc.Timeout = defaultKafkaWait
+	}
+	c := config{kafka: kc, startupTimeout: 5 * time.Second, inMemoryBroker: os.Getenv("KAFKA_IN_MEMORY") != ""}
+	port := envOr("PORT", defaultPort)
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return config{}, fmt.Errorf("PORT %q: want a port number", port)
+	}
+	c.addr = ":" + strconv.FormatUint(n, 10)
+	if s := os.Getenv("STARTUP_TIMEOUT"); s != "" {
+		if c.startupTimeout, err = time.ParseDuration(s); err != nil || c.startupTimeout <= 0 {
+			return config{}, fmt.Errorf("STARTUP_TIMEOUT %q: want a positive Go duration such as 5s", s)
+		}
+	}
+	return c, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if level != "" {
+		if err := lv.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("LOG_LEVEL %q: %w", level, err)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
+}
+
+// run serves until ctx ends (a signal), then shuts down in order: the HTTP
+// server (commands in flight finish), the restore if still running, then
+// the provider, which flushes.
+func run(ctx context.Context, log *slog.Logger) (err error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	cfg.kafka.Logger = log.With("component", "kafka")
+	if cfg.inMemoryBroker {
+		warnInMemory(log, cfg.kafka.Brokers)
+	}
+	p, err := kafka.New(cfg.kafka)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Close waits for appends in flight; after a clean HTTP shutdown
+		// there are none left, so this flushes nothing but says so.
+		if cerr := p.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close kafka provider: %w", cerr))
+		} else if err == nil {
+			log.Info("stopped: every acknowledged command is in Kafka")
+		}
+	}()
+
+	log.Info("connecting to Kafka", "brokers", cfg.kafka.Brokers, "topic", cfg.kafka.Topic)
+	if err := ensureTopic(ctx, p, cfg); err != nil {
+		return err
+	}
+
+	repo, err := newRepository(p, log.With("component", "repository"), func(pr repository.Progress) {
+		log.Info("restoring", "done", pr.Done, "total", pr.Total, "events_per_second", int64(pr.EventsPerSecond()))
+	})
+	if err != nil {
+		return err
+	}
+	m := newMetrics(repo)
+	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second}
+	httpServer := &http.Server{
+		Handler: srv.routes(),
+		// Slow clients cannot hold connections open (slowloris): headers
+		// within 5 s, the whole body within 15 s.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		// Long enough for a command that waits the whole Kafka timeout.
+		WriteTimeout: srv.timeout + 10*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- httpServer.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+
+	// Restore after the server listens, so /readyz reports progress.
+	restoreCtx, cancelRestore := context.WithCancel(ctx)
+	defer cancelRestore()
+	restored := make(chan error, 1)
+	go func() { restored <- restore(restoreCtx, repo, srv, log) }()
+
+	var fatal error
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			log.Info("signal received: shutting down")
+			waiting = false
+		case err := <-served:
+			fatal, waiting = fmt.Errorf("http server: %w", err), false
+		case err := <-restored:
+			restored = nil // done: keep serving
+			if err != nil {
+				fatal, waiting = err, false
+			}
+		}
+	}
+
+	// Stop accepting, and wait for the commands in flight: each has its
+	// own timeout, shorter than this.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), max(minShutdownPeriod, srv.timeout+3*time.Second))
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		fatal = errors.Join(fatal, fmt.Errorf("http shutdown: %w", err))
+	}
+	cancelRestore()
+	if restored != nil {
+		<-restored
+	}
+	return fatal
+}
+
+// ensureTopic creates the topic if it is missing, and fails within the
+// start-up timeout when no broker answers, instead of hanging.
+func ensureTopic(ctx context.Context, p *kafka.Provider, cfg config) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
+	defer cancel()
+	err := p.EnsureTopic(ctx, kafka.TopicSpec{Partitions: topicPartitions})
+	if errors.Is(err, provider.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no Kafka broker answered at %s within %v: start one with `make kafka-up` "+
+			"(or `make run`, which starts one), or point KAFKA_BROKERS at yours: %w",
+			cfg.kafka.Brokers, cfg.startupTimeout, err)
+	}
+	if err != nil {
+		return fmt.Errorf("topic %s: %w", cfg.kafka.Topic, err)
+	}
+	return nil
+}
+
+// restore restores the users. A record it cannot apply (undecodable, of an
+// unknown type, a version gap: an *event.RecordError naming partition and
+// offset) needs a human: it is returned and the service stops rather than
+// serve half a state. Anything else is the broker's (unreachable, a
+// partition without a leader yet, …) and is retried with backoff, reported
+// by /readyz meanwhile.
+func restore(ctx context.Context, repo *repository.Repository[User], srv *server, log *slog.Logger) error {
+	backoff := 500 * time.Millisecond
+	for {
+		stats, err := repo.Restore(ctx)
+		if err == nil {
+			srv.restoreErr.Store(nil)
+			srv.metrics.restoreSeconds.Set(stats.Duration.Seconds())
+			log.Info("restored: ready", "events", stats.Events, "users", repo.Len(),
+				"duration", stats.Duration, "events_per_second", int64(stats.EventsPerSecond()),
+				"duplicates", stats.Duplicates)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if bad := (*event.RecordError)(nil); errors.As(err, &bad) {
+			return fmt.Errorf("restore: %w", err)
+		}
+		msg := err.Error()
+		srv.restoreErr.Store(&msg)
+		srv.metrics.restoreAttempts.Inc()
+		log.Warn("restore failed, retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func warnInMemory(log *slog.Logger, brokers string) {
+	banner := strings.Repeat("!", 78)
+	log.Warn(banner)
+	log.Warn("KAFKA_IN_MEMORY: the broker at " + brokers + " is devkafka, an in-memory Kafka-protocol broker (kfake).")
+	log.Warn("Restarting this writer restores its users from it, but NOTHING SURVIVES A RESTART OF devkafka itself.")
+	log.Warn("A reader can use it: KAFKA_BROKERS=" + brokers + " make run-reader")
+	log.Warn(banner)
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rehydrate/rehydrate/repository"
+)
+
+// metrics are the writer's Prometheus metrics, on a registry of their own
+// (never the global one: a library or a test must not see them).
+type metrics struct {
+	reg             *prometheus.Registry
+	commands        *prometheus.CounterVec
+	appendSeconds   *prometheus.HistogramVec
+	restoreSeconds  prometheus.Gauge
+	restoreAttempts prometheus.Counter
+}
+
+func newMetrics(repo *repository.Repository[User]) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "users_commands_total",
+			Help: "Commands by command (create, update, delete, unknown) and result (ok, unchanged, bad_request, too_large, not_found, conflict, invalid, not_ready, unavailable, outcome_unknown, unresolved, error).",
+		}, []string{"command", "result"}),
+		appendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "users_append_duration_seconds",
+			Help:    "Time from a command's start to Kafka's acknowledgement of its events, for commands that appended.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms … 16 s
+		}, []string{"command"}),
+		restoreSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rehydrate_restore_duration_seconds",
+			Help: "Duration of the successful restore.",
+		}),
+		restoreAttempts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rehydrate_restore_failures_total",
+			Help: "Restores that failed with a transient error and were retried.",
+		}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.commands, m.appendSeconds, m.restoreSeconds, m.restoreAttempts,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rehydrate_restore_done_events",
+			Help: "Events restored so far.",
+		}, func() float64 { return float64(repo.Progress().Done) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rehydrate_restore_total_events",
+			Help: "Events to restore: the topic's size when the restore began.",
+		}, func() float64 { return float64(repo.Progress().Total) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rehydrate_ready",
+			Help: "1 once the restore has succeeded and commands are served.",
+		}, func() float64 {
+			select {
+			case <-repo.Ready():
+				return 1
+			default:
+				return 0
+			}
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "users_current",
+			Help: "Users in memory, deleted ones excluded.",
+		}, func() float64 { return float64(repo.Len()) }),
+	)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+func (m *metrics) command(command, result string) {
+	m.commands.WithLabelValues(command, result).Inc()
+}
+
+func (m *metrics) appended(command string, d time.Duration) {
+	m.appendSeconds.WithLabelValues(command).Observe(d.Seconds())
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/repository"
+)
+
+// User is the aggregate: the write model the commands decide on.
+type User struct {
+	FirstName string
+	LastName  string
+}
+
+// newRepository wires the users aggregate to the event log: one handler per
+// event type, UserDeleted deleting.
+func newRepository(p provider.Provider, log *slog.Logger, progress func(repository.Progress)) (*repository.Repository[User], error) {
+	reg, err := users.Registry()
+	if err != nil {
+		return nil, err
+	}
+	opts := []repository.Option{
+		repository.On(func(u *User, e users.Created) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
+		repository.On(func(u *User, e users.Modified) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
+		repository.Deletes[users.Deleted](),
+		repository.WithAggregateType(users.AggregateType),
+		repository.WithLogger(log),
+	}
+	if progress != nil {
+		opts = append(opts, repository.WithProgress(time.Second, progress))
+	}
+	return repository.New[User](p, reg, opts...)
+}
+
+// The commands. Each decides from the current state which events happen;
+// the repository validates them (users.ValidateNames, through the payloads'
+// Validate methods), appends them and only then applies them.
+
+func createUser(first, last string) repository.Command[User] {
+	return func(User) ([]any, error) {
+		return []any{users.Created{FirstName: users.Normalize(first), LastName: users.Normalize(last)}}, nil
+	}
+}
+
+// updateUser appends nothing when both names are already the ones asked
+// for: the command succeeds at the current version, and the log holds only
+// changes.
+func updateUser(first, last string) repository.Command[User] {
+	return func(u User) ([]any, error) {
+		first, last := users.Normalize(first), users.Normalize(last)
+		if first == u.FirstName && last == u.LastName {
+			return nil, nil
+		}
+		return []any{users.Modified{FirstName: first, LastName: last}}, nil
+	}
+}
+
+func deleteUser() repository.Command[User] {
+	return func(User) ([]any, error) { return []any{users.Deleted{}}, nil }
+}
