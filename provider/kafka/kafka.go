@@ -26,6 +26,7 @@ type Provider struct {
 	admin    *ckafka.AdminClient
 	log      *slog.Logger
 
+	errLog  logLimiter
 	mu      sync.RWMutex // held for reading by Append while it produces, so Close waits
 	closed  bool
 	pending sync.WaitGroup // appends waiting for delivery reports
@@ -129,7 +130,7 @@ func (p *Provider) deliveries() {
 		case ckafka.Error:
 			if e.IsFatal() {
 				p.log.Error("kafka producer fatal error: appends fail until the provider is recreated", "err", e)
-			} else {
+			} else if p.errLog.allow(e.Code()) {
 				p.log.Warn("kafka producer error", "err", e)
 			}
 		}
@@ -281,6 +282,41 @@ func (p *Provider) Partitions(ctx context.Context) ([]provider.Partition, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
+	// Leadership moves (a new topic, a broker restart) answer with
+	// retriable errors for a moment: retry them within the timeout.
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		ps, err := p.partitions(ctx)
+		if err == nil || !retriable(err) {
+			return ps, err
+		}
+		p.log.Debug("kafka: partitions: retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			if errors.Is(err, provider.ErrUnavailable) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: still failing after %v: %w", provider.ErrUnavailable, p.cfg.Timeout, err)
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// retriable reports whether err is a client error worth another try.
+func retriable(err error) bool {
+	var ke ckafka.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	switch ke.Code() {
+	case ckafka.ErrNotLeaderForPartition, ckafka.ErrLeaderNotAvailable, ckafka.ErrUnknownTopicOrPart,
+		ckafka.ErrNotCoordinator, ckafka.ErrRequestTimedOut, ckafka.ErrTransport,
+		ckafka.ErrAllBrokersDown, ckafka.ErrTimedOut:
+		return true
+	}
+	return ke.IsRetriable()
+}
+
+func (p *Provider) partitions(ctx context.Context) ([]provider.Partition, error) {
 	ids, err := p.partitionIDs(ctx)
 	if err != nil {
 		return nil, err

@@ -268,12 +268,16 @@ func (r *reader) clientError(e ckafka.Error) error {
 	case ckafka.ErrTransport, ckafka.ErrAllBrokersDown, ckafka.ErrTimedOut, ckafka.ErrResolve,
 		ckafka.ErrIntr, ckafka.ErrNetworkException, ckafka.ErrNotLeaderForPartition,
 		ckafka.ErrLeaderNotAvailable, ckafka.ErrBrokerNotAvailable:
-		// Transient: librdkafka retries; idle() gives up after the timeout.
-		r.p.log.Warn("kafka read: transient error", "err", e)
+		// Transient: librdkafka retries; check() gives up after the timeout.
+		if r.p.errLog.allow(e.Code()) {
+			r.p.log.Warn("kafka read: transient error", "err", e)
+		}
 		return nil
 	}
 	if e.IsRetriable() {
-		r.p.log.Warn("kafka read: retriable error", "err", e)
+		if r.p.errLog.allow(e.Code()) {
+			r.p.log.Warn("kafka read: retriable error", "err", e)
+		}
 		return nil
 	}
 	return fmt.Errorf("kafka: read %s: %w", r.p.cfg.Topic, e)

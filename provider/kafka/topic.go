@@ -16,7 +16,8 @@ type TopicSpec struct {
 }
 
 // EnsureTopic creates the provider's topic if it does not exist and waits,
-// bounded by ctx and the configured Timeout, until its partitions are visible.
+// bounded by ctx and the configured Timeout, until its partitions have
+// leaders that answer offset queries.
 // An existing topic is left as it is, whatever its partition count.
 func (p *Provider) EnsureTopic(ctx context.Context, spec TopicSpec) error {
 	if spec.Partitions < 1 {
@@ -43,12 +44,12 @@ func (p *Provider) EnsureTopic(ctx context.Context, spec TopicSpec) error {
 		}
 	}
 	for {
-		if ids, err := p.partitionIDs(ctx); err == nil && len(ids) > 0 {
+		if ps, err := p.partitions(ctx); err == nil && len(ps) > 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return p.brokerError("create topic", fmt.Errorf("partitions not visible: %w", ctx.Err()))
+			return p.brokerError("create topic", fmt.Errorf("partitions not ready: %w", ctx.Err()))
 		case <-time.After(50 * time.Millisecond): // polling metadata, bounded by ctx
 		}
 	}
