@@ -47,12 +47,9 @@ run: ## start Kafka if none answers (Docker, else docker/kafka-local, else in-me
 run-reader: ## the example reader (projection) on :4001, on the same Kafka as make run
 	@KAFKA_MODE=$(KAFKA_MODE) GO=$(GO) bash examples/run.sh reader
 
-bench: ## run the benchmark harness (./bench) when it exists
-	@if [ -d bench ]; then \
-		KAFKA_BROKERS="$${KAFKA_BROKERS:-$(KAFKA_ADDR)}" $(GO) run ./bench; \
-	else \
-		echo "no ./bench yet"; \
-	fi
+bench: ## the benchmark harness: seeds its own topics, prints the tables, writes bench/results/ (starts Kafka if none answers)
+	@if [ -z "$${KAFKA_BROKERS:-}" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$(KAFKA_PORT)") 2>/dev/null; then $(MAKE) --no-print-directory kafka-up; fi
+	KAFKA_BROKERS="$${KAFKA_BROKERS:-$(KAFKA_ADDR)}" $(GO) run ./bench $(BENCH_FLAGS)
 
 kafka-up: ## start a single-node Kafka on 127.0.0.1:$KAFKA_PORT, default 9092 (Docker if it answers, else docker/kafka-local)
 	@if [ "$(KAFKA_BACKEND)" = docker ]; then \

@@ -15,6 +15,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -26,6 +27,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +56,7 @@ type config struct {
 	keep        bool // keep the seeded topics, for profiling with -child
 	cpuProfile  string
 	props       map[string]string // extra librdkafka consumer properties, for tuning
+	repeat      int               // restore runs per measurement; the median is reported
 }
 
 func main() {
@@ -70,6 +73,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "time per command measurement")
 	flag.IntVar(&cfg.batchSize, "batch", 0, "restore batch size (0: the provider's default)")
 	flag.BoolVar(&cfg.isolate, "isolate", true, "run each restore in a child process (per-phase peak RSS)")
+	flag.IntVar(&cfg.repeat, "repeat", 3, "runs of each restore measurement; the median is reported (shared machines are noisy)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the seeded topics (to profile a -child run on them)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "internal: write the child's CPU profile here")
 	props := flag.String("props", "", "extra librdkafka properties k=v,k=v for every consumer (bare and provider)")
@@ -121,6 +125,7 @@ func (cfg config) quickened() config {
 	cfg.scaling = []int{20_000, 50_000, 100_000}
 	cfg.concurrency = []int{1, 16, 64}
 	cfg.duration = time.Second
+	cfg.repeat = 1
 	return cfg
 }
 
@@ -167,8 +172,27 @@ func runChild(ctx context.Context, cfg config, what, topic, codecName string) (r
 	return restoreResult{}, fmt.Errorf("unknown child %q", what)
 }
 
-// measure runs one restore measurement, in a child process when isolating.
+// measure runs a restore measurement cfg.repeat times and returns the run of
+// median duration, with the highest peak RSS of all runs.
 func measure(ctx context.Context, cfg config, what, topic, codec string) (restoreResult, error) {
+	var runs []restoreResult
+	for range max(cfg.repeat, 1) {
+		res, err := measureOnce(ctx, cfg, what, topic, codec)
+		if err != nil {
+			return res, err
+		}
+		runs = append(runs, res)
+	}
+	slices.SortFunc(runs, func(a, b restoreResult) int { return cmp.Compare(a.Seconds, b.Seconds) })
+	median := runs[len(runs)/2]
+	for _, r := range runs {
+		median.PeakRSSMB = max(median.PeakRSSMB, r.PeakRSSMB)
+	}
+	return median, nil
+}
+
+// measureOnce runs one restore measurement, in a child process when isolating.
+func measureOnce(ctx context.Context, cfg config, what, topic, codec string) (restoreResult, error) {
 	if !cfg.isolate {
 		return runChild(ctx, cfg, what, topic, codec)
 	}

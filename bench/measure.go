@@ -40,8 +40,11 @@ func bareConsume(ctx context.Context, brokers, topic string, props map[string]st
 	if err != nil {
 		return restoreResult{}, err
 	}
+	defer p.Close()
+	// The clock covers what a restore's covers: querying the end offsets,
+	// creating the consumer, reading.
+	start := time.Now()
 	ps, err := p.Partitions(ctx)
-	p.Close()
 	if err != nil {
 		return restoreResult{}, err
 	}
@@ -59,7 +62,6 @@ func bareConsume(ctx context.Context, brokers, topic string, props map[string]st
 		return restoreResult{}, err
 	}
 	defer c.Close()
-	start := time.Now()
 	ends := map[int32]int64{}
 	var assign []ckafka.TopicPartition
 	for _, part := range ps {

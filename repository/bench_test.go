@@ -24,3 +24,11 @@ func BenchmarkRestoreMemory1M(b *testing.B) {
 }
 
 func newMemoryB(partitions int) (*memory.Provider, error) { return memory.New(partitions) }
+
+func BenchmarkRestoreMemory200k(b *testing.B) {
+	p, err := newMemoryB(6)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt.BenchmarkRestore(b, p, 200_000)
+}
