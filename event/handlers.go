@@ -23,6 +23,9 @@ func NewHandlers(reg *Registry, skipUnknown bool) *Handlers {
 
 // On adds fn as the handler of events of type T, which must be registered.
 func On[T any](h *Handlers, fn func(env *Envelope, e T) error) error {
+	if reflect.TypeFor[T]().Kind() == reflect.Pointer {
+		return fmt.Errorf("event: handler for %v: take the event by value, not by pointer", reflect.TypeFor[T]())
+	}
 	name, err := h.reg.TypeName(reflect.Zero(reflect.TypeFor[T]()).Interface())
 	if err != nil {
 		return err

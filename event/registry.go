@@ -131,12 +131,21 @@ func (r *Registry) lookupType(payload any) (*typeInfo, error) {
 	return t, nil
 }
 
-// Validate runs payload's Validate method, if it has one, and wraps a failure
-// in ErrInvalid.
+// Validate runs payload's Validate method, if it has one (on the value or on
+// a pointer to it), and wraps a failure in ErrInvalid.
 func Validate(payload any) error {
 	v, ok := payload.(Validator)
 	if !ok {
-		return nil
+		// A value payload whose Validate has a pointer receiver.
+		rv := reflect.ValueOf(payload)
+		if !rv.IsValid() || rv.Kind() == reflect.Pointer {
+			return nil
+		}
+		ptr := reflect.New(rv.Type())
+		ptr.Elem().Set(rv)
+		if v, ok = ptr.Interface().(Validator); !ok {
+			return nil
+		}
 	}
 	if err := v.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)

@@ -192,3 +192,93 @@ func TestCancelledRestoreReturnsTheContextError(t *testing.T) {
 	_, _, err = r.Get("acct-0")
 	require.ErrorIs(t, err, repository.ErrNotReady)
 }
+
+// cancellingProvider cancels the restore's context once its read is done,
+// as a signal arriving at that moment would.
+type cancellingProvider struct {
+	provider.Provider
+	cancel context.CancelFunc
+}
+
+func (c *cancellingProvider) Read(ctx context.Context, ranges []provider.Range, batchSize int, fn func(provider.Batch) error) error {
+	err := c.Provider.Read(ctx, ranges, batchSize, fn)
+	c.cancel()
+	return err
+}
+
+func TestRestoreErrorSurvivesALateCancel(t *testing.T) {
+	mem := newMemory(t, 1)
+	appendRaw(t, mem,
+		rawEvent(t, "a", 1, rt.Opened{Owner: "x"}),
+		rawEvent(t, "a", 2, rt.Deposited{Amount: 1}),
+		rawEvent(t, "a", 4, rt.Deposited{Amount: 1})) // a gap
+	ctx, cancel := context.WithCancel(t.Context())
+	r := rt.NewRepository(t, &cancellingProvider{Provider: mem, cancel: cancel})
+	_, err := r.Restore(ctx)
+	require.Error(t, err, "a version gap is never hidden by a cancelled context")
+	_, _, err = r.Get("a")
+	assert.ErrorIs(t, err, repository.ErrNotReady)
+}
+
+func TestRefusedCreatesLeaveNothingBehind(t *testing.T) {
+	mem := newMemory(t, 2)
+	f := &faultyProvider{Provider: mem}
+	r := rt.Restored(t, f)
+	ctx := t.Context()
+	for i := range 100 {
+		_, err := r.Create(ctx, fmt.Sprint("bad-", i), func(rt.Account) ([]any, error) { return nil, errTest })
+		require.ErrorIs(t, err, errTest)
+		_, err = r.Create(ctx, fmt.Sprint("invalid-", i), rt.Deposit(0))
+		require.ErrorIs(t, err, event.ErrInvalid)
+		f.set(func(f *faultyProvider) { f.appendFault = refused })
+		_, err = r.Create(ctx, fmt.Sprint("refused-", i), rt.Open("x"))
+		require.ErrorIs(t, err, provider.ErrUnavailable)
+	}
+	n := 0
+	r.Range(func(string, rt.Account, uint64) bool { n++; return true })
+	assert.Zero(t, n)
+	// The ids are free: a later Create of one succeeds.
+	_, err := r.Create(ctx, "refused-1", rt.Open("x"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, r.Len())
+}
+
+// slowProvider holds the appends of aggregate "slow" until released.
+type slowProvider struct {
+	provider.Provider
+	holding, release chan struct{}
+}
+
+func (s *slowProvider) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
+	if string(records[0].Key) == "slow" {
+		s.holding <- struct{}{}
+		<-s.release
+	}
+	return s.Provider.Append(ctx, records)
+}
+
+func TestASlowAppendBlocksOnlyItsAggregate(t *testing.T) {
+	mem := newMemory(t, 1)
+	appendRaw(t, mem, rawEvent(t, "slow", 1, rt.Opened{Owner: "x"}), rawEvent(t, "other", 1, rt.Opened{Owner: "y"}))
+	s := &slowProvider{Provider: mem, holding: make(chan struct{}), release: make(chan struct{})}
+	r := rt.Restored(t, s)
+	slowDone := make(chan error, 1)
+	go func() {
+		_, err := r.Execute(context.Background(), "slow", rt.Deposit(1))
+		slowDone <- err
+	}()
+	<-s.holding // the append of "slow" is in flight, under its lock
+
+	lenDone := make(chan int, 1)
+	go func() { lenDone <- r.Len() }() // waits for "slow"
+
+	// Meanwhile the rest of the partition serves.
+	_, err := r.Create(t.Context(), "new", rt.Open("z"))
+	require.NoError(t, err, "a create in the same partition goes through")
+	_, _, err = r.Get("other")
+	require.NoError(t, err, "a reader of another aggregate is not held up")
+
+	close(s.release)
+	require.NoError(t, <-slowDone)
+	assert.Equal(t, 3, <-lenDone)
+}

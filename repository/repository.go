@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -86,6 +87,7 @@ type entry[A any] struct {
 	offset  int64  // of the last event applied; -1 for none
 	deleted bool
 	written bool // this instance appended events of the aggregate
+	removed bool // dropped from its partition's map: look it up again
 	// unresolved is set while an append's outcome is unknown: its records,
 	// if written, are after this offset.
 	unresolved *int64
@@ -111,6 +113,10 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 	var errs []error
 	for _, h := range r.settings.handlers {
 		spec, ok := h.(handlerSpec[A])
+		if ok && spec.eventType.Kind() == reflect.Pointer {
+			errs = append(errs, fmt.Errorf("repository: handler for %v: take the event by value, not by pointer", spec.eventType))
+			continue
+		}
 		if !ok {
 			errs = append(errs, fmt.Errorf("repository: a handler is for aggregate type %s, not %s",
 				reflect.TypeOf(h).String(), reflect.TypeFor[A]()))
@@ -160,20 +166,54 @@ func (pt *partition[A]) get(id string) *entry[A] {
 	return pt.aggs[id]
 }
 
-func (pt *partition[A]) getOrCreate(id string) *entry[A] {
-	if e := pt.get(id); e != nil {
-		return e
+// lock returns the entry of id, locked, creating it if create is set; nil if
+// it does not exist and create is not set. An entry removed while we waited
+// for its lock is not returned: the lookup starts again.
+func (pt *partition[A]) lock(id string, create bool) *entry[A] {
+	for {
+		e := pt.get(id)
+		if e == nil {
+			if !create {
+				return nil
+			}
+			pt.mu.Lock()
+			if e = pt.aggs[id]; e == nil {
+				e = &entry[A]{offset: -1}
+				// id may share memory with a whole record's strings:
+				// keep only its own bytes while the aggregate lives.
+				pt.aggs[strings.Clone(id)] = e
+			}
+			pt.mu.Unlock()
+		}
+		e.mu.Lock()
+		if !e.removed {
+			return e
+		}
+		e.mu.Unlock()
 	}
+}
+
+// removeIfUnborn drops a locked entry that a failed Create left behind, so
+// that refused requests do not grow memory. Lock order: entry, then partition.
+func (pt *partition[A]) removeIfUnborn(id string, e *entry[A]) {
+	if e.version != 0 || e.unresolved != nil {
+		return
+	}
+	e.removed = true
 	pt.mu.Lock()
-	defer pt.mu.Unlock()
-	e, ok := pt.aggs[id]
-	if !ok {
-		e = &entry[A]{offset: -1}
-		// id may share memory with a whole record's strings: keep only
-		// its own bytes for as long as the aggregate lives.
-		pt.aggs[strings.Clone(id)] = e
+	if pt.aggs[id] == e {
+		delete(pt.aggs, id)
 	}
-	return e
+	pt.mu.Unlock()
+}
+
+// entries returns the partition's entries at this moment. Callers lock each
+// one without holding the partition's lock, which an entry's lock may wait
+// behind (an append in flight holds its entry's lock).
+func (pt *partition[A]) entries() map[string]*entry[A] {
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	return maps.Clone(pt.aggs)
 }
 
 func (r *Repository[A]) copyOf(s *A) A {
@@ -193,11 +233,10 @@ func (r *Repository[A]) Get(id string) (A, uint64, error) {
 	if !r.isReady() {
 		return zero, 0, ErrNotReady
 	}
-	e := r.partitionOf(id).get(id)
+	e := r.partitionOf(id).lock(id, false)
 	if e == nil {
 		return zero, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.mustExist(id); err != nil {
 		return zero, 0, err
@@ -215,38 +254,25 @@ func (e *entry[A]) mustExist(id string) error {
 	return nil
 }
 
-// Len returns the number of aggregates, deleted ones excluded.
+// Len returns the number of aggregates, deleted ones excluded; 0 before the
+// restore.
 func (r *Repository[A]) Len() int {
 	n := 0
-	for _, pt := range r.parts {
-		pt.mu.RLock()
-		for _, e := range pt.aggs {
-			e.mu.Lock()
-			if e.version > 0 && !e.deleted {
-				n++
-			}
-			e.mu.Unlock()
-		}
-		pt.mu.RUnlock()
-	}
+	r.Range(func(string, A, uint64) bool { n++; return true })
 	return n
 }
 
 // Range calls fn with a copy of each aggregate (deleted ones excluded) until
 // fn returns false. Aggregates are visited one at a time under their lock; the
-// set may change while Range runs.
+// set may change while Range runs. Before the restore it visits nothing.
 func (r *Repository[A]) Range(fn func(id string, state A, version uint64) bool) {
+	if !r.isReady() {
+		return
+	}
 	for _, pt := range r.parts {
-		pt.mu.RLock()
-		ids := make([]string, 0, len(pt.aggs))
-		for id := range pt.aggs {
-			ids = append(ids, id)
-		}
-		pt.mu.RUnlock()
-		for _, id := range ids {
-			e := pt.get(id)
+		for id, e := range pt.entries() {
 			e.mu.Lock()
-			ok := e.version > 0 && !e.deleted
+			ok := e.version > 0 && !e.deleted && !e.removed
 			var s A
 			v := e.version
 			if ok {
@@ -275,11 +301,12 @@ func (r *Repository[A]) Create(ctx context.Context, id string, cmd Command[A], o
 //   - ErrNotFound (missing or deleted id), ErrNotReady, a *ConcurrencyError
 //     (with ExpectVersion), event.ErrInvalid (a payload's Validate failed),
 //     event.ErrUnknownType, or cmd's own error: nothing was appended;
-//   - provider.ErrOutcomeUnknown: the events may have been written. The
+//   - provider.ErrOutcomeUnknown (checked first: it may come with
+//     provider.ErrUnavailable): the events may have been written. The
 //     aggregate takes no command until the repository has read its
 //     partition to find out, which the next command for it does first;
-//   - other provider errors (provider.ErrUnavailable, …): nothing was
-//     written.
+//   - other provider errors (provider.ErrUnavailable without
+//     ErrOutcomeUnknown, …): nothing was written.
 func (r *Repository[A]) Execute(ctx context.Context, id string, cmd Command[A], opts ...ExecOption) (Result, error) {
 	return r.execute(ctx, id, false, cmd, opts)
 }
@@ -296,14 +323,14 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 		o.applyExec(&es)
 	}
 	pt := r.partitionOf(id)
-	var e *entry[A]
-	if create {
-		e = pt.getOrCreate(id)
-	} else if e = pt.get(id); e == nil {
+	e := pt.lock(id, create)
+	if e == nil {
 		return Result{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
+	if create {
+		defer pt.removeIfUnborn(id, e) // runs before the unlock
+	}
 	if e.unresolved != nil {
 		if err := r.resolve(ctx, pt, id, e); err != nil {
 			return Result{}, err

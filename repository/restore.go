@@ -124,8 +124,13 @@ func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
 	return stats, nil
 }
 
-// Stats returns the statistics of the successful restore.
-func (r *Repository[A]) Stats() Stats { return r.stats }
+// Stats returns the statistics of the successful restore; zero before.
+func (r *Repository[A]) Stats() Stats {
+	if !r.isReady() {
+		return Stats{}
+	}
+	return r.stats
+}
 
 func (r *Repository[A]) restore(ctx context.Context) (Stats, error) {
 	ps, err := r.p.Partitions(ctx)
@@ -161,12 +166,16 @@ func (r *Repository[A]) restore(ctx context.Context) (Stats, error) {
 	defer cancel(nil)
 	queues := make([]chan provider.Batch, workers)
 	counts := make([]readCounts, workers)
+	// applyErr keeps the first worker's error whatever happens to ctx: a
+	// parent context cancelled after the read must not hide it.
+	var applyErr atomic.Pointer[error]
 	var wg sync.WaitGroup
 	for w := range workers {
 		queues[w] = make(chan provider.Batch, 4)
 		wg.Go(func() {
 			for b := range queues[w] {
 				if err := r.applyBatch(r.parts[b.Partition], b, &counts[w], false); err != nil {
+					applyErr.CompareAndSwap(nil, &err)
 					cancel(err)
 					for range queues[w] { // drain so the reader never blocks
 					}
@@ -195,8 +204,8 @@ func (r *Repository[A]) restore(ctx context.Context) (Stats, error) {
 		stats.Skipped += c.skipped
 		stats.Bytes += c.bytes
 	}
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return stats, fmt.Errorf("repository: restore: %w", cause)
+	if err := applyErr.Load(); err != nil {
+		return stats, fmt.Errorf("repository: restore: %w", *err)
 	}
 	if readErr != nil {
 		return stats, fmt.Errorf("repository: restore: %w", readErr)
@@ -269,8 +278,7 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *read
 			"aggregate %s belongs in partition %d (murmur2 of the key), not %d: the writer used another partitioner",
 			env.AggregateID, want, pt.id)}
 	}
-	e := pt.getOrCreate(env.AggregateID)
-	e.mu.Lock()
+	e := pt.lock(env.AggregateID, true)
 	defer e.mu.Unlock()
 	applied, err := r.applyEnvelope(e, &env, payload, follow)
 	if err != nil {
