@@ -13,6 +13,7 @@ KAFKA_MODE          ?= auto
 COMPOSE_FILE        := docker/docker-compose.yml
 KAFKA_LOCAL         := bash docker/kafka-local
 STATICCHECK_VERSION := v0.8.2
+FUZZTIME            ?= 30s
 KAFKA_PORT          ?= 9092
 KAFKA_ADDR          := 127.0.0.1:$(KAFKA_PORT)
 export KAFKA_PORT
@@ -24,7 +25,7 @@ KAFKA_BACKEND = $(shell \
 	else echo local; fi)
 COMPOSE = docker compose -f $(COMPOSE_FILE)
 
-.PHONY: help test test-faults vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
+.PHONY: help test test-faults test-security fuzz vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +35,18 @@ test: ## go vet + go test -race against a real Kafka (starts/stops one when KAFK
 
 test-faults: ## the fault tests (internal/faults) on a three-broker Kafka they may crash (docker/kafka-local --brokers 3)
 	@bash scripts/test-faults.sh
+
+test-security: ## TLS, SASL/SCRAM and ACL tests of provider/kafka on a secured node (docker/kafka-local start --secure, ports 9592-9594)
+	@bash scripts/test-security.sh
+
+fuzz: ## every fuzz target (func FuzzX in a _test.go), one after the other, for FUZZTIME each (default 30s)
+	@grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=tmp --exclude-dir=testdata '^func Fuzz' . | sort | \
+	while read -r file; do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			echo "== $$name ($$(dirname "$$file"), $(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "./$$(dirname "$${file#./}")" </dev/null; \
+		done; \
+	done
 
 vet: ## go vet ./...
 	$(GO) vet ./...

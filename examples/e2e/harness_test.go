@@ -216,13 +216,23 @@ var client = &http.Client{
 // call sends a request and returns the status and body; err is a transport
 // failure (the service unreachable or gone).
 func (s *service) call(method, path, body string, header map[string]string) (int, []byte, error) {
+	resp, b, err := s.do(method, path, body, header)
+	if resp == nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, b, err
+}
+
+// do is call for a test that needs the response's headers too; the
+// response's body is read and closed.
+func (s *service) do(method, path, body string, header map[string]string) (*http.Response, []byte, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(context.Background(), method, s.url+path, r)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -232,11 +242,11 @@ func (s *service) call(method, path, body string, header map[string]string) (int
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return resp, b, err
 }
 
 // mustCall is call for requests that must reach the service.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +47,10 @@ type server struct {
 	timeout time.Duration
 	// restoreErr is the last restore failure while the restore retries.
 	restoreErr atomic.Pointer[string]
+	// tokenSum is the SHA-256 of WRITER_TOKEN, nil when it is unset.
+	// Comparing digests rather than the tokens keeps the comparison's time
+	// independent of the token's length as well as of its bytes.
+	tokenSum *[sha256.Size]byte
 }
 
 func (s *server) routes() http.Handler {
@@ -61,12 +67,42 @@ func (s *server) routes() http.Handler {
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 
-	r.Post("/", s.postCommand)
-	r.Post("/users", s.postUser)
-	r.Get("/users/{id}", s.getUser)
-	r.Put("/users/{id}", s.putUser)
-	r.Delete("/users/{id}", s.deleteUser)
+	// WRITER_TOKEN guards the users' data: every command, and reads too,
+	// since names are personal data (the reader is the place to serve them
+	// more widely). The probes and the metrics stay open: they hold no
+	// user data, and kubelets and scrapers reach them without a secret.
+	r.Group(func(r chi.Router) {
+		r.Use(s.requireToken)
+		r.Post("/", s.postCommand)
+		r.Post("/users", s.postUser)
+		r.Get("/users/{id}", s.getUser)
+		r.Put("/users/{id}", s.putUser)
+		r.Delete("/users/{id}", s.deleteUser)
+	})
 	return r
+}
+
+// requireToken answers 401 to a request without Authorization: Bearer
+// and the token, when the server has one, before the body is read.
+func (s *server) requireToken(next http.Handler) http.Handler {
+	if s.tokenSum == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header := r.Header.Get("Authorization")
+		scheme, token, _ := strings.Cut(header, " ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		if strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		challenge := `Bearer realm="simple-cqrs-writer"`
+		if header != "" {
+			challenge += `, error="invalid_token"` // RFC 6750: a token was sent, and it is not the one
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <WRITER_TOKEN>")
+	})
 }
 
 // command is a decoded command, whichever route it came from.
@@ -120,15 +156,55 @@ type userRequest struct {
 	ExpectedVersion *uint64 `json:"expected_version"`
 }
 
-func (s *server) postCommand(w http.ResponseWriter, r *http.Request) {
-	var req commandRequest
-	if !s.decode(w, r, "unknown", &req) {
-		return
+// badRequest is a request refused before it runs: 400, or 413 for a body
+// over maxBody.
+type badRequest struct {
+	status int
+	msg    string
+}
+
+func refuse(msg string) *badRequest { return &badRequest{status: http.StatusBadRequest, msg: msg} }
+
+// result is the metrics label.
+func (b *badRequest) result() string {
+	if b.status == http.StatusRequestEntityTooLarge {
+		return "too_large"
 	}
-	c, msg := req.command()
-	if msg != "" {
-		s.metrics.command(orUnknown(c.kind), "bad_request")
-		writeError(w, http.StatusBadRequest, msg)
+	return "bad_request"
+}
+
+func (s *server) postCommand(w http.ResponseWriter, r *http.Request) {
+	c, bad := decodePostCommand(limitBody(w, r))
+	s.serve(w, r, c, bad)
+}
+
+func (s *server) postUser(w http.ResponseWriter, r *http.Request) {
+	c, bad := decodePostUser(limitBody(w, r))
+	s.serve(w, r, c, bad)
+}
+
+func (s *server) putUser(w http.ResponseWriter, r *http.Request) {
+	c, bad := decodePutUser(chi.URLParam(r, "id"), r.Header.Get("If-Match"), limitBody(w, r))
+	s.serve(w, r, c, bad)
+}
+
+func (s *server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	c, bad := decodeDeleteUser(chi.URLParam(r, "id"), r.Header.Get("If-Match"))
+	s.serve(w, r, c, bad)
+}
+
+// serve runs a decoded command, or answers why it was refused.
+func (s *server) serve(w http.ResponseWriter, r *http.Request, c command, bad *badRequest) {
+	if bad != nil {
+		if bad.status == http.StatusRequestEntityTooLarge {
+			// Close the connection rather than let net/http read the rest
+			// of the body (up to 256 KiB more) to reuse it. MaxBytesReader
+			// would say so itself, but the access log's wrapper hides the
+			// method it calls.
+			w.Header().Set("Connection", "close")
+		}
+		s.metrics.command(orUnknown(c.kind), bad.result())
+		writeError(w, bad.status, bad.msg)
 		return
 	}
 	s.execute(w, r, c)
@@ -139,6 +215,64 @@ func orUnknown(kind string) string {
 		return "unknown"
 	}
 	return kind
+}
+
+// The decoders turn what a route received into a command, or refuse it.
+// They only read the body, so FuzzDecodeCommand can feed them anything. A refused
+// command keeps the kind its route tells, for the metrics.
+
+// decodePostCommand decodes the body of POST /: the seed's JSON.
+func decodePostCommand(body io.Reader) (command, *badRequest) {
+	var req commandRequest
+	if bad := decodeJSON(body, &req); bad != nil {
+		return command{}, bad
+	}
+	c, msg := req.command()
+	if msg != "" {
+		return c, refuse(msg)
+	}
+	return c, nil
+}
+
+// decodePostUser decodes the body of POST /users.
+func decodePostUser(body io.Reader) (command, *badRequest) {
+	c := command{kind: "create"}
+	var req userRequest
+	if bad := decodeJSON(body, &req); bad != nil {
+		return c, bad
+	}
+	if req.ExpectedVersion != nil {
+		return c, refuse(`field "expected_version" is not allowed when creating a user`)
+	}
+	c.first, c.last = req.FirstName.value(), req.LastName.value()
+	return c, nil
+}
+
+// decodePutUser decodes PUT /users/{id}: its body and If-Match.
+func decodePutUser(id, ifMatch string, body io.Reader) (command, *badRequest) {
+	c := command{kind: "update", id: id}
+	var req userRequest
+	if bad := decodeJSON(body, &req); bad != nil {
+		return c, bad
+	}
+	expected, msg := expectedVersion(ifMatch, req.ExpectedVersion)
+	if msg != "" {
+		return c, refuse(msg)
+	}
+	c.first, c.last, c.expected = req.FirstName.value(), req.LastName.value(), expected
+	return c, nil
+}
+
+// decodeDeleteUser decodes DELETE /users/{id}: its If-Match. A body is
+// ignored.
+func decodeDeleteUser(id, ifMatch string) (command, *badRequest) {
+	c := command{kind: "delete", id: id}
+	expected, msg := expectedVersion(ifMatch, nil)
+	if msg != "" {
+		return c, refuse(msg)
+	}
+	c.expected = expected
+	return c, nil
 }
 
 // command checks which fields the command type allows, as
@@ -188,48 +322,11 @@ func (req commandRequest) command() (command, string) {
 	return c, ""
 }
 
-func (s *server) postUser(w http.ResponseWriter, r *http.Request) {
-	var req userRequest
-	if !s.decode(w, r, "create", &req) {
-		return
-	}
-	if req.ExpectedVersion != nil {
-		s.metrics.command("create", "bad_request")
-		writeError(w, http.StatusBadRequest, `field "expected_version" is not allowed when creating a user`)
-		return
-	}
-	s.execute(w, r, command{kind: "create", first: req.FirstName.value(), last: req.LastName.value()})
-}
-
-func (s *server) putUser(w http.ResponseWriter, r *http.Request) {
-	var req userRequest
-	if !s.decode(w, r, "update", &req) {
-		return
-	}
-	expected, msg := expectedVersion(r, req.ExpectedVersion)
-	if msg != "" {
-		s.metrics.command("update", "bad_request")
-		writeError(w, http.StatusBadRequest, msg)
-		return
-	}
-	s.execute(w, r, command{kind: "update", id: chi.URLParam(r, "id"), first: req.FirstName.value(), last: req.LastName.value(), expected: expected})
-}
-
-func (s *server) deleteUser(w http.ResponseWriter, r *http.Request) {
-	expected, msg := expectedVersion(r, nil)
-	if msg != "" {
-		s.metrics.command("delete", "bad_request")
-		writeError(w, http.StatusBadRequest, msg)
-		return
-	}
-	s.execute(w, r, command{kind: "delete", id: chi.URLParam(r, "id"), expected: expected})
-}
-
 // expectedVersion reads If-Match: "N" (or N), which must agree with the
 // body's expected_version when both are given. If-Match: * asks for no
 // particular version.
-func expectedVersion(r *http.Request, fromBody *uint64) (*uint64, string) {
-	h := strings.TrimSpace(r.Header.Get("If-Match"))
+func expectedVersion(ifMatch string, fromBody *uint64) (*uint64, string) {
+	h := strings.TrimSpace(ifMatch)
 	if h == "" || h == "*" {
 		return fromBody, ""
 	}
@@ -408,12 +505,24 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, id string, err err
 
 func ptr[T any](v T) *T { return &v }
 
-// decode reads a JSON object into dst: at most maxBody bytes, no unknown
-// fields, nothing after it. On failure it answers 400 or 413 and reports
-// false.
-func (s *server) decode(w http.ResponseWriter, r *http.Request, kind string, dst any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	dec := json.NewDecoder(r.Body)
+// limitBody caps the body at maxBody bytes. A body declared larger is
+// refused before a byte of it is read.
+func limitBody(w http.ResponseWriter, r *http.Request) io.Reader {
+	if r.ContentLength > maxBody {
+		return tooLarge{}
+	}
+	return http.MaxBytesReader(w, r.Body, maxBody)
+}
+
+type tooLarge struct{}
+
+func (tooLarge) Read([]byte) (int, error) { return 0, &http.MaxBytesError{Limit: maxBody} }
+
+// decodeJSON reads one JSON object into dst: no unknown fields, nothing
+// after it. encoding/json refuses nesting deeper than 10 000 and numbers
+// that do not fit dst's fields, so neither costs more than reading them.
+func decodeJSON(body io.Reader, dst any) *badRequest {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
 	if err == nil {
@@ -424,18 +533,13 @@ func (s *server) decode(w http.ResponseWriter, r *http.Request, kind string, dst
 			}
 		}
 	}
-	if err == nil {
-		return true
+	switch {
+	case err == nil:
+		return nil
+	case isTooLarge(err):
+		return &badRequest{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body larger than %d bytes", maxBody)}
 	}
-	status, msg := http.StatusBadRequest, decodeProblem(err)
-	if isTooLarge(err) {
-		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBody)
-		s.metrics.command(kind, "too_large")
-	} else {
-		s.metrics.command(kind, "bad_request")
-	}
-	writeError(w, status, msg)
-	return false
+	return refuse(decodeProblem(err))
 }
 
 var errTrailingData = errors.New("trailing data after the JSON object")

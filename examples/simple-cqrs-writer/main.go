@@ -18,8 +18,11 @@
 // kafka.FromEnv (KAFKA_BROKERS, KAFKA_TIMEOUT, SASL/TLS, KAFKA_PROPERTY_*),
 // KAFKA_TOPIC (default users, created with 6 partitions if missing), PORT
 // (default 4000; 0 picks a free port, logged as "listening"), LOG_FORMAT
-// (text or json), LOG_LEVEL (debug, info, warn, error) and STARTUP_TIMEOUT
-// (default 5s: how long to wait for a first answer from Kafka).
+// (text or json), LOG_LEVEL (debug, info, warn, error), STARTUP_TIMEOUT
+// (default 5s: how long to wait for a first answer from Kafka),
+// READ_HEADER_TIMEOUT (default 5s: how long a client may take to send its
+// request's headers) and WRITER_TOKEN (when set, the commands and
+// GET /users/{id} need Authorization: Bearer and it; 401 otherwise).
 //
 // SIGINT or SIGTERM stops accepting connections, lets the commands in flight
 // finish, flushes the producer and exits 0.
@@ -27,6 +30,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +38,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +56,12 @@ const (
 	topicPartitions   = 6
 	defaultKafkaWait  = 10 * time.Second // kafka.Config's default Timeout
 	minShutdownPeriod = 15 * time.Second
+	// defaultReadHeaderTimeout bounds how long a client may take to send
+	// its headers: a client that sends them a byte at a time (slowloris)
+	// holds a connection no longer than this.
+	defaultReadHeaderTimeout = 5 * time.Second
+	// readTimeout bounds reading a whole request, body included.
+	readTimeout = 15 * time.Second
 )
 
 func main() {
@@ -71,6 +82,10 @@ type config struct {
 	kafka          kafka.Config
 	addr           string
 	startupTimeout time.Duration
+	// readHeaderTimeout is READ_HEADER_TIMEOUT.
+	readHeaderTimeout time.Duration
+	// token is WRITER_TOKEN: the bearer token commands need, "" for none.
+	token string
 	// inMemoryBroker is set by `make run` when it started devkafka.
 	inMemoryBroker bool
 }
@@ -86,7 +101,13 @@ func loadConfig() (config, error) {
 	if kc.Timeout == 0 {
 		kc.Timeout = defaultKafkaWait
 	}
-	c := config{kafka: kc, startupTimeout: 5 * time.Second, inMemoryBroker: os.Getenv("KAFKA_IN_MEMORY") != ""}
+	c := config{
+		kafka:             kc,
+		startupTimeout:    5 * time.Second,
+		readHeaderTimeout: defaultReadHeaderTimeout,
+		token:             os.Getenv("WRITER_TOKEN"),
+		inMemoryBroker:    os.Getenv("KAFKA_IN_MEMORY") != "",
+	}
 	port := envOr("PORT", defaultPort)
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
@@ -98,8 +119,20 @@ func loadConfig() (config, error) {
 			return config{}, fmt.Errorf("STARTUP_TIMEOUT %q: want a positive Go duration such as 5s", s)
 		}
 	}
+	if s := os.Getenv("READ_HEADER_TIMEOUT"); s != "" {
+		if c.readHeaderTimeout, err = time.ParseDuration(s); err != nil || c.readHeaderTimeout <= 0 {
+			return config{}, fmt.Errorf("READ_HEADER_TIMEOUT %q: want a positive Go duration such as 5s", s)
+		}
+	}
+	if c.token != "" && !bearerToken.MatchString(c.token) {
+		// Not quoted: the message is logged, and the token must not be.
+		return config{}, errors.New("WRITER_TOKEN: want a bearer token of letters, digits and -._~+/ (RFC 6750), such as the output of `openssl rand -hex 32`")
+	}
 	return c, nil
 }
+
+// bearerToken is RFC 6750's b64token: what Authorization: Bearer can carry.
+var bearerToken = regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -151,7 +184,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		}
 	}()
 
-	log.Info("connecting to Kafka", "brokers", cfg.kafka.Brokers, "topic", cfg.kafka.Topic)
+	// kafka.Config logs itself without its secrets.
+	log.Info("connecting to Kafka", "kafka", cfg.kafka)
 	if err := ensureTopic(ctx, p, cfg); err != nil {
 		return err
 	}
@@ -164,24 +198,20 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	}
 	m := newMetrics(repo)
 	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second}
-	httpServer := &http.Server{
-		Handler: srv.routes(),
-		// Slow clients cannot hold connections open (slowloris): headers
-		// within 5 s, the whole body within 15 s.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		// Long enough for a command that waits the whole Kafka timeout.
-		WriteTimeout: srv.timeout + 10*time.Second,
-		IdleTimeout:  2 * time.Minute,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	if cfg.token != "" {
+		sum := sha256.Sum256([]byte(cfg.token))
+		srv.tokenSum = &sum
+	} else {
+		log.Warn("WRITER_TOKEN is unset: anyone who reaches the port can run commands")
 	}
+	httpServer := newHTTPServer(srv.routes(), cfg.readHeaderTimeout, srv.timeout, log)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String())
+	log.Info("listening", "addr", ln.Addr().String(), "bearer_token", cfg.token != "", "read_header_timeout", cfg.readHeaderTimeout)
 
 	// Restore after the server listens, so /readyz reports progress.
 	restoreCtx, cancelRestore := context.WithCancel(ctx)
@@ -217,6 +247,20 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		<-restored
 	}
 	return fatal
+}
+
+// newHTTPServer is the writer's server: slow clients cannot hold
+// connections open (slowloris), and a command that waits the whole
+// commandTimeout still gets its answer written.
+func newHTTPServer(h http.Handler, readHeaderTimeout, commandTimeout time.Duration, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       max(readTimeout, readHeaderTimeout),
+		WriteTimeout:      commandTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // ensureTopic creates the topic if it is missing, and fails within the
