@@ -34,5 +34,27 @@
 // tell whether the broker wrote it). Concurrent appends share the producer's
 // batches (Config.Linger).
 //
-// Secrets in Config never appear in its String, GoString or slog output.
+// # Security
+//
+// TLS is SecurityProtocol "ssl" with SSLCALocation and, for a client
+// certificate, SSLCertLocation and SSLKeyLocation (PEM files; an encrypted
+// key takes Properties["ssl.key.password"]); SASL over TLS is "sasl_ssl" with
+// SASLMechanism (e.g. SCRAM-SHA-512), SASLUsername and SASLPassword.
+//
+// Under ACLs the principal needs Describe and Read on the topic to restore,
+// Write to append, and Create for EnsureTopic; no group ACL (the read's
+// throwaway group is refused its coordinator harmlessly). Without Write on
+// any topic the broker refuses the idempotent producer its id: every Append
+// then fails until the provider is recreated. A refusal comes back at once as
+// a plain error naming the authorization failure (nothing was written: not
+// provider.ErrOutcomeUnknown, nor provider.ErrUnavailable). A failed TLS
+// handshake or SASL login wraps provider.ErrUnavailable and names the
+// failure: Read fails at once, Partitions and Append after Config.Timeout (an
+// Append also with provider.ErrOutcomeUnknown, which librdkafka cannot rule
+// out); errors.As finds the client's kafka.Error with code ErrAuthentication
+// or ErrSsl.
+//
+// Secrets in Config never appear in its String, GoString or slog output, nor
+// in errors or logs (librdkafka redacts them from its debug output).
+// `make test-security` checks all of this against a secured broker.
 package kafka

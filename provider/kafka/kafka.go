@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -31,6 +32,11 @@ type Provider struct {
 	closed  bool
 	pending sync.WaitGroup // appends waiting for delivery reports
 	events  sync.WaitGroup // the delivery report goroutine
+
+	// handshake is the last failed TLS handshake or SASL login the
+	// producer reported, until a broker answers again: errors of calls
+	// that time out name it, where librdkafka's say only "timed out".
+	handshake atomic.Pointer[ckafka.Error]
 }
 
 // New validates cfg and returns a Provider. It does not contact the brokers;
@@ -119,6 +125,7 @@ func (p *Provider) deliveries() {
 			if err := e.TopicPartition.Error; err != nil {
 				c.errs[d.index] = err
 			} else {
+				p.handshake.Store(nil)
 				c.positions[d.index] = provider.Position{Partition: e.TopicPartition.Partition, Offset: int64(e.TopicPartition.Offset)}
 			}
 			c.left--
@@ -128,6 +135,9 @@ func (p *Provider) deliveries() {
 			}
 			c.mu.Unlock()
 		case ckafka.Error:
+			if c := e.Code(); c == ckafka.ErrAuthentication || c == ckafka.ErrSsl {
+				p.handshake.Store(&e)
+			}
 			if e.IsFatal() {
 				p.log.Error("kafka producer fatal error: appends fail until the provider is recreated", "err", e)
 			} else if p.errLog.allow(e.Code()) {
@@ -187,6 +197,8 @@ func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provid
 	p.mu.RUnlock()
 
 	if produceErr != nil && queued == 0 {
+		// librdkafka refused the first record: nothing was queued, so
+		// nothing can be written, whatever the code (ErrFatal included).
 		return nil, p.appendError(produceErr, false)
 	}
 	select {
@@ -252,15 +264,21 @@ func anyWritten(errs []error) bool {
 	return false
 }
 
-// appendError classifies an append failure for the caller.
+// appendError classifies an append failure for the caller. maybeWritten
+// false means the caller knows that no record was written.
 func (p *Provider) appendError(err error, maybeWritten bool) error {
 	var ke ckafka.Error
 	unavailable := errors.As(err, &ke) && (ke.IsTimeout() || ke.IsRetriable() ||
 		ke.Code() == ckafka.ErrQueueFull || ke.Code() == ckafka.ErrMsgTimedOut ||
 		ke.Code() == ckafka.ErrAllBrokersDown || ke.Code() == ckafka.ErrTransport ||
 		ke.Code() == ckafka.ErrNotEnoughReplicas)
-	if !maybeWritten && !notPersisted(err) {
-		maybeWritten = true
+	if fatal := p.producer.GetFatalError(); fatal != nil {
+		// The idempotent producer is dead (e.g. the broker refused it a
+		// producer id: no Write ACL) and purges or refuses every record:
+		// its reason says more than "Purged in queue" or "Fatal error".
+		err = fmt.Errorf("producer failed for good, recreate the provider: %w: %w", fatal, err)
+	} else if unavailable {
+		err = p.withHandshake(err)
 	}
 	switch {
 	case unavailable && maybeWritten:
@@ -341,6 +359,7 @@ func (p *Provider) partitionIDs(ctx context.Context) ([]int32, error) {
 	if err != nil {
 		return nil, p.brokerError("metadata", err)
 	}
+	p.handshake.Store(nil)
 	t, ok := md.Topics[p.cfg.Topic]
 	if !ok || t.Error.Code() == ckafka.ErrUnknownTopicOrPart || t.Error.Code() == ckafka.ErrUnknownTopic {
 		return nil, fmt.Errorf("kafka: topic %q does not exist", p.cfg.Topic)
@@ -388,9 +407,19 @@ func (p *Provider) brokerError(what string, err error) error {
 		errors.As(err, &ke) && (ke.IsTimeout() || ke.Code() == ckafka.ErrTransport ||
 			ke.Code() == ckafka.ErrAllBrokersDown || ke.Code() == ckafka.ErrTimedOut ||
 			ke.Code() == ckafka.ErrTimedOutQueue) {
-		return fmt.Errorf("kafka: %s of %s: %w after %v: %w", what, p.cfg.Topic, provider.ErrUnavailable, p.cfg.Timeout, err)
+		return fmt.Errorf("kafka: %s of %s: %w after %v: %w", what, p.cfg.Topic, provider.ErrUnavailable, p.cfg.Timeout, p.withHandshake(err))
 	}
 	return fmt.Errorf("kafka: %s of %s: %w", what, p.cfg.Topic, err)
+}
+
+// withHandshake puts the last failed TLS handshake or SASL login, if any
+// since a broker last answered, in front of err, so that errors.As finds
+// its code (ErrAuthentication, ErrSsl) first.
+func (p *Provider) withHandshake(err error) error {
+	if h := p.handshake.Load(); h != nil {
+		return fmt.Errorf("%w (%w)", *h, err)
+	}
+	return err
 }
 
 func remainingMs(ctx context.Context) int {

@@ -265,6 +265,17 @@ func (r *reader) clientError(e ckafka.Error) error {
 		return fmt.Errorf("kafka: read %s: %w", r.p.cfg.Topic, e)
 	}
 	switch e.Code() {
+	case ckafka.ErrGroupAuthorizationFailed:
+		// The throwaway group fetches and commits no offset, so a read
+		// needs no group ACL; librdkafka still looks up the group's
+		// coordinator and reports the refusal, racing the read.
+		if r.p.errLog.allow(e.Code()) {
+			r.p.log.Debug("kafka read: no access to the read's throwaway consumer group (not needed)", "err", e)
+		}
+		return nil
+	case ckafka.ErrAuthentication, ckafka.ErrSsl:
+		// A failed SASL login or TLS handshake: not transient.
+		return fmt.Errorf("kafka: read %s: %w: %w", r.p.cfg.Topic, provider.ErrUnavailable, e)
 	case ckafka.ErrTransport, ckafka.ErrAllBrokersDown, ckafka.ErrTimedOut, ckafka.ErrResolve,
 		ckafka.ErrIntr, ckafka.ErrNetworkException, ckafka.ErrNotLeaderForPartition,
 		ckafka.ErrLeaderNotAvailable, ckafka.ErrBrokerNotAvailable:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# scripts/test-security.sh — `make test-security`: the provider's security
+# tests (provider/kafka, TestSecurity*) against a single Kafka node started
+# here with `docker/kafka-local start --secure` on KAFKA_SECURE_PORT (default
+# 9592: PLAINTEXT admin 9592, SSL 9593, SASL_SSL 9594), with ACLs on and
+# fresh certificates and passwords, and stopped afterwards, also when the
+# tests fail. The exit code is the tests'.
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+GO=${GO:-go}
+KAFKA_SECURE_PORT=${KAFKA_SECURE_PORT:-9592}
+read -r -a TEST_FLAGS <<<"${GO_TEST_FLAGS:-}"
+
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  KAFKA_PORT=$KAFKA_SECURE_PORT docker/kafka-local stop >&2 || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+KAFKA_PORT=$KAFKA_SECURE_PORT docker/kafka-local start --secure >&2
+# KAFKA_SECURE_*: listeners, CA, client keys and passwords (not printed).
+eval "$(KAFKA_PORT=$KAFKA_SECURE_PORT docker/kafka-local secure-env)"
+echo "test-security.sh: SSL $KAFKA_SECURE_SSL, SASL_SSL $KAFKA_SECURE_SASL, admin $KAFKA_SECURE_ADMIN" >&2
+# KAFKA_BROKERS stays unset: every test here must use the secure listeners.
+unset KAFKA_BROKERS
+"$GO" test -race -count=1 -timeout 5m -run 'Security' "${TEST_FLAGS[@]}" ./provider/kafka/
