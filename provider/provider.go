@@ -81,8 +81,9 @@ type Provider interface {
 	// error when ctx ends first (ranges ending at [Follow] read until then).
 	//
 	// fn is called from one goroutine at a time, with the batches of each
-	// partition in offset order; it owns the batch and its records after the
-	// call. A non-nil error from fn stops the read and is returned as is.
+	// partition in offset order; it may keep the batch and its records
+	// after the call, but must not modify their bytes. A non-nil error from
+	// fn stops the read and is returned as is.
 	// Any other failure (an unreadable partition, an offset out of range,
 	// brokers gone for longer than the provider's timeout) stops the read
 	// with an error naming the partition; records already delivered stand.
@@ -94,11 +95,14 @@ type Provider interface {
 	// concurrent calls made one after the other. On error nothing is
 	// applied by the caller: errors.Is(err, ErrOutcomeUnknown) says some
 	// records may have been written; any other error means none was.
+	// ctx may stop an append before its records leave; once they have,
+	// Append waits for the outcome (bounded by the provider's timeout)
+	// rather than return while records are still in flight.
 	Append(ctx context.Context, records []event.Record) ([]Position, error)
 
 	// Close releases the provider. It waits, bounded, for appends in flight
-	// and reports those it could not deliver. Calls after Close return
-	// ErrClosed.
+	// and reports those it could not deliver. Other calls after Close
+	// return ErrClosed; Close itself may be called again.
 	Close() error
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafka"
+	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )
 
 // TestClientRoundTrip checks the broker and the client below the provider:
@@ -147,4 +148,84 @@ func TestTransactionsAndMarkers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"c1", "c2", "c3"}, got)
 	assert.Equal(t, ps[0].High, next, "the read position reaches the end despite the final marker")
+
+	// A follower catches up too, although no record follows the marker.
+	followCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	caughtUp := make(chan struct{})
+	go func() {
+		_ = provider.Stream(followCtx, p, provider.ReplayThenFollow,
+			provider.StreamOptions{CaughtUp: func() { close(caughtUp) }},
+			func(provider.Batch) error { return nil })
+	}()
+	select {
+	case <-caughtUp:
+	case <-time.After(30 * time.Second):
+		t.Fatal("replay-then-follow never caught up on a partition ending in a marker")
+	}
+}
+
+// TestCancelledAppendStillSettles: a caller that gives up while its records
+// are in flight gets their real outcome, not an early "unknown" that would
+// let the next command reuse the version (found in review).
+func TestCancelledAppendStillSettles(t *testing.T) {
+	cfg := kafkatest.Config(t, 1, nil)
+	cfg.Linger = 300 * time.Millisecond // the records wait in the producer
+	p, err := kafka.New(cfg)
+	require.NoError(t, err)
+	defer p.Close()
+	r := rt.Restored(t, p)
+	_, err = r.Create(t.Context(), "a", rt.Open("x"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	res, err := r.Execute(ctx, "a", rt.Deposit(1))
+	require.NoError(t, err, "the append was queued: its outcome is waited for")
+	assert.Equal(t, uint64(2), res.Version)
+	_, err = r.Execute(t.Context(), "a", rt.Deposit(2))
+	require.NoError(t, err)
+	fresh := rt.Restored(t, p)
+	acct, v, err := fresh.Get("a")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), v)
+	assert.Equal(t, int64(3), acct.Balance)
+}
+
+// TestFollowDeliversATrickle: records appended one by one while the
+// follower reads reach it without waiting for a full batch (found in
+// review), and a partition ending in a transaction marker still catches up.
+func TestFollowDeliversATrickle(t *testing.T) {
+	cfg := kafkatest.Config(t, 1, nil)
+	p, err := kafka.New(cfg)
+	require.NoError(t, err)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	got := make(chan int64, 100)
+	caughtUp := make(chan struct{})
+	go func() {
+		_ = provider.Stream(ctx, p, provider.ReplayThenFollow, provider.StreamOptions{CaughtUp: func() { close(caughtUp) }},
+			func(b provider.Batch) error {
+				for _, r := range b.Records {
+					got <- r.Offset
+				}
+				return nil
+			})
+	}()
+	<-caughtUp
+	const n = 20
+	for i := range n {
+		e := event.Envelope{ID: event.NewID(), Type: "T", AggregateID: "k", Version: uint64(i + 1), Time: time.Now(),
+			ContentType: event.ContentTypeJSON, Payload: []byte(`{}`)}
+		_, err := p.Append(ctx, []event.Record{e.Record()})
+		require.NoError(t, err)
+		// The next append comes only once this record was delivered: a
+		// follower that held records back for a full batch would stall here.
+		select {
+		case off := <-got:
+			assert.Equal(t, int64(i), off)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("record %d not delivered while the topic trickles", i)
+		}
+	}
 }

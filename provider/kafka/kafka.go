@@ -201,11 +201,11 @@ func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provid
 		// nothing can be written, whatever the code (ErrFatal included).
 		return nil, p.appendError(produceErr, false)
 	}
-	select {
-	case <-call.done:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("kafka: append of %d records: waiting for acknowledgement: %w: %w", len(records), provider.ErrOutcomeUnknown, ctx.Err())
-	}
+	// Once a record is queued, the context no longer counts: returning
+	// before its delivery report would leave a record in flight behind a
+	// caller that believes the outcome settled. message.timeout.ms (the
+	// configured Timeout) bounds the wait.
+	<-call.done
 	if produceErr != nil {
 		// Some records were queued before the producer refused one: what
 		// they became does not make the whole append known.
@@ -227,20 +227,22 @@ func toKafkaHeaders(hs []event.Header) []ckafka.Header {
 	return out
 }
 
-// notPersisted reports whether err proves a record was not written: the
-// producer refused it, or the broker rejected it without writing.
+// notPersisted reports whether a delivery report's error proves its record
+// was not written. Few do: the idempotent producer retries a batch whose
+// request timed out, and the retry's refusal (NOT_ENOUGH_REPLICAS, say) says
+// nothing of the first attempt, which the leader may have appended. Only
+// refusals that no attempt could have passed over are proof: the record is
+// too large or malformed, or the principal may not write.
 func notPersisted(err error) bool {
 	var ke ckafka.Error
 	if !errors.As(err, &ke) {
 		return false
 	}
 	switch ke.Code() {
-	case ckafka.ErrQueueFull, ckafka.ErrMsgSizeTooLarge, ckafka.ErrInvalidArg,
-		ckafka.ErrUnknownTopicOrPart, ckafka.ErrUnknownTopic, ckafka.ErrUnknownPartition,
+	case ckafka.ErrMsgSizeTooLarge, ckafka.ErrUnknownTopic, ckafka.ErrUnknownPartition,
 		ckafka.ErrTopicAuthorizationFailed, ckafka.ErrClusterAuthorizationFailed,
 		ckafka.ErrTransactionalIDAuthorizationFailed, ckafka.ErrInvalidRecord,
-		ckafka.ErrRecordListTooLarge, ckafka.ErrNotEnoughReplicas, ckafka.ErrPurgeQueue,
-		ckafka.ErrInvalidMsg, ckafka.ErrInvalidRequiredAcks:
+		ckafka.ErrRecordListTooLarge, ckafka.ErrInvalidMsg, ckafka.ErrInvalidRequiredAcks:
 		return true
 	}
 	return false

@@ -194,7 +194,9 @@ func (r *reader) moveTo(partition int32, pos int64) error {
 	if s.next >= s.end {
 		return r.finish(partition, s)
 	}
-	return nil
+	// Tell the caller, with the records pending if any: a follower waits
+	// for positions too (a partition may end in a transaction marker).
+	return r.flush(partition, s)
 }
 
 func (r *reader) flush(partition int32, s *readState) error {
@@ -229,9 +231,17 @@ func (r *reader) idle() error {
 func (r *reader) check(ctx context.Context) error {
 	var tps []ckafka.TopicPartition
 	for id, s := range r.parts {
-		if !s.done && s.end != provider.Follow {
-			tps = append(tps, ckafka.TopicPartition{Topic: &r.p.cfg.Topic, Partition: id})
+		if s.done {
+			continue
 		}
+		// Partial batches wait at most a poll interval, even while records
+		// keep coming: a follower must not lag behind a slow trickle.
+		if len(s.records) > 0 {
+			if err := r.flush(id, s); err != nil {
+				return err
+			}
+		}
+		tps = append(tps, ckafka.TopicPartition{Topic: &r.p.cfg.Topic, Partition: id})
 	}
 	if len(tps) > 0 {
 		if pos, err := r.c.Position(tps); err == nil {
