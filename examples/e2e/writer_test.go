@@ -11,6 +11,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/internal/users"
 )
 
 const (
@@ -209,4 +212,48 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	status, resp = w.mustCall(http.MethodGet, "/users/"+id, "", nil)
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, user{ID: id, FirstName: "Ada", LastName: "King", Version: 2}, decode[user](t, resp))
+}
+
+// kill -9 mid-restore: a writer killed while restoring leaves nothing to
+// repair; the next one restores the same state as a replay of the topic.
+func TestKill9MidRestore(t *testing.T) {
+	tp := newTopic(t)
+	reg, err := users.Registry()
+	require.NoError(t, err)
+	p := tp.provider(t)
+	const people, versions = 2000, 10
+	var recs []event.Record
+	for v := 1; v <= versions; v++ {
+		for i := range people {
+			var payload any = users.Modified{FirstName: fmt.Sprint("First", v), LastName: fmt.Sprint("Last", i)}
+			if v == 1 {
+				payload = users.Created{FirstName: "First", LastName: fmt.Sprint("Last", i)}
+			}
+			env, err := reg.NewEnvelope(fmt.Sprintf("user-%05d", i), uint64(v), payload)
+			require.NoError(t, err)
+			recs = append(recs, env.Record())
+		}
+		_, err := p.Append(t.Context(), recs)
+		require.NoError(t, err)
+		recs = recs[:0]
+	}
+
+	w := start(t, writerBin, tp.env...)
+	midRestore := false
+	eventually(t, "the restore to start", func() (bool, string) {
+		status, body, err := w.call(http.MethodGet, "/readyz", "", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		midRestore = status == http.StatusServiceUnavailable && strings.Contains(string(body), `"done"`)
+		return midRestore || status == http.StatusOK, string(body)
+	})
+	w.kill9()
+	t.Logf("killed %s", map[bool]string{true: "mid-restore", false: "after the restore (it was faster than the poll)"}[midRestore])
+
+	w = start(t, writerBin, tp.env...)
+	w.waitReady()
+	rs := tp.replay(t)
+	require.Len(t, rs, people)
+	checkEqualsReplay(t, w, rs)
 }
