@@ -57,7 +57,8 @@ func (c *cluster) launcher(args ...string) string {
 	return string(out)
 }
 
-func (c *cluster) kill(node int)   { c.launcher("kill-broker", strconv.Itoa(node)) }
+func (c *cluster) kill(node int) { c.launcher("kill-broker", strconv.Itoa(node)) }
+
 // start restarts nodes at once: one node alone cannot form a controller
 // quorum, so it would not come up before the others do.
 func (c *cluster) start(nodes ...int) {
