@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/rehydrate/rehydrate/examples/internal/serve"
 )
 
 const (
@@ -27,7 +28,7 @@ func (rd *reader) routes() http.Handler {
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
 	})
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		serve.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", rd.readyz)
 	r.Get("/users", rd.listUsers)
@@ -72,7 +73,7 @@ func (rd *reader) readyz(w http.ResponseWriter, _ *http.Request) {
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, r)
+	serve.WriteJSON(w, status, r)
 }
 
 // notReady answers 503 until the model has caught up: before that it
@@ -106,7 +107,7 @@ func (rd *reader) listUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	users, total := rd.model.page(offset, limit)
-	writeJSON(w, http.StatusOK, userList{Users: users, Total: total})
+	serve.WriteJSON(w, http.StatusOK, userList{Users: users, Total: total})
 }
 
 // intParam reads a non-negative integer query parameter, at most `most`
@@ -137,18 +138,11 @@ func (rd *reader) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", `"`+strconv.FormatUint(u.Version, 10)+`"`)
-	writeJSON(w, http.StatusOK, u)
+	serve.WriteJSON(w, http.StatusOK, u)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	serve.WriteJSON(w, status, map[string]string{"error": msg})
 }
 
 func (rd *reader) accessLog(next http.Handler) http.Handler {

@@ -34,13 +34,13 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/internal/serve"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 )
@@ -48,7 +48,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log, err := newLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
+	log, err := serve.NewLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reader:", err)
 		os.Exit(2)
@@ -77,13 +77,13 @@ func loadConfig() (config, error) {
 	}
 	c := config{kafka: kc, lagInterval: 2 * time.Second, startupTimeout: 5 * time.Second}
 	var errs []error
-	port := envOr("PORT", "4001")
+	port := serve.EnvOr("PORT", "4001")
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil {
 		errs = append(errs, fmt.Errorf("PORT %q: want a port number", port))
 	} else {
 		c.addr = ":" + strconv.FormatUint(n, 10)
 	}
-	switch m := envOr("READ_MODE", "follow"); m {
+	switch m := serve.EnvOr("READ_MODE", "follow"); m {
 	case "follow":
 		c.mode = provider.ReplayThenFollow
 	case "replay":
@@ -106,30 +106,6 @@ func loadConfig() (config, error) {
 		}
 	}
 	return c, errors.Join(errs...)
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func newLogger(format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if level != "" {
-		if err := lv.UnmarshalText([]byte(level)); err != nil {
-			return nil, fmt.Errorf("LOG_LEVEL %q: %w", level, err)
-		}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "", "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
 }
 
 func run(ctx context.Context, log *slog.Logger) (err error) {

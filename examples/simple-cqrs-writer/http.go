@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/internal/serve"
 	"github.com/rehydrate/rehydrate/examples/internal/users"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/repository"
@@ -360,7 +361,7 @@ func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(version))
-	writeJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
+	serve.WriteJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
 }
 
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
@@ -407,7 +408,7 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	if c.kind != "delete" {
 		w.Header().Set("ETag", etag(res.Version))
 	}
-	writeJSON(w, status, commandResponse{ID: c.id, Version: res.Version})
+	serve.WriteJSON(w, status, commandResponse{ID: c.id, Version: res.Version})
 }
 
 // resultOf is the metrics label of a failed command.
@@ -500,7 +501,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, id string, err err
 	if status >= 500 {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "command failed", slog.String("id", id), slog.Int("status", status), slog.Any("err", err))
 	}
-	writeJSON(w, status, body)
+	serve.WriteJSON(w, status, body)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -578,7 +579,7 @@ func decodeProblem(err error) string {
 }
 
 func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	serve.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 type readiness struct {
@@ -598,25 +599,18 @@ func (s *server) readyz(w http.ResponseWriter, _ *http.Request) {
 	case <-s.users.Ready():
 		body.Ready = true
 		body.Users = ptr(s.users.Len())
-		writeJSON(w, http.StatusOK, body)
+		serve.WriteJSON(w, http.StatusOK, body)
 	default:
 		if e := s.restoreErr.Load(); e != nil {
 			body.Error = *e
 		}
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, body)
+		serve.WriteJSON(w, http.StatusServiceUnavailable, body)
 	}
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorResponse{Error: msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	serve.WriteJSON(w, status, errorResponse{Error: msg})
 }
 
 // accessLog logs every request once it is answered.

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/internal/serve"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
@@ -67,7 +68,7 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log, err := newLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
+	log, err := serve.NewLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "simple-cqrs-writer:", err)
 		os.Exit(2)
@@ -108,7 +109,7 @@ func loadConfig() (config, error) {
 		token:             os.Getenv("WRITER_TOKEN"),
 		inMemoryBroker:    os.Getenv("KAFKA_IN_MEMORY") != "",
 	}
-	port := envOr("PORT", defaultPort)
+	port := serve.EnvOr("PORT", defaultPort)
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
 		return config{}, fmt.Errorf("PORT %q: want a port number", port)
@@ -133,30 +134,6 @@ func loadConfig() (config, error) {
 
 // bearerToken is RFC 6750's b64token: what Authorization: Bearer can carry.
 var bearerToken = regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func newLogger(format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if level != "" {
-		if err := lv.UnmarshalText([]byte(level)); err != nil {
-			return nil, fmt.Errorf("LOG_LEVEL %q: %w", level, err)
-		}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "", "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
-}
 
 // run serves until ctx ends (a signal), then shuts down in order: the HTTP
 // server (commands in flight finish), the restore if still running, then
