@@ -156,6 +156,13 @@ func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provid
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	for i, r := range records {
+		// Without a key librdkafka would pick a random partition: no
+		// aggregate could be found again.
+		if len(r.Key) == 0 {
+			return nil, fmt.Errorf("kafka: append record %d: empty key", i)
+		}
+	}
 	call := &appendCall{
 		positions: make([]provider.Position, len(records)),
 		errs:      make([]error, len(records)),

@@ -58,6 +58,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentAppendsAllRestored", testConcurrentAppends},
 		{"HandlerErrorStopsRead", testHandlerError},
 		{"ClosedProviderRefuses", testClosed},
+		{"EmptyKeyRefused", testEmptyKeyRefused},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -492,4 +493,14 @@ func testClosed(t *testing.T, h Harness) {
 	assert.ErrorIs(t, err, provider.ErrClosed)
 	err = p.Read(ctx, []provider.Range{{Partition: 0, Start: 0, End: 1}}, 0, func(provider.Batch) error { return nil })
 	assert.ErrorIs(t, err, provider.ErrClosed)
+}
+
+func testEmptyKeyRefused(t *testing.T, h Harness) {
+	ctx := h.ctx(t)
+	p := newProvider(t, h, 2)
+	before, _ := partitionsAndRanges(t, ctx, p)
+	_, err := p.Append(ctx, []event.Record{{Value: []byte("no key")}})
+	require.Error(t, err, "a record without a key belongs to no aggregate")
+	after, _ := partitionsAndRanges(t, ctx, p)
+	assert.Equal(t, before, after, "nothing was appended")
 }
