@@ -21,6 +21,11 @@
 //     user metadata such as meta-correlation-id and meta-causation-id.
 //     Other headers are ignored.
 //
+// A record with a rehydrate-control header is a control record, not an
+// event: readers skip it ([IsControl]). The repository writes one kind, a
+// fence (rehydrate-control: fence, the aggregate id as key, no value), to
+// settle an append whose outcome was unknown.
+//
 // A record written by another language that follows this contract restores
 // exactly like one written by this package.
 //

@@ -34,6 +34,14 @@ const (
 	// MetadataPrefix prefixes the header of each metadata entry: the entry
 	// "correlation-id" travels as the header "meta-correlation-id".
 	MetadataPrefix = "meta-"
+	// HeaderControl marks a control record: not an event, skipped by every
+	// reader. Its value says what it is for (ControlFence).
+	HeaderControl = "rehydrate-control"
+	// ControlFence is a control record the repository appends to an
+	// aggregate's partition after an append whose outcome is unknown. Once
+	// it is acknowledged, the idempotent producer's ordering guarantees that
+	// the earlier append, if it was written at all, lies before it.
+	ControlFence = "fence"
 )
 
 // Envelope is one event: what happened to which aggregate, with its payload
@@ -106,6 +114,27 @@ func (e *Envelope) Record() Record {
 	return Record{Key: []byte(e.AggregateID), Value: e.Payload, Headers: headers}
 }
 
+// ErrControlRecord is what ParseRecord says of a control record: check
+// IsControl first and skip it.
+var ErrControlRecord = errors.New("event: control record, not an event")
+
+// IsControl reports whether r is a control record (it has a
+// rehydrate-control header): readers skip it.
+func IsControl(r Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == HeaderControl {
+			return true
+		}
+	}
+	return false
+}
+
+// FenceRecord returns the fence control record of an aggregate: its key and a
+// rehydrate-control: fence header, no value.
+func FenceRecord(aggregateID string) Record {
+	return Record{Key: []byte(aggregateID), Headers: []Header{{HeaderControl, []byte(ControlFence)}}}
+}
+
 // ParseRecord reads an envelope from a record written in the wire format. The
 // payload is not decoded (see [Registry.Decode]) and shares the record's
 // memory. Errors are *RecordError wrapping ErrMalformed.
@@ -121,6 +150,9 @@ func ParseRecord(r Record) (Envelope, error) {
 	}
 	if len(r.Key) == 0 {
 		return malformed("no key (aggregate id)")
+	}
+	if IsControl(r) {
+		return Envelope{}, &RecordError{r.Partition, r.Offset, ErrControlRecord}
 	}
 	var (
 		seen    uint8

@@ -227,3 +227,17 @@ func TestNewIDIsAUniqueUUIDv7(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+func TestControlRecordsAreNotEvents(t *testing.T) {
+	fence := event.FenceRecord("user-1")
+	fence.Partition, fence.Offset = 1, 5
+	assert.True(t, event.IsControl(fence))
+	assert.Equal(t, "user-1", string(fence.Key))
+	_, err := event.ParseRecord(fence)
+	assert.ErrorIs(t, err, event.ErrControlRecord)
+	ran, err := event.NewHandlers(event.NewRegistry(), false).Handle(fence)
+	require.NoError(t, err, "handlers skip control records")
+	assert.False(t, ran)
+	e := event.Envelope{ID: "x", Type: "T", AggregateID: "a", Version: 1, ContentType: event.ContentTypeJSON}
+	assert.False(t, event.IsControl(e.Record()))
+}

@@ -38,9 +38,12 @@ func On[T any](h *Handlers, fn func(env *Envelope, e T) error) error {
 }
 
 // Handle parses rec, decodes its payload and calls its type's handler. It
-// reports whether a handler ran. Errors are *RecordError naming the record's
+// reports whether a handler ran; control records are skipped. Errors are *RecordError naming the record's
 // partition and offset.
 func (h *Handlers) Handle(rec Record) (bool, error) {
+	if IsControl(rec) {
+		return false, nil
+	}
 	env, err := ParseRecord(rec)
 	if err != nil {
 		return false, err

@@ -24,6 +24,7 @@ const (
 	unknownWritten       // written, but the acknowledgement is lost
 	unknownLost          // not written, and the writer cannot tell
 	down                 // the log is unreachable: every call fails
+	unknownLate          // not acknowledged; written just before the next append
 )
 
 // faultyProvider injects failures into a memory provider.
@@ -31,6 +32,7 @@ type faultyProvider struct {
 	provider.Provider
 	mu          sync.Mutex
 	appendFault fault
+	late        []event.Record // written just before the next append
 	down        bool
 	readFailAt  int // fail a read at its n-th batch; 0 never
 }
@@ -55,8 +57,25 @@ func (f *faultyProvider) Append(ctx context.Context, records []event.Record) ([]
 	f.mu.Lock()
 	mode := f.appendFault
 	f.appendFault = noFault
+	if f.down {
+		mode = refused
+	}
 	f.mu.Unlock()
+	if len(f.late) > 0 && mode != refused {
+		f.mu.Lock()
+		late := f.late
+		f.late = nil
+		f.mu.Unlock()
+		if _, err := f.Provider.Append(ctx, late); err != nil {
+			return nil, err
+		}
+	}
 	switch mode {
+	case unknownLate:
+		f.mu.Lock()
+		f.late = records
+		f.mu.Unlock()
+		return nil, fmt.Errorf("injected timeout, the request still on its way: %w", provider.ErrOutcomeUnknown)
 	case refused:
 		return nil, fmt.Errorf("injected refusal: %w", provider.ErrUnavailable)
 	case unknownWritten:
@@ -95,6 +114,7 @@ func TestFailedAppendLeavesMemoryUnchanged(t *testing.T) {
 		{"refused", refused, false, 3, 10 + 1},
 		{"unknown outcome, was written", unknownWritten, true, 4, 10 + 5 + 1},
 		{"unknown outcome, was not written", unknownLost, true, 3, 10 + 1},
+		{"unknown outcome, written after the end was read", unknownLate, true, 4, 10 + 5 + 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := newMemory(t, 2)

@@ -357,7 +357,9 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	if err != nil {
 		return Result{}, err
 	}
-	after := pt.acked.Load()
+	// An append that fails with an unknown outcome landed, if at all, after
+	// every record acknowledged or read so far: resolve reads from there.
+	after := max(pt.acked.Load(), pt.applied.Load()-1)
 	pos, err := r.p.Append(ctx, records)
 	if err != nil {
 		if errors.Is(err, provider.ErrOutcomeUnknown) {

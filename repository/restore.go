@@ -266,6 +266,9 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *read
 		return &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
 			Err: fmt.Errorf("record delivered for partition %d", pt.id)}
 	}
+	if event.IsControl(*rec) {
+		return nil
+	}
 	env, payload, skip, err := r.decode(rec)
 	if err != nil || skip {
 		if skip {
@@ -376,27 +379,30 @@ func (r *Repository[A]) Follow(ctx context.Context) error {
 	return err
 }
 
-// resolve finds out what became of an append whose outcome was unknown, by
-// reading the aggregate's partition up to its end now and applying the
-// aggregate's events found there. e is locked.
+// resolve finds out what became of an append whose outcome was unknown. It
+// appends a fence record to the aggregate's partition first: the idempotent
+// producer delivers a partition's records in order and fences an earlier
+// request that timed out, so once the fence is acknowledged the earlier
+// append, if it was written at all, lies before it. Reading up to the fence
+// then finds it; reading up to the end offset alone could miss a request
+// still on its way to a slow broker. e is locked.
 func (r *Repository[A]) resolve(ctx context.Context, pt *partition[A], id string, e *entry[A]) error {
-	ps, err := r.p.Partitions(ctx)
+	pos, err := r.p.Append(ctx, []event.Record{event.FenceRecord(id)})
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUnresolved, id, err)
+		return fmt.Errorf("%w: %s: fence: %w", ErrUnresolved, id, err)
 	}
-	var end, low int64
-	for _, p := range ps {
-		if p.ID == pt.id {
-			end, low = p.High, p.Low
-		}
+	fence := pos[0]
+	if fence.Partition != pt.id {
+		return fmt.Errorf("%w: %s: fence landed in partition %d, not %d: the topic's partitions changed",
+			ErrUnresolved, id, fence.Partition, pt.id)
 	}
-	start := max(*e.unresolved+1, e.offset+1, low)
+	start := max(*e.unresolved+1, e.offset+1)
 	var c readCounts
-	err = r.p.Read(ctx, []provider.Range{{Partition: pt.id, Start: start, End: end}}, 0, func(b provider.Batch) error {
+	err = r.p.Read(ctx, []provider.Range{{Partition: pt.id, Start: start, End: fence.Offset}}, 0, func(b provider.Batch) error {
 		for i := range b.Records {
 			rec := &b.Records[i]
-			if string(rec.Key) != id {
-				continue // another aggregate: restore or follow has it
+			if string(rec.Key) != id || event.IsControl(*rec) {
+				continue // another aggregate (restore or follow has it), or a fence
 			}
 			env, payload, skip, err := r.decode(rec)
 			if err != nil || skip {
@@ -415,6 +421,6 @@ func (r *Repository[A]) resolve(ctx context.Context, pt *partition[A], id string
 	e.unresolved = nil
 	e.written = e.written || c.events > 0
 	r.log.Info("unknown append outcome resolved", "aggregate", id, "partition", pt.id,
-		"from", start, "to", end, "events_found", c.events, "version", e.version)
+		"from", start, "fence", fence.Offset, "events_found", c.events, "version", e.version)
 	return nil
 }
