@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/rehydrate/rehydrate/examples/internal/serve"
 )
@@ -19,14 +16,7 @@ const (
 )
 
 func (rd *reader) routes() http.Handler {
-	r := chi.NewRouter()
-	r.Use(rd.accessLog, middleware.Recoverer)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
-	})
+	r := serve.NewRouter(rd.log)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		serve.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -83,7 +73,7 @@ func (rd *reader) notReady(w http.ResponseWriter) bool {
 		return false
 	}
 	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusServiceUnavailable, "not ready: catching up with the topic")
+	serve.WriteError(w, http.StatusServiceUnavailable, "not ready: catching up with the topic")
 	return true
 }
 
@@ -95,12 +85,12 @@ type userList struct {
 func (rd *reader) listUsers(w http.ResponseWriter, r *http.Request) {
 	limit, err := intParam(r, "limit", defaultLimit, maxLimit)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		serve.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	offset, err := intParam(r, "offset", 0, -1)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		serve.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if rd.notReady(w) {
@@ -134,30 +124,9 @@ func (rd *reader) getUser(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	u, ok := rd.model.get(id)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("user %s not found", id))
+		serve.WriteError(w, http.StatusNotFound, fmt.Sprintf("user %s not found", id))
 		return
 	}
 	w.Header().Set("ETag", `"`+strconv.FormatUint(u.Version, 10)+`"`)
 	serve.WriteJSON(w, http.StatusOK, u)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	serve.WriteJSON(w, status, map[string]string{"error": msg})
-}
-
-func (rd *reader) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		level := slog.LevelInfo
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
-			level = slog.LevelDebug
-		}
-		rd.log.LogAttrs(r.Context(), level, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", ww.Status()),
-			slog.Duration("duration", time.Since(start)))
-	})
 }

@@ -32,11 +32,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
@@ -45,19 +43,7 @@ import (
 	"github.com/rehydrate/rehydrate/provider/kafka"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log, err := serve.NewLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "reader:", err)
-		os.Exit(2)
-	}
-	if err := run(ctx, log); err != nil {
-		log.Error("reader stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("reader", run) }
 
 type config struct {
 	kafka          kafka.Config

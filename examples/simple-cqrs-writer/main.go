@@ -37,11 +37,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
@@ -65,19 +63,7 @@ const (
 	readTimeout = 15 * time.Second
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log, err := serve.NewLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "simple-cqrs-writer:", err)
-		os.Exit(2)
-	}
-	if err := run(ctx, log); err != nil {
-		log.Error("simple-cqrs-writer stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("simple-cqrs-writer", run) }
 
 type config struct {
 	kafka          kafka.Config

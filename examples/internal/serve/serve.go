@@ -1,15 +1,23 @@
-// Package serve holds the plumbing the example services share: environment
-// defaults, the slog logger they configure from LOG_FORMAT and LOG_LEVEL, and
-// JSON responses.
+// Package serve holds the plumbing the example services share: their main
+// (signals, the slog logger from LOG_FORMAT and LOG_LEVEL), environment
+// defaults, the chi router with access log and JSON errors, and JSON
+// responses.
 package serve
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 )
 
 // EnvOr returns the environment variable key, or def when it is unset or
@@ -46,4 +54,62 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Main runs a service: it sets up the logger from LOG_FORMAT and LOG_LEVEL,
+// runs run until SIGINT or SIGTERM ends its context, and exits 1 if run
+// fails (2 if the logger cannot be configured).
+func Main(name string, run func(ctx context.Context, log *slog.Logger) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log, err := NewLogger(os.Getenv("LOG_FORMAT"), os.Getenv("LOG_LEVEL"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, log); err != nil {
+		log.Error(name+" stopped", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// WriteError answers with status and {"error": msg}.
+func WriteError(w http.ResponseWriter, status int, msg string) {
+	WriteJSON(w, status, map[string]string{"error": msg})
+}
+
+// NewRouter returns a chi router that logs every request once answered
+// (probes and scrapes at debug level), recovers panics, and answers unknown
+// routes and methods with JSON errors.
+func NewRouter(log *slog.Logger) chi.Router {
+	r := chi.NewRouter()
+	r.Use(accessLog(log), middleware.Recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+	})
+	return r
+}
+
+func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			level := slog.LevelInfo
+			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+				level = slog.LevelDebug
+			}
+			log.LogAttrs(r.Context(), level, "request",
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", ww.Status()),
+				slog.Int("bytes", ww.BytesWritten()),
+				slog.Duration("duration", time.Since(start)))
+		})
+	}
 }
