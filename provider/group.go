@@ -1,0 +1,98 @@
+package provider
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rehydrate/rehydrate/event"
+)
+
+// ErrNotOwner means an append was for a partition the member does not own:
+// not yet, not any more, or the log itself refused the member because the
+// group moved on (a stale generation, a member the group no longer knows).
+// Nothing of the append was written.
+var ErrNotOwner = errors.New("provider: partition not owned by this member")
+
+// Grouper is an optional capability of a [Provider]: the instances of a
+// service share the topic's partitions through a group, each partition owned
+// by one member at a time, and the log itself refuses appends from a member
+// that no longer owns their partition. The repository finds it by type
+// assertion, as database/sql finds driver.Pinger.
+type Grouper interface {
+	// JoinGroup makes this process a member of cfg.Group on the provider's
+	// topic. It returns once the member is registered with the group;
+	// partitions arrive later through cfg.OnAssigned. The member lives
+	// until Close (ctx bounds only the join).
+	JoinGroup(ctx context.Context, cfg GroupConfig) (Member, error)
+}
+
+// GroupConfig describes a member.
+type GroupConfig struct {
+	// Group names the group; every writer instance of one service uses the
+	// same name. Required.
+	Group string
+	// Instance identifies this instance among the group's members. Give a
+	// name that is stable across restarts (a pod name): a restarted
+	// instance then settles the transaction its predecessor left open at
+	// once, instead of after the provider's transaction timeout. Two live
+	// processes must never share one. Empty means a random name.
+	Instance string
+	// Address is how other members reach this one (e.g. the URL of its
+	// HTTP API); [Member.Owners] reports it. Optional, opaque.
+	Address string
+	// OnAssigned is called with partitions this member now owns. Appends to
+	// them are accepted from the moment it is called. It must return
+	// promptly (start a restore in the background).
+	OnAssigned func(partitions []int32)
+	// OnRevoked is called with partitions this member no longer owns, after
+	// every append to them has ended and, unless lost is set, before any
+	// other member can own them; appends to them fail with ErrNotOwner from
+	// the moment the revocation starts. lost means the member was dropped
+	// from the group (it stopped answering): another member may already own
+	// them, and the log refuses every append the member had in flight.
+	// It must return promptly.
+	//
+	// OnAssigned and OnRevoked are called from one goroutine, one at a time.
+	OnRevoked func(partitions []int32, lost bool)
+}
+
+// Member is one instance's membership of a group. It is safe for concurrent
+// use.
+type Member interface {
+	// Partitions returns the number of partitions of the topic, which is
+	// what keys are partitioned by ([PartitionFor]).
+	Partitions() int
+
+	// Owned returns the partitions the member owns now, ascending.
+	Owned() []int32
+
+	// AwaitStable returns once no append of an earlier owner of the
+	// partitions can still change them: every transaction of a previous
+	// owner is committed or aborted. Only then is [Provider.Partitions]'
+	// High the end a new owner restores to.
+	AwaitStable(ctx context.Context, partitions []int32) error
+
+	// Append writes records atomically, fenced by the member's ownership:
+	// all of them become visible to read-committed readers, or none does.
+	// Every record's key must map to a partition the member owns, else the
+	// append fails with ErrNotOwner and nothing is written; the log refuses
+	// it too once the group has moved the partition on, whatever this
+	// member believes. Concurrent appends may share one transaction.
+	//
+	// It returns once the records are committed, with their positions in
+	// the order given. On error, errors.Is(err, ErrOutcomeUnknown) says
+	// they may have been committed; any other error says none was. Appends
+	// of one partition are ordered: an append that returns after another
+	// returned (whatever its outcome) lands after it, if at all.
+	Append(ctx context.Context, records []event.Record) ([]Position, error)
+
+	// Owners returns, for each partition with a known owner, the Address
+	// that owner gave in its GroupConfig ("" when it gave none). Partitions
+	// without a current owner are missing.
+	Owners(ctx context.Context) (map[int32]string, error)
+
+	// Close revokes every partition (calling OnRevoked), leaves the group
+	// so that the others take the partitions over at once, and releases
+	// the member. Later calls return ErrClosed; Close may be called again.
+	Close() error
+}
