@@ -41,8 +41,11 @@ type GroupConfig struct {
 	// HTTP API); [Member.Owners] reports it. Optional, opaque.
 	Address string
 	// OnAssigned is called with partitions this member now owns. Appends to
-	// them are accepted from the moment it is called. It must return
-	// promptly (start a restore in the background).
+	// them are accepted from the moment it is called. It is called after
+	// every rebalance the member takes part in, the first included, with an
+	// empty list when nothing new is assigned, so a member that owns
+	// nothing learns that it has joined. It must return promptly (start a
+	// restore in the background).
 	OnAssigned func(partitions []int32)
 	// OnRevoked is called with partitions this member no longer owns, after
 	// every append to them has ended and, unless lost is set, before any

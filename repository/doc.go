@@ -36,10 +36,56 @@
 //   - Restore and Follow skip an event whose version is not newer than its
 //     aggregate's (a duplicate), and count it.
 //
-// # One writer per topic
+// # Several instances
 //
-// A Repository assumes it is the only writer of its topic's aggregates. A
-// second instance may Restore and Follow to stay current as a standby, but
-// must not execute commands while the first does; Follow reports the obvious
-// misuse with ErrConflictingWriter.
+// Without WithGroup a Repository is the only writer of its topic: a second
+// instance may Restore and Follow as a standby, but must not execute commands
+// while the first does (Follow reports the obvious misuse with
+// ErrConflictingWriter). Nothing enforces that; WithGroup does.
+//
+// With WithGroup(Group{Name: "users-writer"}) every instance joins the group
+// on a provider that implements provider.Grouper (memory, Kafka). The group
+// assigns each partition to one instance; an instance restores and serves
+// only its partitions, restores newly assigned ones in the background while
+// it keeps serving the rest, and drops revoked ones. A command for a
+// partition served elsewhere fails with a *PartitionError wrapping
+// provider.ErrNotOwner (Owners tells where to send it), one for a partition
+// being taken over with a *PartitionError wrapping ErrNotReady.
+//
+// A command's events are appended through the member, in a transaction with
+// other commands' events (group commit), and acknowledged after the commit:
+// a command's events are all visible or none is.
+//
+// Why a stale owner cannot write. Instances disagree about ownership in
+// three ways, and each is closed by the log, not by a convention:
+//
+//  1. A live instance loses a partition in a rebalance. It stops taking
+//     commands for it when the revocation starts (its appends fail with
+//     ErrNotOwner), waits for the transactions in flight to end, drops the
+//     state, and only then lets the group hand the partition on.
+//     Cooperative rebalancing moves a partition only after its owner has
+//     revoked it.
+//  2. An instance stops answering (a long pause, SIGSTOP, a partition from
+//     the brokers) and the group drops it. Every transaction carries the
+//     member's current group generation to the log (Kafka: the group
+//     metadata sent with the transaction's offsets); the group coordinator
+//     refuses a generation or member it no longer knows, and the
+//     transaction is aborted, invisible to read-committed readers. A
+//     provider refuses to send the "no generation" metadata that Kafka
+//     would accept. When the instance resumes, it learns it lost its
+//     partitions and drops them.
+//  3. A stale instance's transaction passed the check just before the
+//     group moved on and commits late. The new owner does not read the
+//     partition before provider.Member.AwaitStable returns, which waits
+//     for every transaction of a previous owner to be committed or
+//     aborted; so the new owner's restore ends after the late commit and
+//     includes it, and the new owner's versions follow it.
+//
+// Transactional producer ids belong to instances, not partitions, so an
+// instance that initialises its producer late only fences its own previous
+// incarnation, never the rightful owner of a partition.
+//
+// Unknown outcomes keep their rule: a commit whose outcome is unknown leaves
+// the aggregate unresolved; the next command for it appends a fence through
+// the same member (a partition's appends are ordered) and reads up to it.
 package repository

@@ -38,3 +38,19 @@ func (e *ConcurrencyError) Error() string {
 
 // Is makes errors.Is(err, ErrConcurrency) true.
 func (e *ConcurrencyError) Is(target error) bool { return target == ErrConcurrency }
+
+// PartitionError says why this instance does not serve an aggregate now: its
+// partition is owned by another member of the group (Err is
+// provider.ErrNotOwner), or is being restored here after a takeover (Err is
+// ErrNotReady). Nothing was appended. errors.Is sees Err.
+type PartitionError struct {
+	AggregateID string
+	Partition   int32
+	Err         error
+}
+
+func (e *PartitionError) Error() string {
+	return fmt.Sprintf("repository: aggregate %s: partition %d: %v", e.AggregateID, e.Partition, e.Err)
+}
+
+func (e *PartitionError) Unwrap() error { return e.Err }

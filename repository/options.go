@@ -22,6 +22,7 @@ type settings struct {
 	progressInterval time.Duration
 	skipUnknown      bool
 	aggregateType    string
+	group            *Group
 }
 
 // handlerSpec is what On records; New checks that its A is the repository's.

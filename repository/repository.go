@@ -41,8 +41,10 @@ type Result struct {
 // It is safe for concurrent use; commands for one aggregate run one at a time,
 // commands for different aggregates run in parallel.
 //
-// One writer instance owns a topic: run one Repository per topic that
-// executes commands (others may Follow read-only).
+// Without WithGroup a Repository owns its whole topic: run one per topic that
+// executes commands (others may Follow read-only). With WithGroup, any number
+// of instances share the topic's partitions, and the log refuses a stale
+// owner.
 type Repository[A any] struct {
 	p        provider.Provider
 	reg      *event.Registry
@@ -55,8 +57,12 @@ type Repository[A any] struct {
 	ready chan struct{}
 	state atomic.Int32 // restore state: idle, restoring, ready, failed
 
+	// group is the membership under WithGroup, nil otherwise.
+	group *membership
+
 	progress progressTracker
-	stats    Stats
+	statsMu  sync.Mutex
+	stats    Stats // of the restores done; Aggregates is counted on demand
 }
 
 const (
@@ -66,9 +72,20 @@ const (
 	stateFailed
 )
 
+// A partition's status: whether this instance serves its aggregates.
+const (
+	partIdle      int32 = iota // not owned here (or not restored yet)
+	partRestoring              // owned, being restored: commands wait for it
+	partServing
+)
+
 // partition holds the aggregates whose events live in one partition.
 type partition[A any] struct {
-	id   int32
+	id     int32
+	status atomic.Int32 // partIdle, partRestoring, partServing
+	// gate is held for reading by every command and Get of the partition;
+	// a revocation takes it to wait for them before dropping the state.
+	gate sync.RWMutex
 	mu   sync.RWMutex
 	aggs map[string]*entry[A]
 	// applied is the read position up to which restore and follow have
@@ -160,6 +177,31 @@ func (r *Repository[A]) partitionOf(id string) *partition[A] {
 	return r.parts[provider.PartitionFor([]byte(id), len(r.parts))]
 }
 
+// PartitionOf returns the partition of the topic that holds aggregate id's
+// events; 0 before Restore.
+func (r *Repository[A]) PartitionOf(id string) int32 {
+	if !r.isReady() {
+		return 0
+	}
+	return r.partitionOf(id).id
+}
+
+// enter returns id's partition with its gate held for reading, or a
+// *PartitionError when this instance does not serve it.
+func (r *Repository[A]) enter(id string) (*partition[A], error) {
+	pt := r.partitionOf(id)
+	pt.gate.RLock()
+	switch pt.status.Load() {
+	case partServing:
+		return pt, nil
+	case partRestoring:
+		pt.gate.RUnlock()
+		return nil, &PartitionError{AggregateID: id, Partition: pt.id, Err: ErrNotReady}
+	}
+	pt.gate.RUnlock()
+	return nil, &PartitionError{AggregateID: id, Partition: pt.id, Err: provider.ErrNotOwner}
+}
+
 func (pt *partition[A]) get(id string) *entry[A] {
 	pt.mu.RLock()
 	defer pt.mu.RUnlock()
@@ -233,7 +275,12 @@ func (r *Repository[A]) Get(id string) (A, uint64, error) {
 	if !r.isReady() {
 		return zero, 0, ErrNotReady
 	}
-	e := r.partitionOf(id).lock(id, false)
+	pt, err := r.enter(id)
+	if err != nil {
+		return zero, 0, err
+	}
+	defer pt.gate.RUnlock()
+	e := pt.lock(id, false)
 	if e == nil {
 		return zero, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -270,6 +317,9 @@ func (r *Repository[A]) Range(fn func(id string, state A, version uint64) bool) 
 		return
 	}
 	for _, pt := range r.parts {
+		if pt.status.Load() != partServing {
+			continue
+		}
 		for id, e := range pt.entries() {
 			e.mu.Lock()
 			ok := e.version > 0 && !e.deleted && !e.removed
@@ -322,7 +372,11 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	for _, o := range opts {
 		o.applyExec(&es)
 	}
-	pt := r.partitionOf(id)
+	pt, err := r.enter(id)
+	if err != nil {
+		return Result{}, err
+	}
+	defer pt.gate.RUnlock()
 	e := pt.lock(id, create)
 	if e == nil {
 		return Result{}, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -360,7 +414,7 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	// An append that fails with an unknown outcome landed, if at all, after
 	// every record acknowledged or read so far: resolve reads from there.
 	after := max(pt.acked.Load(), pt.applied.Load()-1)
-	pos, err := r.p.Append(ctx, records)
+	pos, err := r.append(ctx, records)
 	if err != nil {
 		if errors.Is(err, provider.ErrOutcomeUnknown) {
 			e.unresolved = &after
@@ -385,6 +439,15 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 // encode validates and encodes payloads as the events after version, and
 // decodes them back: memory is changed with exactly what a restore would
 // read, never with a value the codec cannot carry.
+// append appends through the group member when there is one: fenced, in a
+// transaction.
+func (r *Repository[A]) append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
+	if r.group != nil {
+		return r.group.member.Append(ctx, records)
+	}
+	return r.p.Append(ctx, records)
+}
+
 func (r *Repository[A]) encode(id string, version uint64, payloads []any, metadata map[string]string) (records []event.Record, types []string, decoded []any, err error) {
 	records = make([]event.Record, len(payloads))
 	types = make([]string, len(payloads))

@@ -42,7 +42,9 @@ func (s Stats) EventsPerSecond() float64 {
 type Progress struct {
 	// Done and Total count records: Total is the sum over partitions of
 	// the offsets between start and the end captured when the restore
-	// began. Done reaches Total when the restore is complete.
+	// began. Done reaches Total when the restore is complete. With
+	// WithGroup, only the partitions this instance owns count, each from
+	// its latest takeover.
 	Done, Total int64
 	Partitions  []PartitionProgress
 	Elapsed     time.Duration
@@ -65,8 +67,9 @@ func (p Progress) EventsPerSecond() float64 {
 type progressTracker struct {
 	mu      sync.Mutex // serialises the callback
 	start   time.Time
-	starts  []int64 // by partition index
+	starts  []int64 // by partition id
 	ends    []int64
+	tracked []bool // restored or being restored by this instance
 	applied []*atomic.Int64
 	last    time.Time
 }
@@ -81,14 +84,17 @@ func (r *Repository[A]) Progress() Progress {
 }
 
 func (t *progressTracker) snapshot() Progress {
-	p := Progress{Partitions: make([]PartitionProgress, len(t.ends))}
+	var p Progress
 	if !t.start.IsZero() {
 		p.Elapsed = time.Since(t.start)
 	}
 	for i := range t.ends {
+		if !t.tracked[i] {
+			continue
+		}
 		total := t.ends[i] - t.starts[i]
 		done := min(t.applied[i].Load()-t.starts[i], total)
-		p.Partitions[i] = PartitionProgress{Partition: int32(i), Done: done, Total: total}
+		p.Partitions = append(p.Partitions, PartitionProgress{Partition: int32(i), Done: done, Total: total})
 		p.Done += done
 		p.Total += total
 	}
@@ -102,20 +108,29 @@ func (t *progressTracker) snapshot() Progress {
 // WithSkipUnknownTypes), version gap or read failure stops it with an error
 // naming partition and offset, and leaves the repository empty and not ready:
 // Restore may then be called again.
+//
+// With WithGroup, Restore joins the group instead and restores only the
+// partitions the group assigns to this instance; see WithGroup.
 func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
 	if !r.state.CompareAndSwap(stateIdle, stateRestoring) && !r.state.CompareAndSwap(stateFailed, stateRestoring) {
 		return Stats{}, errors.New("repository: Restore called twice")
 	}
 	start := time.Now()
-	stats, err := r.restore(ctx)
-	stats.Duration = time.Since(start)
+	var err error
+	if r.settings.group != nil {
+		err = r.join(ctx)
+	} else {
+		err = r.restoreAll(ctx)
+	}
+	r.statsMu.Lock()
+	r.stats.Duration = time.Since(start)
+	r.statsMu.Unlock()
+	stats := r.Stats()
 	if err != nil {
-		r.parts = nil
 		r.state.Store(stateFailed)
 		r.log.Error("restore failed", "err", err, "after", stats.Duration)
 		return stats, err
 	}
-	r.stats = stats
 	r.state.Store(stateReady)
 	close(r.ready)
 	r.log.Info("restore done", "events", stats.Events, "aggregates", stats.Aggregates,
@@ -124,44 +139,91 @@ func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
 	return stats, nil
 }
 
-// Stats returns the statistics of the successful restore; zero before.
+// Stats returns the statistics of the restores so far (with WithGroup, of
+// every partition taken over, summed); zero before the first one finished.
 func (r *Repository[A]) Stats() Stats {
-	if !r.isReady() {
-		return Stats{}
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	s := r.stats
+	for _, pt := range r.parts {
+		if pt.status.Load() == partServing {
+			pt.mu.RLock()
+			s.Aggregates += len(pt.aggs)
+			pt.mu.RUnlock()
+		}
 	}
-	return r.stats
+	return s
 }
 
-func (r *Repository[A]) restore(ctx context.Context) (Stats, error) {
+// restoreAll restores every partition: the repository owns the topic.
+func (r *Repository[A]) restoreAll(ctx context.Context) error {
 	ps, err := r.p.Partitions(ctx)
 	if err != nil {
-		return Stats{}, fmt.Errorf("repository: restore: %w", err)
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	if err := r.makePartitions(len(ps)); err != nil {
+		return err
 	}
 	for i, p := range ps {
 		if p.ID != int32(i) {
-			return Stats{}, fmt.Errorf("repository: restore: partition ids are not 0..%d", len(ps)-1)
+			return fmt.Errorf("repository: restore: partition ids are not 0..%d", len(ps)-1)
 		}
 	}
-	r.parts = make([]*partition[A], len(ps))
-	t := &r.progress
-	t.mu.Lock()
-	t.start, t.last = time.Now(), time.Now()
-	t.starts = make([]int64, len(ps))
-	t.ends = make([]int64, len(ps))
-	t.applied = make([]*atomic.Int64, len(ps))
-	for i, p := range ps {
-		pt := &partition[A]{id: p.ID, aggs: make(map[string]*entry[A])}
-		pt.applied.Store(p.Low)
+	return r.load(ctx, ps)
+}
+
+// makePartitions sizes the repository for a topic of n partitions, once.
+func (r *Repository[A]) makePartitions(n int) error {
+	if r.parts != nil {
+		if len(r.parts) != n {
+			return fmt.Errorf("repository: the topic has %d partitions, it had %d: aggregates would move", n, len(r.parts))
+		}
+		return nil
+	}
+	r.parts = make([]*partition[A], n)
+	for i := range r.parts {
+		pt := &partition[A]{id: int32(i), aggs: make(map[string]*entry[A])}
 		pt.acked.Store(-1)
 		r.parts[i] = pt
-		t.starts[i], t.ends[i], t.applied[i] = p.Low, p.High, &pt.applied
+	}
+	t := &r.progress
+	t.mu.Lock()
+	t.starts = make([]int64, n)
+	t.ends = make([]int64, n)
+	t.tracked = make([]bool, n)
+	t.applied = make([]*atomic.Int64, n)
+	for i, pt := range r.parts {
+		t.applied[i] = &pt.applied
 	}
 	t.mu.Unlock()
-	r.log.Info("restore started", "partitions", len(ps), "records", r.progress.snapshot().Total)
+	return nil
+}
+
+// load restores the partitions ps from Low up to High, replacing what memory
+// held of them, and marks them serving. On error they are left empty and not
+// serving.
+func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error {
+	t := &r.progress
+	t.mu.Lock()
+	if t.start.IsZero() {
+		t.start = time.Now()
+	}
+	t.last = time.Now()
+	for _, p := range ps {
+		pt := r.parts[p.ID]
+		pt.mu.Lock()
+		pt.aggs = make(map[string]*entry[A])
+		pt.mu.Unlock()
+		pt.applied.Store(p.Low)
+		pt.acked.Store(-1)
+		t.starts[p.ID], t.ends[p.ID], t.tracked[p.ID] = p.Low, p.High, true
+	}
+	t.mu.Unlock()
+	r.log.Info("restore started", "partitions", len(ps), "records", total(ps))
 
 	// Partitions hold disjoint aggregates, so workers apply them in
 	// parallel; each partition goes to one worker, keeping its order.
-	workers := min(len(ps), runtime.GOMAXPROCS(0))
+	workers := max(1, min(len(ps), runtime.GOMAXPROCS(0)))
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	queues := make([]chan provider.Batch, workers)
@@ -204,17 +266,50 @@ func (r *Repository[A]) restore(ctx context.Context) (Stats, error) {
 		stats.Skipped += c.skipped
 		stats.Bytes += c.bytes
 	}
-	if err := applyErr.Load(); err != nil {
-		return stats, fmt.Errorf("repository: restore: %w", *err)
+	err := readErr
+	if e := applyErr.Load(); e != nil {
+		err = *e
 	}
-	if readErr != nil {
-		return stats, fmt.Errorf("repository: restore: %w", readErr)
+	if err != nil {
+		r.forget(ps)
+		return fmt.Errorf("repository: restore: %w", err)
 	}
-	for _, pt := range r.parts {
-		stats.Aggregates += len(pt.aggs)
+	for _, p := range ps {
+		r.parts[p.ID].status.Store(partServing)
 	}
+	r.statsMu.Lock()
+	r.stats.Events += stats.Events
+	r.stats.Duplicates += stats.Duplicates
+	r.stats.Skipped += stats.Skipped
+	r.stats.Bytes += stats.Bytes
+	r.statsMu.Unlock()
 	r.reportProgress(true)
-	return stats, nil
+	return nil
+}
+
+// forget empties the partitions ps and stops reporting their progress; their
+// status is the caller's.
+func (r *Repository[A]) forget(ps []provider.Partition) {
+	t := &r.progress
+	t.mu.Lock()
+	for _, p := range ps {
+		t.tracked[p.ID] = false
+	}
+	t.mu.Unlock()
+	for _, p := range ps {
+		pt := r.parts[p.ID]
+		pt.mu.Lock()
+		pt.aggs = make(map[string]*entry[A])
+		pt.mu.Unlock()
+	}
+}
+
+func total(ps []provider.Partition) int64 {
+	var n int64
+	for _, p := range ps {
+		n += p.High - p.Low
+	}
+	return n
 }
 
 func (r *Repository[A]) reportProgress(final bool) {
@@ -365,6 +460,9 @@ func (r *Repository[A]) Follow(ctx context.Context) error {
 	if !r.isReady() {
 		return ErrNotReady
 	}
+	if r.group != nil {
+		return errors.New("repository: Follow: a group member is the only writer of the partitions it serves: there is nothing to follow")
+	}
 	ranges := make([]provider.Range, len(r.parts))
 	for i, pt := range r.parts {
 		ranges[i] = provider.Range{Partition: pt.id, Start: pt.applied.Load(), End: provider.Follow}
@@ -387,7 +485,7 @@ func (r *Repository[A]) Follow(ctx context.Context) error {
 // then finds it; reading up to the end offset alone could miss a request
 // still on its way to a slow broker. e is locked.
 func (r *Repository[A]) resolve(ctx context.Context, pt *partition[A], id string, e *entry[A]) error {
-	pos, err := r.p.Append(ctx, []event.Record{event.FenceRecord(id)})
+	pos, err := r.append(ctx, []event.Record{event.FenceRecord(id)})
 	if err != nil {
 		return fmt.Errorf("%w: %s: fence: %w", ErrUnresolved, id, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -47,6 +48,9 @@ type server struct {
 	timeout time.Duration
 	// restoreErr is the last restore failure while the restore retries.
 	restoreErr atomic.Pointer[string]
+	// router forwards commands for users other instances own; nil when
+	// the writer runs without a group.
+	router *router
 	// tokenSum is the SHA-256 of WRITER_TOKEN, nil when it is unset.
 	// Comparing digests rather than the tokens keeps the comparison's time
 	// independent of the token's length as well as of its bytes.
@@ -104,6 +108,7 @@ type command struct {
 	id          string
 	first, last string
 	expected    *uint64
+	body        []byte // as received, to forward
 }
 
 // name is a JSON string that keeps invalid UTF-8 as sent, for the event's
@@ -167,17 +172,26 @@ func (b *badRequest) result() string {
 }
 
 func (s *server) postCommand(w http.ResponseWriter, r *http.Request) {
-	c, bad := decodePostCommand(limitBody(w, r))
+	var raw bytes.Buffer
+	body := io.TeeReader(limitBody(w, r), &raw)
+	c, bad := decodePostCommand(body)
+	c.body = raw.Bytes()
 	s.serve(w, r, c, bad)
 }
 
 func (s *server) postUser(w http.ResponseWriter, r *http.Request) {
-	c, bad := decodePostUser(limitBody(w, r))
+	var raw bytes.Buffer
+	body := io.TeeReader(limitBody(w, r), &raw)
+	c, bad := decodePostUser(body)
+	c.body = raw.Bytes()
 	s.serve(w, r, c, bad)
 }
 
 func (s *server) putUser(w http.ResponseWriter, r *http.Request) {
-	c, bad := decodePutUser(chi.URLParam(r, "id"), r.Header.Get("If-Match"), limitBody(w, r))
+	var raw bytes.Buffer
+	body := io.TeeReader(limitBody(w, r), &raw)
+	c, bad := decodePutUser(chi.URLParam(r, "id"), r.Header.Get("If-Match"), body)
+	c.body = raw.Bytes()
 	s.serve(w, r, c, bad)
 }
 
@@ -348,6 +362,10 @@ type commandResponse struct {
 func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	u, version, err := s.users.Get(id)
+	if notOwned(err) {
+		s.forward(w, r, id, nil, err)
+		return
+	}
 	if err != nil {
 		s.fail(w, r, id, err)
 		return
@@ -374,12 +392,15 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	)
 	switch c.kind {
 	case "create":
-		c.id = event.NewID()
-		res, err = s.users.Create(ctx, c.id, createUser(c.first, c.last))
+		res, err = s.create(ctx, &c)
 	case "update":
 		res, err = s.users.Execute(ctx, c.id, updateUser(c.first, c.last), opts...)
 	case "delete":
 		res, err = s.users.Execute(ctx, c.id, deleteUser(), opts...)
+	}
+	if notOwned(err) {
+		s.forward(w, r, c.id, c.body, err)
+		return
 	}
 	if err != nil {
 		s.metrics.command(c.kind, resultOf(err))
@@ -401,6 +422,23 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 		w.Header().Set("ETag", etag(res.Version))
 	}
 	serve.WriteJSON(w, status, commandResponse{ID: c.id, Version: res.Version})
+}
+
+// create creates a user under a new id. With a group, the id is one of a
+// partition this instance owns; when it owns none, the create goes to an
+// instance that does.
+func (s *server) create(ctx context.Context, c *command) (repository.Result, error) {
+	if s.router == nil {
+		c.id = event.NewID()
+		return s.users.Create(ctx, c.id, createUser(c.first, c.last))
+	}
+	id, ok := s.router.newID()
+	if !ok {
+		c.id = event.NewID()
+		return repository.Result{}, &repository.PartitionError{AggregateID: c.id, Partition: s.users.PartitionOf(c.id), Err: provider.ErrNotOwner}
+	}
+	c.id = id
+	return s.users.Create(ctx, c.id, createUser(c.first, c.last))
 }
 
 // resultOf is the metrics label of a failed command.
@@ -580,7 +618,9 @@ type readiness struct {
 	Total          int64   `json:"total"`
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	Users          *int    `json:"users,omitempty"`
-	Error          string  `json:"error,omitempty"`
+	// Partitions are the partitions this instance serves.
+	Partitions []int32 `json:"partitions,omitempty"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // readyz answers 503 with the restore's progress until it has succeeded.
@@ -591,6 +631,7 @@ func (s *server) readyz(w http.ResponseWriter, _ *http.Request) {
 	case <-s.users.Ready():
 		body.Ready = true
 		body.Users = ptr(s.users.Len())
+		body.Partitions = s.users.Owned()
 		serve.WriteJSON(w, http.StatusOK, body)
 	default:
 		if e := s.restoreErr.Load(); e != nil {

@@ -56,7 +56,7 @@ func newServerWith(t testing.TB, restored bool, m *metrics) (*server, *faulty) {
 	mem, err := memory.New(6)
 	require.NoError(t, err)
 	p := &faulty{Provider: mem}
-	repo, err := newRepository(p, slog.New(slog.DiscardHandler), nil)
+	repo, err := newRepository(p, slog.New(slog.DiscardHandler), nil, nil)
 	require.NoError(t, err)
 	if restored {
 		_, err = repo.Restore(t.Context())

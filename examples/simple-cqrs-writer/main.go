@@ -24,8 +24,19 @@
 // request's headers) and WRITER_TOKEN (when set, the commands and
 // GET /users/{id} need Authorization: Bearer and it; 401 otherwise).
 //
+// Several instances: every writer joins the group WRITER_GROUP (default
+// users-writer) and serves the partitions the group gives it; Kafka fences an
+// instance that lost its partitions. WRITER_INSTANCE names the instance,
+// stable across restarts (default hostname-PORT), and WRITER_ADVERTISE is the
+// URL the other instances forward its users' commands to (default
+// http://HOSTNAME:PORT). A command for a user another instance owns is
+// forwarded there; when the owner is unknown or moving the answer is 503 with
+// Retry-After. WRITER_GROUP=none runs the writer alone on the topic, unfenced,
+// as before groups.
+//
 // SIGINT or SIGTERM stops accepting connections, lets the commands in flight
-// finish, flushes the producer and exits 0.
+// finish, leaves the group (the others take the partitions over at once),
+// flushes the producer and exits 0.
 package main
 
 import (
@@ -52,6 +63,7 @@ import (
 const (
 	defaultTopic      = "users"
 	defaultPort       = "4000"
+	defaultGroup      = "users-writer"
 	topicPartitions   = 6
 	defaultKafkaWait  = 10 * time.Second // kafka.Config's default Timeout
 	minShutdownPeriod = 15 * time.Second
@@ -75,6 +87,10 @@ type config struct {
 	token string
 	// inMemoryBroker is set by `make run` when it started devkafka.
 	inMemoryBroker bool
+	// group is WRITER_GROUP, "" for none; instance and advertise are
+	// WRITER_INSTANCE and WRITER_ADVERTISE, "" for their defaults, which
+	// depend on the port listened on.
+	group, instance, advertise string
 }
 
 func loadConfig() (config, error) {
@@ -94,6 +110,12 @@ func loadConfig() (config, error) {
 		readHeaderTimeout: defaultReadHeaderTimeout,
 		token:             os.Getenv("WRITER_TOKEN"),
 		inMemoryBroker:    os.Getenv("KAFKA_IN_MEMORY") != "",
+		group:             serve.EnvOr("WRITER_GROUP", defaultGroup),
+		instance:          os.Getenv("WRITER_INSTANCE"),
+		advertise:         os.Getenv("WRITER_ADVERTISE"),
+	}
+	if c.group == "none" {
+		c.group = ""
 	}
 	port := serve.EnvOr("PORT", defaultPort)
 	n, err := strconv.ParseUint(port, 10, 16)
@@ -153,14 +175,27 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		return err
 	}
 
-	repo, err := newRepository(p, log.With("component", "repository"), func(pr repository.Progress) {
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	var group *repository.Group
+	if cfg.group != "" {
+		group = groupOf(cfg, ln.Addr())
+		log.Info("joining group", "group", group.Name, "instance", group.Instance, "advertise", group.Address)
+	}
+	repo, err := newRepository(p, log.With("component", "repository"), group, func(pr repository.Progress) {
 		log.Info("restoring", "done", pr.Done, "total", pr.Total, "events_per_second", int64(pr.EventsPerSecond()))
 	})
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	m := newMetrics(repo)
 	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second}
+	if group != nil {
+		srv.router = &router{users: repo, self: group.Address, client: &http.Client{Timeout: srv.timeout}}
+	}
 	if cfg.token != "" {
 		sum := sha256.Sum256([]byte(cfg.token))
 		srv.tokenSum = &sum
@@ -168,10 +203,6 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		log.Warn("WRITER_TOKEN is unset: anyone who reaches the port can run commands")
 	}
 	httpServer := newHTTPServer(srv.routes(), cfg.readHeaderTimeout, srv.timeout, log)
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return err
-	}
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "bearer_token", cfg.token != "", "read_header_timeout", cfg.readHeaderTimeout)
@@ -209,7 +240,33 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if restored != nil {
 		<-restored
 	}
+	// Leave the group now rather than when the session times out: the
+	// other instances take the partitions over at once.
+	if err := repo.Close(); err != nil {
+		fatal = errors.Join(fatal, fmt.Errorf("leave group: %w", err))
+	}
 	return fatal
+}
+
+// groupOf is the writer's membership: WRITER_INSTANCE and WRITER_ADVERTISE,
+// or defaults from the host name and the port listened on.
+func groupOf(cfg config, addr net.Addr) *repository.Group {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	port := "0"
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		port = strconv.Itoa(tcp.Port)
+	}
+	g := &repository.Group{Name: cfg.group, Instance: cfg.instance, Address: cfg.advertise}
+	if g.Instance == "" {
+		g.Instance = host + "-" + port
+	}
+	if g.Address == "" {
+		g.Address = "http://" + net.JoinHostPort(host, port)
+	}
+	return g
 }
 
 // newHTTPServer is the writer's server: slow clients cannot hold

@@ -19,6 +19,7 @@ type metrics struct {
 	appendSeconds   *prometheus.HistogramVec
 	restoreSeconds  prometheus.Gauge
 	restoreAttempts prometheus.Counter
+	forwards        *prometheus.CounterVec
 }
 
 func newMetrics(repo *repository.Repository[User]) *metrics {
@@ -41,11 +42,15 @@ func newMetrics(repo *repository.Repository[User]) *metrics {
 			Name: "rehydrate_restore_failures_total",
 			Help: "Restores that failed with a transient error and were retried.",
 		}),
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "users_forwarded_total",
+			Help: "Requests for users this instance does not own, by result: ok (answered by the owner) or unavailable (503, owner unknown, moving or unreachable).",
+		}, []string{"result"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.commands, m.appendSeconds, m.restoreSeconds, m.restoreAttempts,
+		m.commands, m.appendSeconds, m.restoreSeconds, m.restoreAttempts, m.forwards,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rehydrate_restore_done_events",
 			Help: "Events restored so far.",
@@ -56,7 +61,7 @@ func newMetrics(repo *repository.Repository[User]) *metrics {
 		}, func() float64 { return float64(repo.Progress().Total) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rehydrate_ready",
-			Help: "1 once the restore has succeeded and commands are served.",
+			Help: "1 once the first restore has succeeded and commands are served.",
 		}, func() float64 {
 			select {
 			case <-repo.Ready():
@@ -83,4 +88,8 @@ func (m *metrics) command(command, result string) {
 
 func (m *metrics) appended(command string, d time.Duration) {
 	m.appendSeconds.WithLabelValues(command).Observe(d.Seconds())
+}
+
+func (m *metrics) forwarded(result string) {
+	m.forwards.WithLabelValues(result).Inc()
 }

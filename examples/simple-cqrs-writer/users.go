@@ -17,7 +17,9 @@ type User struct {
 
 // newRepository wires the users aggregate to the event log: one handler per
 // event type, UserDeleted deleting.
-func newRepository(p provider.Provider, log *slog.Logger, progress func(repository.Progress)) (*repository.Repository[User], error) {
+// With group set, the repository shares the topic with the group's other
+// instances.
+func newRepository(p provider.Provider, log *slog.Logger, group *repository.Group, progress func(repository.Progress)) (*repository.Repository[User], error) {
 	reg, err := users.Registry()
 	if err != nil {
 		return nil, err
@@ -31,6 +33,9 @@ func newRepository(p provider.Provider, log *slog.Logger, progress func(reposito
 	}
 	if progress != nil {
 		opts = append(opts, repository.WithProgress(time.Second, progress))
+	}
+	if group != nil {
+		opts = append(opts, repository.WithGroup(*group))
 	}
 	return repository.New[User](p, reg, opts...)
 }

@@ -1,0 +1,273 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// Group configures a repository that shares its topic with the other
+// instances of a service (WithGroup).
+type Group struct {
+	// Name is the group's name, the same for every instance of the service.
+	// Required.
+	Name string
+	// Instance names this instance, stable across its restarts (a pod
+	// name); empty means a random one. See provider.GroupConfig.
+	Instance string
+	// Address is how the other instances reach this one, e.g.
+	// "http://10.0.0.7:4000"; Owners reports it. Optional.
+	Address string
+}
+
+// WithGroup makes the repository one member of a group of instances sharing
+// the topic: Restore joins the group, and the instance restores and serves
+// only the partitions the group assigns to it, taking more over and giving
+// some up as instances come and go. The provider must implement
+// provider.Grouper; appends then go through the member, in transactions the
+// log fences (see the package documentation, "Several instances").
+func WithGroup(g Group) Option {
+	return optionFunc(func(s *settings) { s.group = &g })
+}
+
+// membership is a repository's life in its group.
+type membership struct {
+	member provider.Member
+
+	mu     sync.Mutex
+	runs   map[int32]*takeover // partitions being restored, by id
+	first  chan error          // the first assignment's restore: nil once it served, or why not
+	signal sync.Once
+}
+
+// takeover restores a set of newly assigned partitions.
+type takeover struct {
+	parts  []int32
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+// join joins the group and returns once the partitions first assigned to
+// this instance are restored.
+func (r *Repository[A]) join(ctx context.Context) error {
+	g, ok := r.p.(provider.Grouper)
+	if !ok {
+		return fmt.Errorf("repository: WithGroup: provider %T cannot share a topic (it does not implement provider.Grouper)", r.p)
+	}
+	ps, err := r.p.Partitions(ctx)
+	if err != nil {
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	if err := r.makePartitions(len(ps)); err != nil {
+		return err
+	}
+	m := &membership{runs: make(map[int32]*takeover), first: make(chan error, 1)}
+	r.group = m
+	cfg := r.settings.group
+	m.member, err = g.JoinGroup(ctx, provider.GroupConfig{
+		Group:      cfg.Name,
+		Instance:   cfg.Instance,
+		Address:    cfg.Address,
+		OnAssigned: r.assigned,
+		OnRevoked:  r.revoked,
+	})
+	if err != nil {
+		r.group = nil
+		return fmt.Errorf("repository: join group %s: %w", cfg.Name, err)
+	}
+	if n := m.member.Partitions(); n != len(r.parts) {
+		_ = m.member.Close()
+		r.group = nil
+		return fmt.Errorf("repository: join group %s: the topic has %d partitions, it had %d", cfg.Name, n, len(r.parts))
+	}
+	r.log.Info("joined group", "group", cfg.Name, "instance", cfg.Instance)
+	select {
+	case err = <-m.first:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		_ = m.member.Close()
+		r.group = nil
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	return nil
+}
+
+// assigned starts restoring partitions the group gave this instance.
+func (r *Repository[A]) assigned(ids []int32) {
+	m := r.group
+	r.log.Info("partitions assigned", "partitions", ids)
+	if len(ids) == 0 {
+		m.mu.Lock()
+		idle := len(m.runs) == 0
+		m.mu.Unlock()
+		if idle {
+			m.served(nil)
+		}
+		return
+	}
+	for _, id := range ids {
+		r.parts[id].status.Store(partRestoring)
+	}
+	r.startTakeover(slices.Clone(ids))
+}
+
+// served reports the outcome of the first restore to join, once.
+func (m *membership) served(err error) {
+	m.signal.Do(func() { m.first <- err })
+}
+
+// startTakeover restores ids in the background: it waits until no earlier
+// owner can still change them, reads them to their end, and serves them.
+// Failures are retried with backoff while the partitions stay assigned,
+// except before the first restore succeeded: join then fails.
+func (r *Repository[A]) startTakeover(ids []int32) {
+	m := r.group
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &takeover{parts: ids, cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	for _, id := range ids {
+		m.runs[id] = run
+	}
+	m.mu.Unlock()
+	go func() {
+		defer close(run.done)
+		defer cancel()
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 10*time.Second) {
+			start := time.Now()
+			run.err = r.takeOver(ctx, m.member, ids)
+			if ctx.Err() != nil {
+				return // revoked: revoked restarts what stays assigned
+			}
+			if run.err == nil {
+				r.log.Info("partitions served", "partitions", ids, "took", time.Since(start))
+				m.mu.Lock()
+				for _, id := range ids {
+					if m.runs[id] == run {
+						delete(m.runs, id)
+					}
+				}
+				idle := len(m.runs) == 0
+				m.mu.Unlock()
+				if idle {
+					m.served(nil)
+				}
+				return
+			}
+			if r.state.Load() != stateReady {
+				m.served(run.err)
+				return
+			}
+			r.log.Error("takeover failed; retrying", "partitions", ids, "err", run.err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}()
+}
+
+func (r *Repository[A]) takeOver(ctx context.Context, member provider.Member, ids []int32) error {
+	// The previous owner's last transaction may still be open: only once
+	// it is committed or aborted is the partitions' end final.
+	if err := member.AwaitStable(ctx, ids); err != nil {
+		return fmt.Errorf("await stable offsets of partitions %v: %w", ids, err)
+	}
+	all, err := r.p.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	ps := make([]provider.Partition, 0, len(ids))
+	for _, p := range all {
+		if slices.Contains(ids, p.ID) {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) != len(ids) {
+		return fmt.Errorf("partitions %v: the topic has only %d partitions", ids, len(all))
+	}
+	return r.load(ctx, ps)
+}
+
+// revoked stops serving partitions the group took away: commands for them
+// fail from now on, those in flight end first (the member already refuses
+// their appends), then the state is dropped. A restore of them is cancelled;
+// partitions restored with them that stay assigned are restored again.
+func (r *Repository[A]) revoked(ids []int32, lost bool) {
+	m := r.group
+	r.log.Info("partitions revoked", "partitions", ids, "lost", lost)
+	m.mu.Lock()
+	runs := make(map[*takeover]bool)
+	for _, id := range ids {
+		if run := m.runs[id]; run != nil {
+			runs[run] = true
+			delete(m.runs, id)
+		}
+	}
+	m.mu.Unlock()
+	var restart []int32
+	for run := range runs {
+		run.cancel()
+		<-run.done
+		for _, id := range run.parts {
+			if !slices.Contains(ids, id) {
+				restart = append(restart, id)
+			}
+		}
+	}
+	ps := make([]provider.Partition, len(ids))
+	for i, id := range ids {
+		pt := r.parts[id]
+		pt.status.Store(partIdle)
+		pt.gate.Lock() // waits for the partition's commands in flight
+		pt.gate.Unlock()
+		ps[i] = provider.Partition{ID: id}
+	}
+	r.forget(ps)
+	if len(restart) > 0 {
+		r.startTakeover(restart)
+	}
+}
+
+// Owners returns, for each partition with a known owner in the group, the
+// Address that owner gave; ErrNotReady without WithGroup or before Restore.
+func (r *Repository[A]) Owners(ctx context.Context) (map[int32]string, error) {
+	if r.group == nil || !r.isReady() {
+		return nil, ErrNotReady
+	}
+	return r.group.member.Owners(ctx)
+}
+
+// Owned returns the partitions this instance serves now, ascending: every
+// partition without WithGroup.
+func (r *Repository[A]) Owned() []int32 {
+	var ids []int32
+	for _, pt := range r.parts {
+		if pt.status.Load() == partServing {
+			ids = append(ids, pt.id)
+		}
+	}
+	return ids
+}
+
+// Close leaves the group: every partition is given up (commands in flight
+// end first) so that the other instances take them over at once. Without
+// WithGroup it does nothing. The repository serves nothing afterwards.
+func (r *Repository[A]) Close() error {
+	if r.group == nil {
+		return nil
+	}
+	err := r.group.member.Close()
+	if errors.Is(err, provider.ErrClosed) {
+		return nil
+	}
+	return err
+}
