@@ -41,7 +41,7 @@ type GroupConfig struct {
 	// HTTP API); [Member.Owners] reports it. Optional, opaque.
 	Address string
 	// OnAssigned is called with partitions this member now owns. Appends to
-	// them are accepted from the moment it is called. It is called after
+	// them are accepted at the latest from the moment it is called. It is called after
 	// every rebalance the member takes part in, the first included, with an
 	// empty list when nothing new is assigned, so a member that owns
 	// nothing learns that it has joined. It must return promptly (start a
@@ -55,7 +55,9 @@ type GroupConfig struct {
 	// them, and the log refuses every append the member had in flight.
 	// It must return promptly.
 	//
-	// OnAssigned and OnRevoked are called from one goroutine, one at a time.
+	// A member's OnAssigned and OnRevoked are called from one goroutine,
+	// one at a time, never after its Close returned. They must not call
+	// the member's Close or the provider's Close.
 	OnRevoked func(partitions []int32, lost bool)
 }
 
@@ -66,7 +68,8 @@ type Member interface {
 	// what keys are partitioned by ([PartitionFor]).
 	Partitions() int
 
-	// Owned returns the partitions the member owns now, ascending.
+	// Owned returns the partitions the member owns now, ascending; a
+	// partition being revoked is not owned.
 	Owned() []int32
 
 	// AwaitStable returns once no append of an earlier owner of the
@@ -96,6 +99,8 @@ type Member interface {
 
 	// Close revokes every partition (calling OnRevoked), leaves the group
 	// so that the others take the partitions over at once, and releases
-	// the member. Later calls return ErrClosed; Close may be called again.
+	// the member. Later calls of the other methods return ErrClosed; Close
+	// may be called again and then returns nil. Closing the provider
+	// closes its members.
 	Close() error
 }

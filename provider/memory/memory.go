@@ -6,6 +6,12 @@
 //
 // It keeps everything in memory and forgets it when the process ends: use it
 // for tests, examples and demos.
+//
+// It also implements [provider.Grouper] within the process: members of a
+// group share the partitions in a balanced, sticky assignment, and a
+// partition moves cooperatively, first revoked from its owner, then assigned
+// to the next. [Provider.Expel] drops a member as a session timeout would, so
+// that tests can exercise a lost member.
 package memory
 
 import (
@@ -31,6 +37,8 @@ type Provider struct {
 	parts   []partition
 	changed chan struct{} // closed and replaced by every append, to wake followers
 	closed  bool
+	groups  map[string]*group
+	members map[*member]struct{} // members whose callback goroutine still runs
 }
 
 type partition struct {
@@ -69,16 +77,29 @@ func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provid
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for i, r := range records {
-		if len(r.Key) == 0 {
-			return nil, fmt.Errorf("memory: append record %d: empty key", i)
-		}
+	if err := checkKeys(records); err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, provider.ErrClosed
 	}
+	return p.appendLocked(records), nil
+}
+
+func checkKeys(records []event.Record) error {
+	for i, r := range records {
+		if len(r.Key) == 0 {
+			return fmt.Errorf("memory: append record %d: empty key", i)
+		}
+	}
+	return nil
+}
+
+// appendLocked writes records, copied, and wakes followers. The caller holds
+// p.mu for writing.
+func (p *Provider) appendLocked(records []event.Record) []provider.Position {
 	pos := make([]provider.Position, len(records))
 	for i, r := range records {
 		id := provider.PartitionFor(r.Key, len(p.parts))
@@ -96,7 +117,7 @@ func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provid
 	}
 	close(p.changed)
 	p.changed = make(chan struct{})
-	return pos, nil
+	return pos
 }
 
 func cloneHeaders(hs []event.Header) []event.Header {
@@ -212,15 +233,22 @@ func (p *Provider) Compact() {
 }
 
 // Close implements provider.Provider. Reads and appends in progress end with
-// ErrClosed.
+// ErrClosed. Group members end too: each gets OnRevoked(owned, false) and
+// refuses later calls with ErrClosed; Close returns once their callbacks have
+// run, so it must not be called from one.
 func (p *Provider) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return nil
 	}
 	p.closed = true
 	close(p.changed)
 	p.changed = make(chan struct{})
+	ending := p.endMembersLocked()
+	p.mu.Unlock()
+	for _, m := range ending {
+		<-m.done
+	}
 	return nil
 }
