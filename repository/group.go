@@ -37,7 +37,8 @@ func WithGroup(g Group) Option {
 
 // membership is a repository's life in its group.
 type membership struct {
-	member provider.Member
+	member provider.Member // set before joined is closed
+	joined chan struct{}
 
 	mu     sync.Mutex
 	runs   map[int32]*takeover // partitions being restored, by id
@@ -67,23 +68,24 @@ func (r *Repository[A]) join(ctx context.Context) error {
 	if err := r.makePartitions(len(ps)); err != nil {
 		return err
 	}
-	m := &membership{runs: make(map[int32]*takeover), first: make(chan error, 1)}
-	r.group = m
+	m := &membership{runs: make(map[int32]*takeover), first: make(chan error, 1), joined: make(chan struct{})}
 	cfg := r.settings.group
+	// The callbacks may run before JoinGroup returns: takeovers wait for
+	// joined before they use the member.
 	m.member, err = g.JoinGroup(ctx, provider.GroupConfig{
 		Group:      cfg.Name,
 		Instance:   cfg.Instance,
 		Address:    cfg.Address,
-		OnAssigned: r.assigned,
-		OnRevoked:  r.revoked,
+		OnAssigned: func(ids []int32) { r.assigned(m, ids) },
+		OnRevoked:  func(ids []int32, lost bool) { r.revoked(m, ids, lost) },
 	})
+	close(m.joined)
 	if err != nil {
-		r.group = nil
 		return fmt.Errorf("repository: join group %s: %w", cfg.Name, err)
 	}
+	r.group = m
 	if n := m.member.Partitions(); n != len(r.parts) {
 		_ = m.member.Close()
-		r.group = nil
 		return fmt.Errorf("repository: join group %s: the topic has %d partitions, it had %d", cfg.Name, n, len(r.parts))
 	}
 	r.log.Info("joined group", "group", cfg.Name, "instance", cfg.Instance)
@@ -94,15 +96,13 @@ func (r *Repository[A]) join(ctx context.Context) error {
 	}
 	if err != nil {
 		_ = m.member.Close()
-		r.group = nil
 		return fmt.Errorf("repository: restore: %w", err)
 	}
 	return nil
 }
 
 // assigned starts restoring partitions the group gave this instance.
-func (r *Repository[A]) assigned(ids []int32) {
-	m := r.group
+func (r *Repository[A]) assigned(m *membership, ids []int32) {
 	r.log.Info("partitions assigned", "partitions", ids)
 	if len(ids) == 0 {
 		m.mu.Lock()
@@ -116,7 +116,7 @@ func (r *Repository[A]) assigned(ids []int32) {
 	for _, id := range ids {
 		r.parts[id].status.Store(partRestoring)
 	}
-	r.startTakeover(slices.Clone(ids))
+	r.startTakeover(m, slices.Clone(ids))
 }
 
 // served reports the outcome of the first restore to join, once.
@@ -128,8 +128,7 @@ func (m *membership) served(err error) {
 // owner can still change them, reads them to their end, and serves them.
 // Failures are retried with backoff while the partitions stay assigned,
 // except before the first restore succeeded: join then fails.
-func (r *Repository[A]) startTakeover(ids []int32) {
-	m := r.group
+func (r *Repository[A]) startTakeover(m *membership, ids []int32) {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &takeover{parts: ids, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
@@ -140,6 +139,14 @@ func (r *Repository[A]) startTakeover(ids []int32) {
 	go func() {
 		defer close(run.done)
 		defer cancel()
+		select {
+		case <-m.joined:
+		case <-ctx.Done():
+			return
+		}
+		if m.member == nil {
+			return // the join failed
+		}
 		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 10*time.Second) {
 			start := time.Now()
 			run.err = r.takeOver(ctx, m.member, ids)
@@ -201,8 +208,7 @@ func (r *Repository[A]) takeOver(ctx context.Context, member provider.Member, id
 // fail from now on, those in flight end first (the member already refuses
 // their appends), then the state is dropped. A restore of them is cancelled;
 // partitions restored with them that stay assigned are restored again.
-func (r *Repository[A]) revoked(ids []int32, lost bool) {
-	m := r.group
+func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 	r.log.Info("partitions revoked", "partitions", ids, "lost", lost)
 	m.mu.Lock()
 	runs := make(map[*takeover]bool)
@@ -233,7 +239,7 @@ func (r *Repository[A]) revoked(ids []int32, lost bool) {
 	}
 	r.forget(ps)
 	if len(restart) > 0 {
-		r.startTakeover(restart)
+		r.startTakeover(m, restart)
 	}
 }
 

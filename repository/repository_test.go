@@ -24,12 +24,16 @@ func newMemory(t *testing.T, partitions int) *memory.Provider {
 	return p
 }
 
-func TestSuiteOnMemory(t *testing.T) {
-	rt.Run(t, func(t *testing.T, partitions int) (provider.Provider, func() provider.Provider) {
-		p := newMemory(t, partitions)
-		return p, func() provider.Provider { return p }
-	})
+// sharedMemory is the suite's adapter: every instance of a test shares one
+// in-process log, as processes share a topic.
+func sharedMemory(t *testing.T, partitions int) (provider.Provider, func() provider.Provider) {
+	p := newMemory(t, partitions)
+	return p, func() provider.Provider { return p }
 }
+
+func TestSuiteOnMemory(t *testing.T) { rt.Run(t, sharedMemory) }
+
+func TestGroupSuiteOnMemory(t *testing.T) { rt.RunGroup(t, sharedMemory) }
 
 // endOffsets returns the log's end offsets, to show that nothing was appended.
 func endOffsets(t *testing.T, p provider.Provider) []provider.Partition {
