@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
 	"github.com/rehydrate/rehydrate/repository"
 )
@@ -25,7 +27,7 @@ type UserRenamed struct {
 
 type UserDeleted struct{}
 
-func newUsers(p *memory.Provider) *repository.Repository[User] {
+func newUsers(p *memory.Provider, opts ...repository.Option) *repository.Repository[User] {
 	reg := event.NewRegistry()
 	for _, err := range []error{
 		event.Register[UserCreated](reg, "UserCreated"),
@@ -36,11 +38,11 @@ func newUsers(p *memory.Provider) *repository.Repository[User] {
 			panic(err)
 		}
 	}
-	users, err := repository.New[User](p, reg,
+	users, err := repository.New[User](p, reg, append([]repository.Option{
 		repository.On(func(u *User, e UserCreated) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
 		repository.On(func(u *User, e UserRenamed) { u.FirstName = e.FirstName }),
 		repository.Deletes[UserDeleted](),
-	)
+	}, opts...)...)
 	if err != nil {
 		panic(err)
 	}
@@ -103,4 +105,50 @@ func ExampleRepository_Restore() {
 	// Output:
 	// 4 events, 2 users, <nil>
 	// true
+}
+
+func ExampleWithGroup() {
+	ctx := context.Background()
+	log, _ := memory.New(6)
+	join := func(name string) *repository.Repository[User] {
+		users := newUsers(log, repository.WithGroup(repository.Group{
+			Name: "users-writer", Instance: name, Address: "http://" + name + ":4000",
+		}))
+		if _, err := users.Restore(ctx); err != nil { // joins, restores its partitions
+			panic(err)
+		}
+		return users
+	}
+	a := join("a")
+	fmt.Println("a alone serves", len(a.Owned()), "partitions")
+	_, _ = a.Create(ctx, "ada", func(User) ([]any, error) { return []any{UserCreated{FirstName: "Ada"}}, nil })
+
+	b := join("b") // the group moves some partitions from a to b
+	for len(b.Owned()) < 3 {
+		time.Sleep(time.Millisecond) // a gives them up first, then b restores them
+	}
+	fmt.Println("a and b serve", len(a.Owned()), "and", len(b.Owned()))
+
+	// The instance that does not own ada's partition refuses, and says who does.
+	serving, other := a, b
+	if _, _, err := a.Get("ada"); errors.Is(err, provider.ErrNotOwner) {
+		serving, other = b, a
+	}
+	_, _, err := other.Get("ada")
+	owners, _ := other.Owners(ctx)
+	fmt.Println(errors.Is(err, provider.ErrNotOwner), owners[other.PartitionOf("ada")] != "")
+	u, v, _ := serving.Get("ada") // restored by whichever owns it
+	fmt.Println(u.FirstName, "at version", v)
+
+	_ = serving.Close() // leaves the group: the other takes everything over
+	for len(other.Owned()) < 6 {
+		time.Sleep(time.Millisecond) // the takeover restores in the background
+	}
+	fmt.Println("the other serves", len(other.Owned()), "partitions")
+	// Output:
+	// a alone serves 6 partitions
+	// a and b serve 3 and 3
+	// true true
+	// Ada at version 1
+	// the other serves 6 partitions
 }

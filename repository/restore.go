@@ -109,8 +109,11 @@ func (t *progressTracker) snapshot() Progress {
 // naming partition and offset, and leaves the repository empty and not ready:
 // Restore may then be called again.
 //
-// With WithGroup, Restore joins the group instead and restores only the
-// partitions the group assigns to this instance; see WithGroup.
+// With WithGroup, Restore joins the group instead, and returns once the
+// partitions of the instance's first assignment are restored. Under
+// cooperative rebalancing a joining instance is often given its share a
+// moment later, once the other instances have given it up: those partitions
+// are restored in the background (Owned and Progress tell). See WithGroup.
 func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
 	if !r.state.CompareAndSwap(stateIdle, stateRestoring) && !r.state.CompareAndSwap(stateFailed, stateRestoring) {
 		return Stats{}, errors.New("repository: Restore called twice")
