@@ -25,7 +25,7 @@
 // GET /users/{id} need Authorization: Bearer and it; 401 otherwise).
 //
 // Several instances: every writer joins the group WRITER_GROUP (default
-// users-writer) and serves the partitions the group gives it; Kafka fences an
+// KAFKA_TOPIC-writer) and serves the partitions the group gives it; Kafka fences an
 // instance that lost its partitions. WRITER_INSTANCE names the instance,
 // stable across restarts (default hostname-PORT), and WRITER_ADVERTISE is the
 // URL the other instances forward its users' commands to (default
@@ -63,7 +63,6 @@ import (
 const (
 	defaultTopic      = "users"
 	defaultPort       = "4000"
-	defaultGroup      = "users-writer"
 	topicPartitions   = 6
 	defaultKafkaWait  = 10 * time.Second // kafka.Config's default Timeout
 	minShutdownPeriod = 15 * time.Second
@@ -110,7 +109,7 @@ func loadConfig() (config, error) {
 		readHeaderTimeout: defaultReadHeaderTimeout,
 		token:             os.Getenv("WRITER_TOKEN"),
 		inMemoryBroker:    os.Getenv("KAFKA_IN_MEMORY") != "",
-		group:             serve.EnvOr("WRITER_GROUP", defaultGroup),
+		group:             serve.EnvOr("WRITER_GROUP", kc.Topic+"-writer"),
 		instance:          os.Getenv("WRITER_INSTANCE"),
 		advertise:         os.Getenv("WRITER_ADVERTISE"),
 	}

@@ -22,8 +22,13 @@ import (
 const forwardedHeader = "Rehydrate-Forwarded-By"
 
 // ownersTTL is how long a map of partition owners is trusted before it is
-// asked again; a forward that fails asks again at once.
-const ownersTTL = time.Second
+// asked again. A map that names no other owner for a partition this
+// instance does not serve is stale or caught mid-move, and is asked again
+// after minRefresh; so is one whose owner did not answer.
+const (
+	ownersTTL  = time.Second
+	minRefresh = 100 * time.Millisecond
+)
 
 // router sends a command to the instance that owns its user's partition.
 // Every instance of the service is a member of one group; each partition is
@@ -63,17 +68,20 @@ func (rt *router) newID() (id string, ok bool) {
 func (rt *router) owner(ctx context.Context, p int32, fresh bool) string {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if fresh || rt.owners == nil || time.Since(rt.fetched) > ownersTTL {
+	addr := rt.owners[p]
+	age := time.Since(rt.fetched)
+	if rt.owners == nil || age > ownersTTL || (fresh || addr == "" || addr == rt.self) && age > minRefresh {
 		owners, err := rt.users.Owners(ctx)
 		if err != nil {
 			return ""
 		}
 		rt.owners, rt.fetched = owners, time.Now()
+		addr = owners[p]
 	}
-	if addr := rt.owners[p]; addr != rt.self {
-		return addr
+	if addr == rt.self {
+		return ""
 	}
-	return ""
+	return addr
 }
 
 // forward answers a request for a partition this instance does not own:
