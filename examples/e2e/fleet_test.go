@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,25 @@ func (s *service) waitServing(n int) {
 		return len(r.Partitions) == n, string(body)
 	})
 }
+
+// waitServingSome polls /readyz until the writer serves a partition.
+func (s *service) waitServingSome() {
+	s.t.Helper()
+	eventually(s.t, s.name+" serves a partition", func() (bool, string) {
+		status, body, err := s.call(http.MethodGet, "/readyz", "", nil)
+		if err != nil || status != http.StatusOK {
+			return false, fmt.Sprint(status, " ", string(body), " ", err)
+		}
+		var r struct{ Partitions []int32 }
+		if err := jsonUnmarshal(body, &r); err != nil {
+			return false, err.Error()
+		}
+		return len(r.Partitions) > 0, string(body)
+	})
+}
+
+// signal sends sig to the service's process.
+func (s *service) signal(sig syscall.Signal) error { return s.cmd.Process.Signal(sig) }
 
 // fleetLoad sends UpdateUserCommands with unique names to whichever writers
 // are in its list, round robin, as a load balancer would, and records every
@@ -160,14 +180,21 @@ func (l *fleetLoad) checkTopic(tp topic) map[string]*replayed {
 	return rs
 }
 
-// createUsers creates n users through w and returns their ids.
+// createUsers creates n users through w and returns their ids, retrying
+// while partitions move (503).
 func createUsers(t *testing.T, w *service, n int) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range ids {
-		status, body := w.mustCall(http.MethodPost, "/users", jsonBody(map[string]string{"first_name": "Ada", "last_name": fmt.Sprint("L", i)}), nil)
-		require.Equal(t, http.StatusCreated, status, "%s", body)
-		ids[i] = decode[ack](t, body).ID
+		eventually(t, "user created", func() (bool, string) {
+			status, body := w.mustCall(http.MethodPost, "/users", jsonBody(map[string]string{"first_name": "Ada", "last_name": fmt.Sprint("L", i)}), nil)
+			if status == http.StatusServiceUnavailable {
+				return false, string(body)
+			}
+			require.Equal(t, http.StatusCreated, status, "%s", body)
+			ids[i] = decode[ack](t, body).ID
+			return true, ""
+		})
 	}
 	return ids
 }
@@ -244,4 +271,43 @@ func TestKill9OneOfThreeWritersLosesNothing(t *testing.T) {
 	load.halt()
 	rs := load.checkTopic(tp)
 	assert.Len(t, rs, len(ids))
+}
+
+// A writer paused (SIGSTOP) past its session timeout is a zombie: the
+// group gives its partitions to the other writer while the clients' requests
+// to it hang. Resumed (SIGCONT), it finishes those requests: whatever it
+// acknowledges is in the log at its version, because the brokers refuse
+// every transaction of a member the group dropped.
+func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
+	tp := newTopic(t)
+	session := []string{"KAFKA_SESSION_TIMEOUT=6s"}
+	a, b := startWriter(t, tp, session...), startWriter(t, tp, session...)
+	a.waitReady()
+	b.waitReady()
+	b.waitServingSome()
+	ids := createUsers(t, a, 120)
+	load := newFleetLoad(t, ids, a, b)
+	load.start(12)
+	eventually(t, "updates acknowledged by both writers", func() (bool, string) {
+		return load.ok.Load() > 300, fmt.Sprint(load.ok.Load())
+	})
+	require.NoError(t, a.signal(syscall.SIGSTOP))
+	paused := time.Now()
+	load.setWriters(b) // a's clients hang until it resumes
+	b.waitServing(6)
+	t.Logf("b serves every partition %v after a was paused", time.Since(paused).Round(100*time.Millisecond))
+	at := load.ok.Load()
+	eventually(t, "b serves the load alone", func() (bool, string) {
+		return load.ok.Load() > at+200, fmt.Sprint(load.ok.Load() - at)
+	})
+	require.NoError(t, a.signal(syscall.SIGCONT))
+	// a's hung requests end now, and new ones go to both again.
+	load.setWriters(a, b)
+	at = load.ok.Load()
+	eventually(t, "load continues after a resumed", func() (bool, string) {
+		return load.ok.Load() > at+300, fmt.Sprint(load.ok.Load() - at)
+	})
+	load.halt()
+	load.checkTopic(tp)
+	t.Logf("%d updates acknowledged, %d answered 503: %v", load.ok.Load(), load.refused.Load(), load.why)
 }
