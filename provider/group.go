@@ -21,8 +21,10 @@ var ErrNotOwner = errors.New("provider: partition not owned by this member")
 type Grouper interface {
 	// JoinGroup makes this process a member of cfg.Group on the provider's
 	// topic. It returns once the member is registered with the group;
-	// partitions arrive later through cfg.OnAssigned. The member lives
-	// until Close (ctx bounds only the join).
+	// partitions arrive through cfg.OnAssigned, whose calls may run
+	// concurrently with the caller's code (even before JoinGroup has
+	// returned, for some providers). The member lives until Close (ctx
+	// bounds only the join).
 	JoinGroup(ctx context.Context, cfg GroupConfig) (Member, error)
 }
 
@@ -35,7 +37,8 @@ type GroupConfig struct {
 	// name that is stable across restarts (a pod name): a restarted
 	// instance then settles the transaction its predecessor left open at
 	// once, instead of after the provider's transaction timeout. Two live
-	// processes must never share one. Empty means a random name.
+	// processes must never share one: they would fence each other's
+	// appends (safe, but neither could append). Empty means a random name.
 	Instance string
 	// Address is how other members reach this one (e.g. the URL of its
 	// HTTP API); [Member.Owners] reports it. Optional, opaque.
@@ -48,7 +51,9 @@ type GroupConfig struct {
 	// restore in the background).
 	OnAssigned func(partitions []int32)
 	// OnRevoked is called with partitions this member no longer owns, after
-	// every append to them has ended and, unless lost is set, before any
+	// every append to them has returned (one that returned
+	// ErrOutcomeUnknown may still commit: the next owner's AwaitStable
+	// waits for it) and, unless lost is set, before any
 	// other member can own them; appends to them fail with ErrNotOwner from
 	// the moment the revocation starts. lost means the member was dropped
 	// from the group (it stopped answering): another member may already own
@@ -73,9 +78,12 @@ type Member interface {
 	Owned() []int32
 
 	// AwaitStable returns once no append of an earlier owner of the
-	// partitions can still change them: every transaction of a previous
-	// owner is committed or aborted. Only then is [Provider.Partitions]'
-	// High the end a new owner restores to.
+	// partitions can still change them: every transaction of an earlier
+	// owner that could still commit has ended, and its records are below
+	// the last stable offset. Only then is [Provider.Partitions]' High the
+	// end a new owner restores to. (A stale owner's transaction that can
+	// only abort may still be open and hold readers back; it changes
+	// nothing.)
 	AwaitStable(ctx context.Context, partitions []int32) error
 
 	// Append writes records atomically, fenced by the member's ownership:
@@ -94,7 +102,8 @@ type Member interface {
 
 	// Owners returns, for each partition with a known owner, the Address
 	// that owner gave in its GroupConfig ("" when it gave none). Partitions
-	// without a current owner are missing.
+	// without a current owner are missing, and so may be others' while the
+	// group rebalances.
 	Owners(ctx context.Context) (map[int32]string, error)
 
 	// Close revokes every partition (calling OnRevoked), leaves the group

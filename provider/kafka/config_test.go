@@ -27,6 +27,9 @@ func TestFromEnv(t *testing.T) {
 		"KAFKA_CLIENT_CERT":                     "/cert.pem",
 		"KAFKA_CLIENT_CERT_KEY":                 "/key.pem",
 		"KAFKA_TIMEOUT":                         "3s",
+		"KAFKA_SESSION_TIMEOUT":                 "7s",
+		"KAFKA_TRANSACTION_TIMEOUT":             "15s",
+		"KAFKA_GROUP_PRODUCERS":                 "3",
 		"KAFKA_PROPERTY_STATISTICS_INTERVAL_MS": "1000",
 	} {
 		t.Setenv(k, v)
@@ -37,14 +40,18 @@ func TestFromEnv(t *testing.T) {
 		Brokers: "a:1,b:2", Topic: "users", ClientID: "writer",
 		SecurityProtocol: "SASL_SSL", SASLMechanism: "SCRAM-SHA-512", SASLUsername: "alice", SASLPassword: "s3cret-pw",
 		SSLCALocation: "/ca.pem", SSLCertLocation: "/cert.pem", SSLKeyLocation: "/key.pem",
-		Timeout:    3 * time.Second,
+		Timeout: 3 * time.Second, SessionTimeout: 7 * time.Second, TransactionTimeout: 15 * time.Second, GroupProducers: 3,
 		Properties: map[string]string{"statistics.interval.ms": "1000"},
 	}, cfg)
 	require.NoError(t, cfg.Validate())
 
-	t.Setenv("KAFKA_TIMEOUT", "soon")
-	_, err = kafka.FromEnv()
-	assert.ErrorContains(t, err, "KAFKA_TIMEOUT")
+	for env, bad := range map[string]string{"KAFKA_TIMEOUT": "soon", "KAFKA_TRANSACTION_TIMEOUT": "10", "KAFKA_GROUP_PRODUCERS": "two"} {
+		t.Run(env, func(t *testing.T) {
+			t.Setenv(env, bad)
+			_, err = kafka.FromEnv()
+			assert.ErrorContains(t, err, env)
+		})
+	}
 }
 
 func TestFromEnvDefaultsToLocalhost(t *testing.T) {
@@ -58,9 +65,11 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	err := kafka.Config{
 		Brokers: "nohost", SecurityProtocol: "carrier-pigeon", SASLMechanism: "PLAIN",
 		SSLCertLocation: "/cert.pem", Timeout: -time.Second,
+		TransactionTimeout: time.Millisecond, GroupProducers: 65,
 	}.Validate()
 	require.Error(t, err)
-	for _, want := range []string{"no port", "Topic is empty", "carrier-pigeon", "SASLMechanism", "SSLKeyLocation", "negative"} {
+	for _, want := range []string{"no port", "Topic is empty", "carrier-pigeon", "SASLMechanism", "SSLKeyLocation", "negative",
+		"TransactionTimeout", "GroupProducers"} {
 		assert.ErrorContains(t, err, want)
 	}
 	_, err = kafka.New(kafka.Config{})

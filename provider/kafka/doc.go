@@ -34,6 +34,76 @@
 // tell whether the broker wrote it). Concurrent appends share the producer's
 // batches (Config.Linger).
 //
+// # Groups and fenced appends
+//
+// Provider implements provider.Grouper. JoinGroup makes the process a member
+// of a consumer group on the topic (classic protocol, cooperative-sticky
+// assignor; the member never fetches: its partitions are assigned and paused
+// at once) with Config.GroupProducers transactional producers of its own,
+// transactional.id "<group>-<instance>-<n>". Partition p appends through
+// producer p mod GroupProducers, one transaction at a time: every append
+// queued when a transaction starts rides in it (group commit), and each is
+// acknowledged after the commit, so an append's records are all visible to
+// read-committed readers or none is. The consumer's client.id carries the
+// member's Address ("<ClientID>;instance=…;address=…", percent-encoded),
+// which is how Owners reads it from the group's description. Properties
+// cannot override the settings the fencing rests on (group.protocol,
+// partition.assignment.strategy, isolation.level, client.id,
+// transactional.id, acks, enable.idempotence).
+//
+// Why a member that lost a partition cannot write to it:
+//
+//  1. The generation check. Before its commit, every transaction sends
+//     offsets for each partition it wrote, a real offset (the end of what it
+//     wrote there: librdkafka sends nothing for a logical one), with the
+//     member's consumer group metadata read at that moment. The group
+//     coordinator refuses a member it no longer knows or a generation it has
+//     left (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID): the
+//     transaction is aborted and the append fails with provider.ErrNotOwner.
+//     A process paused past its session timeout or max.poll.interval.ms is
+//     refused so, also after re-initialising its producers late: their
+//     transactional ids are its own, so its InitTransactions fences only
+//     its own earlier producers, never another member's.
+//  2. The "no generation" hole. Metadata of generation -1 without a member
+//     id, which librdkafka hands out before the first join and after
+//     leaving the group, is accepted by the coordinator as coming from a
+//     producer outside any group. The member refuses to send it, or
+//     anything it cannot decode, and fails the append with ErrNotOwner.
+//  3. Ownership held through the commit. The coordinator checks membership,
+//     not partitions: a current member could still commit to a partition
+//     it has just given up. An append counts as in flight on its partitions
+//     from Append's ownership check until its outcome is decided; a
+//     revocation marks the partitions not owned (new appends fail at once),
+//     waits for the appends in flight, calls OnRevoked and only then lets
+//     the group move them. The cooperative protocol gives a partition to
+//     another member only after that.
+//  4. The takeover. A transaction that passed the check may still commit
+//     late: its commit timed out, or its member was dropped just after the
+//     check. Member.AwaitStable reads the group's committed offsets with
+//     require_stable, which the coordinator answers only once no
+//     transaction has offsets pending for the partitions, then waits until
+//     their last stable offsets reach those committed offsets, the end of
+//     the last transaction (the coordinator writes the commit markers of
+//     the offsets and of the records separately). After that,
+//     nothing of an earlier owner can appear below the last stable offset
+//     that Partitions reports and a new owner restores to.
+//
+// A commit whose outcome stays unknown (it timed out, the producer failed)
+// fails its appends with provider.ErrOutcomeUnknown; the producer is then
+// replaced before anything else, and InitTransactions under the same
+// transactional.id completes or aborts what it left open. Appends to the
+// partitions it wrote wait for that (bounded by Config.Timeout), so a
+// partition's appends stay ordered: an append that starts after another
+// returned lands after it, if at all.
+//
+// A transaction left open by a dead instance blocks read-committed readers of
+// its partitions, and their next owner's AwaitStable, until the broker aborts
+// it after Config.TransactionTimeout, unless the instance restarts first
+// under the same GroupConfig.Instance: joining initialises its producers,
+// which ends their open transactions at once. Under ACLs a member also needs
+// Read on its group and Write and Describe on the transactional ids
+// "<group>-<instance>-*".
+//
 // # Security
 //
 // TLS is SecurityProtocol "ssl" with SSLCALocation and, for a client

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,8 +31,9 @@ type Provider struct {
 	errLog  logLimiter
 	mu      sync.RWMutex // held for reading by Append while it produces, so Close waits
 	closed  bool
-	pending sync.WaitGroup // appends waiting for delivery reports
-	events  sync.WaitGroup // the delivery report goroutine
+	pending sync.WaitGroup       // appends waiting for delivery reports
+	events  sync.WaitGroup       // the delivery report goroutine
+	members map[*member]struct{} // group members not closed yet, under mu
 
 	// handshake is the last failed TLS handshake or SASL login the
 	// producer reported, until a broker answers again: errors of calls
@@ -385,11 +387,21 @@ func (p *Provider) partitionIDs(ctx context.Context) ([]int32, error) {
 }
 
 func (p *Provider) listOffsets(ctx context.Context, ids []int32, spec ckafka.OffsetSpec) (map[int32]int64, error) {
+	return p.listOffsetsAt(ctx, ids, spec, ckafka.IsolationLevelReadCommitted)
+}
+
+// listOffsetsUncommitted returns the high watermarks of partitions: their
+// ends, records of open transactions included.
+func (p *Provider) listOffsetsUncommitted(ctx context.Context, ids []int32) (map[int32]int64, error) {
+	return p.listOffsetsAt(ctx, ids, ckafka.LatestOffsetSpec, ckafka.IsolationLevelReadUncommitted)
+}
+
+func (p *Provider) listOffsetsAt(ctx context.Context, ids []int32, spec ckafka.OffsetSpec, iso ckafka.IsolationLevel) (map[int32]int64, error) {
 	req := make(map[ckafka.TopicPartition]ckafka.OffsetSpec, len(ids))
 	for _, id := range ids {
 		req[ckafka.TopicPartition{Topic: &p.cfg.Topic, Partition: id}] = spec
 	}
-	res, err := p.admin.ListOffsets(ctx, req, ckafka.SetAdminIsolationLevel(ckafka.IsolationLevelReadCommitted))
+	res, err := p.admin.ListOffsets(ctx, req, ckafka.SetAdminIsolationLevel(iso))
 	if err != nil {
 		return nil, p.brokerError("list offsets", err)
 	}
@@ -445,8 +457,9 @@ func (p *Provider) isClosed() bool {
 	return p.closed
 }
 
-// Close implements provider.Provider: it waits up to the configured Timeout
-// for appends in flight, then reports how many records were not delivered.
+// Close implements provider.Provider: it closes the group members still
+// open (JoinGroup), waits up to the configured Timeout for appends in
+// flight, then reports how many records were not delivered.
 func (p *Provider) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -454,7 +467,15 @@ func (p *Provider) Close() error {
 		return nil
 	}
 	p.closed = true
+	members := slices.Collect(maps.Keys(p.members))
 	p.mu.Unlock()
+
+	var errs []error
+	for _, m := range members {
+		if err := m.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 
 	left := p.producer.Flush(int(p.cfg.Timeout.Milliseconds()))
 	if left > 0 {
@@ -467,7 +488,7 @@ func (p *Provider) Close() error {
 	p.producer.Close()
 	p.events.Wait()
 	if left > 0 {
-		return fmt.Errorf("kafka: close: %d records not acknowledged within %v: %w", left, p.cfg.Timeout, provider.ErrOutcomeUnknown)
+		errs = append(errs, fmt.Errorf("kafka: close: %d records not acknowledged within %v: %w", left, p.cfg.Timeout, provider.ErrOutcomeUnknown))
 	}
-	return nil
+	return errors.Join(errs...)
 }

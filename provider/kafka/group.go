@@ -1,0 +1,874 @@
+package kafka
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+var _ provider.Grouper = (*Provider)(nil)
+
+// The argument for why a member that lost a partition cannot write to it is
+// in the package documentation ("Groups and fenced appends"). This file holds
+// its membership half: the consumer that never fetches and whose rebalance
+// callback moves ownership (assigned, revoked), the count of appends in
+// flight per partition that a revocation waits for (admit, release), the
+// metadata that is refused before it is sent (metadata), and the takeover
+// wait (AwaitStable). txn.go holds the transaction half.
+
+// JoinGroup implements provider.Grouper. It initialises the member's
+// transactional producers (ending transactions a previous incarnation of
+// the same Instance left open), subscribes to the topic, and returns once
+// the group has assigned the member its first share, possibly none; the
+// callbacks start after it returned. ctx bounds all of that.
+//
+// The member's Close must not be called from its callbacks. Provider.Close
+// closes the members still open.
+func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
+	if gc.Group == "" {
+		return nil, errors.New("kafka: join group: no group name")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.isClosed() {
+		return nil, provider.ErrClosed
+	}
+	if gc.Instance == "" {
+		gc.Instance = rand.Text()
+	}
+	idCtx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	ids, err := p.partitionIDs(idCtx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("kafka: join group %s: %w", gc.Group, err)
+	}
+	m := &member{
+		p:          p,
+		cfg:        gc,
+		topic:      p.cfg.Topic,
+		parts:      make([]partState, len(ids)),
+		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
+		registered: make(chan struct{}),
+		started:    make(chan struct{}),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		closed:     make(chan struct{}),
+	}
+	m.cond = sync.NewCond(&m.mu)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, provider.ErrClosed
+	}
+	if p.members == nil {
+		p.members = make(map[*member]struct{})
+	}
+	p.members[m] = struct{}{}
+	p.mu.Unlock()
+
+	fail := func(err error) (provider.Member, error) {
+		_ = m.Close()
+		return nil, fmt.Errorf("kafka: join group %s as %s: %w", gc.Group, gc.Instance, err)
+	}
+	// The producers first: a restarted instance ends its predecessor's open
+	// transactions before it is assigned anything, so that its own takeover
+	// (AwaitStable) does not wait for them.
+	ready := make(chan error, p.cfg.GroupProducers)
+	m.mu.Lock()
+	if m.closing { // Provider.Close came first
+		m.mu.Unlock()
+		return fail(provider.ErrClosed)
+	}
+	m.lanes = make([]*lane, p.cfg.GroupProducers)
+	for i := range m.lanes {
+		m.lanes[i] = newLane(m, i)
+		go m.lanes[i].run(ctx, ready)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for range m.lanes {
+		errs = append(errs, <-ready)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
+	}
+
+	c, err := ckafka.NewConsumer(m.consumerConfig())
+	if err != nil {
+		return fail(fmt.Errorf("consumer: %w", err))
+	}
+	go forwardLogs(c.Logs(), m.log)
+	if err := c.Subscribe(m.topic, m.rebalance); err != nil {
+		_ = c.Close()
+		return fail(fmt.Errorf("subscribe to %s: %w", m.topic, err))
+	}
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		_ = c.Close()
+		return fail(provider.ErrClosed)
+	}
+	m.consumer = c
+	m.mu.Unlock()
+	go m.loop()
+
+	select {
+	case <-m.registered:
+		close(m.started)
+		return m, nil
+	case <-m.stop: // Provider.Close
+		return fail(provider.ErrClosed)
+	case <-ctx.Done():
+		err := ctx.Err()
+		if last := m.lastErr.Load(); last != nil {
+			err = fmt.Errorf("%w (last client error: %v)", err, *last)
+		}
+		return fail(fmt.Errorf("no assignment yet: %w", err))
+	}
+}
+
+// member is a provider.Member on Kafka. See the comment at the top of the
+// file.
+type member struct {
+	p        *Provider
+	cfg      provider.GroupConfig // Instance filled in
+	topic    string
+	log      *slog.Logger
+	errLog   logLimiter
+	consumer *ckafka.Consumer // set under mu before the poll loop starts
+	lanes    []*lane          // set under mu at join
+
+	// cmu guards the consumer against its Close while other goroutines
+	// call it (metadata, committed offsets): librdkafka's handle is freed
+	// by Close.
+	cmu            sync.RWMutex
+	consumerClosed bool
+
+	mu      sync.Mutex
+	cond    *sync.Cond  // broadcast when an append ends
+	parts   []partState // by partition
+	closing bool        // Close was called: appends are refused
+
+	lastErr      atomic.Pointer[ckafka.Error] // the consumer's last error, for JoinGroup's
+	registered   chan struct{}                // closed at the first assignment
+	registerOnce sync.Once
+	started      chan struct{} // closed when JoinGroup returns: callbacks may run
+	stop         chan struct{} // closed by Close: the poll loop revokes everything and ends
+	done         chan struct{} // closed when the poll loop has ended
+	closed       chan struct{} // closed when Close has finished
+	closeErr     error
+
+	// Test hooks.
+	holdPolls        atomic.Bool                                  // the poll loop stops calling Poll
+	metadataOverride atomic.Pointer[ckafka.ConsumerGroupMetadata] // sent instead of the consumer's
+	stayOut          atomic.Bool                                  // after losing its partitions, the member does not rejoin
+	commitHook       atomic.Pointer[error]                        // reported once by a successful commit
+}
+
+type partState struct {
+	owned    bool // assigned and not being revoked: appends are accepted
+	told     bool // OnAssigned reported it and OnRevoked has not yet
+	inflight int  // appends accepted for it whose outcome is not decided yet
+	// unsettled counts the lanes with a commit of unknown outcome that
+	// wrote it, until their producers are replaced; settled is closed then.
+	unsettled int
+	settled   chan struct{}
+}
+
+var _ provider.Member = (*member)(nil)
+
+func (m *member) consumerConfig() *ckafka.ConfigMap {
+	cfg := m.p.cfg
+	cc := cfg.common()
+	for k, v := range map[string]any{
+		"session.timeout.ms": int(cfg.SessionTimeout.Milliseconds()),
+		// A member learns that the group rebalances from its next
+		// heartbeat: a partition given up waits that long before the
+		// next owner gets it (with librdkafka's default, 3 s, every move
+		// of a rolling deploy took 2.5 s). Heartbeats are tiny.
+		"heartbeat.interval.ms": int(min(max(cfg.SessionTimeout/20, 100*time.Millisecond), 500*time.Millisecond).Milliseconds()),
+	} {
+		if _, set := cfg.Properties[k]; !set {
+			cc[k] = v
+		}
+	}
+	// What the fencing argument rests on: not open to Properties.
+	for k, v := range map[string]any{
+		"group.id":                      m.cfg.Group,
+		"group.protocol":                "classic",
+		"partition.assignment.strategy": "cooperative-sticky",
+		"client.id":                     memberClientID(cmp.Or(cfg.ClientID, "rehydrate"), m.cfg.Instance, m.cfg.Address),
+		"enable.auto.commit":            false,
+		"enable.auto.offset.store":      false,
+		// Committed() then asks for stable offsets (AwaitStable).
+		"isolation.level": "read_committed",
+	} {
+		cc[k] = v
+	}
+	return &cc
+}
+
+// loop polls the consumer, which runs the rebalance callbacks and keeps the
+// member within max.poll.interval.ms, until Close.
+func (m *member) loop() {
+	defer close(m.done)
+	warned := false
+	for {
+		select {
+		case <-m.stop:
+			m.shutdown()
+			return
+		default:
+		}
+		if m.holdPolls.Load() {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		switch e := m.consumer.Poll(int(pollInterval.Milliseconds())).(type) {
+		case ckafka.Error:
+			m.lastErr.Store(&e)
+			if e.IsFatal() {
+				m.log.Error("kafka group consumer fatal error", "err", e)
+			} else if m.errLog.allow(e.Code()) {
+				m.log.Warn("kafka group consumer error", "err", e)
+			}
+		case *ckafka.Message:
+			if !warned {
+				warned = true
+				m.log.Error("kafka: group consumer fetched a record from a paused partition", "partition", e.TopicPartition.Partition)
+			}
+		}
+	}
+}
+
+// rebalance is the consumer's rebalance callback, run by Poll on the loop
+// goroutine.
+func (m *member) rebalance(c *ckafka.Consumer, ev ckafka.Event) error {
+	switch e := ev.(type) {
+	case ckafka.AssignedPartitions:
+		m.assigned(c, e.Partitions)
+	case ckafka.RevokedPartitions:
+		m.revoked(c, e.Partitions, c.AssignmentLost())
+	}
+	return nil
+}
+
+func (m *member) ours(tps []ckafka.TopicPartition) []int32 {
+	ids := make([]int32, 0, len(tps))
+	for _, tp := range tps {
+		if tp.Topic == nil || *tp.Topic != m.topic {
+			continue
+		}
+		if int(tp.Partition) >= len(m.parts) {
+			// Keys are partitioned by the count at join: a member cannot
+			// append to a partition added since.
+			m.log.Warn("kafka: the topic has more partitions than at join; rejoin to use them", "partition", tp.Partition, "at_join", len(m.parts))
+			continue
+		}
+		ids = append(ids, tp.Partition)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// assigned takes partitions over: it assigns and pauses them (the member
+// never fetches), and reports them. The first call registers the member:
+// JoinGroup returns, and only then are the callbacks called.
+func (m *member) assigned(c *ckafka.Consumer, tps []ckafka.TopicPartition) {
+	// Incremental calls: Assign under the cooperative protocol fails and
+	// stalls the group.
+	if err := c.IncrementalAssign(tps); err != nil {
+		m.log.Error("kafka: incremental assign", "err", err)
+	}
+	if len(tps) > 0 {
+		if err := c.Pause(tps); err != nil {
+			m.log.Error("kafka: pause", "err", err)
+		}
+	}
+	m.registerOnce.Do(func() { close(m.registered) })
+	select {
+	case <-m.started:
+	case <-m.stop:
+		return
+	}
+	select {
+	case <-m.stop:
+		return // assigned during Close: not ours to serve
+	default:
+	}
+	ids := m.ours(tps)
+	m.mu.Lock()
+	for _, id := range ids {
+		m.parts[id].owned = true
+		m.parts[id].told = true
+	}
+	m.mu.Unlock()
+	m.log.Debug("kafka: partitions assigned", "partitions", ids)
+	if m.cfg.OnAssigned != nil {
+		m.cfg.OnAssigned(ids)
+	}
+}
+
+// revoked gives partitions up: appends to them fail from now on, those in
+// flight end, OnRevoked is told, and only then does the consumer let the
+// group move them.
+func (m *member) revoked(c *ckafka.Consumer, tps []ckafka.TopicPartition, lost bool) {
+	m.revoke(m.ours(tps), lost)
+	if err := c.IncrementalUnassign(tps); err != nil {
+		m.log.Error("kafka: incremental unassign", "err", err)
+	}
+	if lost && m.stayOut.Load() {
+		if err := c.Unsubscribe(); err != nil {
+			m.log.Error("kafka: unsubscribe", "err", err)
+		}
+	}
+}
+
+func (m *member) revoke(ids []int32, lost bool) {
+	m.mu.Lock()
+	for _, id := range ids {
+		m.parts[id].owned = false
+	}
+	for slices.ContainsFunc(ids, func(id int32) bool { return m.parts[id].inflight > 0 }) {
+		m.cond.Wait()
+	}
+	told := slices.DeleteFunc(slices.Clone(ids), func(id int32) bool { return !m.parts[id].told })
+	for _, id := range told {
+		m.parts[id].told = false
+	}
+	m.mu.Unlock()
+	m.log.Debug("kafka: partitions revoked", "partitions", ids, "lost", lost)
+	if len(told) > 0 && m.cfg.OnRevoked != nil {
+		m.cfg.OnRevoked(told, lost)
+	}
+}
+
+// shutdown runs on the loop goroutine at Close: it revokes every partition
+// as a rebalance would, then closes the consumer, which leaves the group so
+// that the others take the partitions over at once.
+func (m *member) shutdown() {
+	var all []int32
+	m.mu.Lock()
+	for id, st := range m.parts {
+		if st.owned || st.told {
+			all = append(all, int32(id))
+		}
+	}
+	m.mu.Unlock()
+	m.revoke(all, false)
+	m.cmu.Lock()
+	defer m.cmu.Unlock()
+	// Close polls, and its revocation callback finds nothing left to do.
+	if err := m.consumer.Close(); err != nil {
+		m.closeErr = fmt.Errorf("kafka: group %s: close consumer: %w", m.cfg.Group, err)
+	}
+	m.consumerClosed = true
+}
+
+// Close implements provider.Member. It must not be called from a callback.
+func (m *member) Close() error {
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		<-m.closed
+		return nil
+	}
+	m.closing = true
+	polling, lanes := m.consumer != nil, m.lanes
+	m.mu.Unlock()
+	close(m.stop)
+	if polling {
+		<-m.done
+	}
+	for _, l := range lanes {
+		close(l.stop)
+		<-l.done
+	}
+	m.p.mu.Lock()
+	delete(m.p.members, m)
+	m.p.mu.Unlock()
+	close(m.closed)
+	return m.closeErr
+}
+
+func (m *member) isClosing() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closing
+}
+
+// Partitions implements provider.Member.
+func (m *member) Partitions() int { return len(m.parts) }
+
+// Owned implements provider.Member. A partition being revoked is not owned.
+func (m *member) Owned() []int32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	owned := []int32{}
+	for id, st := range m.parts {
+		if st.owned {
+			owned = append(owned, int32(id))
+		}
+	}
+	return owned
+}
+
+// Append implements provider.Member; see txn.go for the transaction.
+func (m *member) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if m.isClosing() {
+		return nil, provider.ErrClosed
+	}
+	if len(records) == 0 {
+		return nil, nil
+	}
+	r := &appendReq{records: records, parts: make([]int32, len(records)), done: make(chan appendResult, 1)}
+	for i, rec := range records {
+		if len(rec.Key) == 0 {
+			return nil, fmt.Errorf("kafka: append record %d: empty key", i)
+		}
+		r.parts[i] = provider.PartitionFor(rec.Key, len(m.parts))
+	}
+	r.touched = slices.Compact(slices.Sorted(slices.Values(r.parts)))
+	if err := m.admit(ctx, r); err != nil {
+		return nil, err
+	}
+	m.lanes[int(r.parts[0])%len(m.lanes)].enqueue(r)
+	select {
+	case res := <-r.done:
+		return res.positions, res.err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
+			m.release(r)
+			return nil, ctx.Err()
+		}
+		// It is in a transaction: wait for the outcome, as the contract
+		// says (bounded by the transaction's own bounds).
+		res := <-r.done
+		return res.positions, res.err
+	}
+}
+
+// admit checks that the member owns every partition of r and counts r in
+// flight on them, in one critical section: a revocation that starts later
+// waits for r. An append to a partition with a commit of unknown outcome
+// waits until it is settled (bounded by ctx and Config.Timeout).
+func (m *member) admit(ctx context.Context, r *appendReq) error {
+	var bound <-chan time.Time
+	m.mu.Lock()
+	for {
+		if m.closing {
+			m.mu.Unlock()
+			return provider.ErrClosed
+		}
+		for i, part := range r.parts {
+			if !m.parts[part].owned {
+				m.mu.Unlock()
+				return fmt.Errorf("kafka: group %s: append record %d: partition %d: %w", m.cfg.Group, i, part, provider.ErrNotOwner)
+			}
+		}
+		var settled chan struct{}
+		var unsettled int32
+		for _, part := range r.touched {
+			if st := &m.parts[part]; st.unsettled > 0 {
+				settled, unsettled = st.settled, part
+				break
+			}
+		}
+		if settled == nil {
+			for _, part := range r.touched {
+				m.parts[part].inflight++
+			}
+			m.mu.Unlock()
+			return nil
+		}
+		m.mu.Unlock()
+		if bound == nil {
+			t := time.NewTimer(m.p.cfg.Timeout)
+			defer t.Stop()
+			bound = t.C
+		}
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-bound:
+			return fmt.Errorf("kafka: group %s: partition %d: a commit of unknown outcome is not settled after %v: %w", m.cfg.Group, unsettled, m.p.cfg.Timeout, provider.ErrUnavailable)
+		}
+		m.mu.Lock()
+	}
+}
+
+// release ends r's count in flight.
+func (m *member) release(r *appendReq) {
+	m.mu.Lock()
+	for _, part := range r.touched {
+		m.parts[part].inflight--
+	}
+	m.mu.Unlock()
+	m.cond.Broadcast()
+}
+
+// finish ends an append taken by a lane.
+func (m *member) finish(r *appendReq, positions []provider.Position, err error) {
+	m.release(r)
+	r.done <- appendResult{positions: positions, err: err}
+}
+
+// stillOwned ends the appends of batch whose partitions are no longer
+// owned and returns the others.
+func (m *member) stillOwned(batch []*appendReq) []*appendReq {
+	var refused []*appendReq
+	m.mu.Lock()
+	kept := slices.DeleteFunc(batch, func(r *appendReq) bool {
+		if slices.ContainsFunc(r.touched, func(part int32) bool { return !m.parts[part].owned }) {
+			refused = append(refused, r)
+			return true
+		}
+		return false
+	})
+	m.mu.Unlock()
+	for _, r := range refused {
+		m.finish(r, nil, fmt.Errorf("kafka: group %s: partitions %v: revoked before the append was sent: %w", m.cfg.Group, r.touched, provider.ErrNotOwner))
+	}
+	return kept
+}
+
+func (m *member) ownsAll(batch []*appendReq) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range batch {
+		for _, part := range r.touched {
+			if !m.parts[part].owned {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// awaitNewGeneration waits, briefly, for the member's metadata to move past
+// the generation the coordinator refused, as long as the member still owns
+// batch's partitions.
+func (m *member) awaitNewGeneration(old groupMetadata, batch []*appendReq) bool {
+	deadline := time.Now().Add(staleGenerationWait)
+	for time.Now().Before(deadline) && m.ownsAll(batch) {
+		if md, err := m.metadata(); err == nil && (md.generation != old.generation || md.member != old.member) {
+			return true
+		}
+		select {
+		case <-m.stop:
+			return false
+		case <-time.After(10 * time.Millisecond): // the rejoin answer is processed by librdkafka's thread
+		}
+	}
+	return false
+}
+
+// unsettle marks partitions written by a commit of unknown outcome.
+func (m *member) unsettle(parts []int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, part := range parts {
+		st := &m.parts[part]
+		if st.unsettled == 0 {
+			st.settled = make(chan struct{})
+		}
+		st.unsettled++
+	}
+}
+
+// settled ends unsettle once the lane's new producer has settled the commit.
+func (m *member) settled(parts []int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, part := range parts {
+		st := &m.parts[part]
+		if st.unsettled--; st.unsettled == 0 {
+			close(st.settled)
+		}
+	}
+}
+
+// metadata returns the member's consumer group metadata now, refusing
+// metadata that names no membership: the coordinator would accept it
+// without any check.
+func (m *member) metadata() (groupMetadata, error) {
+	m.cmu.RLock()
+	defer m.cmu.RUnlock()
+	if m.consumerClosed {
+		return groupMetadata{}, fmt.Errorf("kafka: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
+	}
+	md, err := m.consumer.GetConsumerGroupMetadata()
+	if o := m.metadataOverride.Load(); o != nil {
+		md, err = o, nil
+	}
+	if err != nil {
+		return groupMetadata{}, fmt.Errorf("kafka: group %s: no group metadata: %w: %w", m.cfg.Group, provider.ErrNotOwner, err)
+	}
+	b, ok := serializedMetadata(md)
+	if !ok {
+		return groupMetadata{}, fmt.Errorf("kafka: group %s: cannot read confluent-kafka-go's group metadata, refusing to send it unchecked: %w", m.cfg.Group, provider.ErrNotOwner)
+	}
+	gen, group, member, err := decodeGroupMetadata(b)
+	if err != nil {
+		return groupMetadata{}, fmt.Errorf("kafka: group %s: refusing to send group metadata it cannot check: %v: %w", m.cfg.Group, err, provider.ErrNotOwner)
+	}
+	if group != m.cfg.Group || gen < 0 || member == "" {
+		return groupMetadata{}, fmt.Errorf("kafka: group %s: the member is not in the group now (metadata of group %q, generation %d, member %q): %w",
+			m.cfg.Group, group, gen, member, provider.ErrNotOwner)
+	}
+	return groupMetadata{raw: md, generation: gen, member: member}, nil
+}
+
+func (m *member) refused(md groupMetadata, err error) error {
+	return fmt.Errorf("kafka: group %s refused member %s at generation %d: %w: %w", m.cfg.Group, md.member, md.generation, provider.ErrNotOwner, err)
+}
+
+// appendError wraps err, marked with sentinel unless nil.
+func (m *member) appendError(sentinel error, step string, err error) error {
+	if sentinel == nil {
+		return fmt.Errorf("kafka: group %s: append to %s: %s: %w", m.cfg.Group, m.topic, step, err)
+	}
+	if sentinel == provider.ErrUnavailable || sentinel == provider.ErrOutcomeUnknown {
+		err = m.p.withHandshake(err)
+	}
+	return fmt.Errorf("kafka: group %s: append to %s: %s: %w: %w", m.cfg.Group, m.topic, step, sentinel, err)
+}
+
+func (m *member) unavailable(step string, err error) error {
+	return fmt.Errorf("kafka: group %s: %s: %w: %w", m.cfg.Group, step, provider.ErrUnavailable, m.p.withHandshake(err))
+}
+
+// AwaitStable implements provider.Member: committed offsets read with
+// require_stable, then last stable offsets that reach them. See the comment
+// at the top of the file.
+func (m *member) AwaitStable(ctx context.Context, partitions []int32) error {
+	if m.isClosing() {
+		return provider.ErrClosed
+	}
+	tps := make([]ckafka.TopicPartition, len(partitions))
+	for i, part := range partitions {
+		if part < 0 || int(part) >= len(m.parts) {
+			return fmt.Errorf("kafka: await stable: no partition %d (the topic has %d)", part, len(m.parts))
+		}
+		tps[i] = ckafka.TopicPartition{Topic: &m.topic, Partition: part}
+	}
+	if len(tps) == 0 {
+		return nil
+	}
+	var last error
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
+		if err := ctx.Err(); err != nil {
+			if last != nil {
+				return fmt.Errorf("kafka: group %s: await stable offsets of partitions %v: %w (last: %v)", m.cfg.Group, partitions, err, last)
+			}
+			return err
+		}
+		done, err := m.stable(ctx, tps)
+		if errors.Is(err, provider.ErrClosed) {
+			return err
+		}
+		if done {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff): // polling the coordinator, bounded by ctx
+		}
+	}
+}
+
+// stable reports whether tps are stable now.
+func (m *member) stable(ctx context.Context, tps []ckafka.TopicPartition) (bool, error) {
+	// librdkafka waits (retrying UNSTABLE_OFFSET_COMMIT) up to the timeout
+	// it is given and cannot be interrupted: keep each wait short.
+	wait := min(time.Second, m.p.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d))
+	}
+	if wait <= 0 {
+		return false, nil
+	}
+	m.cmu.RLock()
+	if m.consumerClosed {
+		m.cmu.RUnlock()
+		return false, provider.ErrClosed
+	}
+	res, err := m.consumer.Committed(tps, int(max(wait.Milliseconds(), 1)))
+	m.cmu.RUnlock()
+	if err != nil {
+		return false, err
+	}
+	committed := make(map[int32]int64)
+	for _, tp := range res {
+		if tp.Error != nil {
+			return false, fmt.Errorf("partition %d: %w", tp.Partition, tp.Error)
+		}
+		if tp.Offset >= 0 {
+			committed[tp.Partition] = int64(tp.Offset)
+		}
+	}
+	if len(committed) == 0 {
+		return true, nil
+	}
+	ids := slices.Sorted(maps.Keys(committed))
+	lctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
+	defer cancel()
+	lso, err := m.p.listOffsets(lctx, ids, ckafka.LatestOffsetSpec)
+	if err != nil {
+		return false, err
+	}
+	var behind []int32
+	for _, id := range ids {
+		if lso[id] < committed[id] {
+			behind = append(behind, id)
+		}
+	}
+	if len(behind) == 0 {
+		return true, nil
+	}
+	// A committed offset beyond the log's end was not written by a member
+	// (ours commit the end of what they wrote): do not wait for it.
+	hw, err := m.p.listOffsetsUncommitted(lctx, behind)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range behind {
+		if committed[id] <= hw[id] {
+			return false, fmt.Errorf("partition %d: last stable offset %d below the committed offset %d", id, lso[id], committed[id])
+		}
+		m.log.Warn("kafka: await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", hw[id])
+	}
+	return true, nil
+}
+
+// Owners implements provider.Member from the group's description: each
+// member's assignment and client.id, which carries its Address. This
+// member's own partitions come from its own state, which is fresher.
+func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if m.isClosing() {
+		return nil, provider.ErrClosed
+	}
+	self := ""
+	if md, err := m.metadata(); err == nil {
+		self = md.member
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
+	defer cancel()
+	res, err := m.p.admin.DescribeConsumerGroups(ctx, []string{m.cfg.Group})
+	if err != nil {
+		return nil, m.p.brokerError("describe group "+m.cfg.Group, err)
+	}
+	owners := make(map[int32]string)
+	for _, g := range res.ConsumerGroupDescriptions {
+		if g.Error.Code() != ckafka.ErrNoError {
+			return nil, m.p.brokerError("describe group "+m.cfg.Group, g.Error)
+		}
+		for _, mem := range g.Members {
+			if mem.ConsumerID == self {
+				continue
+			}
+			addr, _ := parseMemberClientID(mem.ClientID)
+			for _, tp := range mem.Assignment.TopicPartitions {
+				if tp.Topic != nil && *tp.Topic == m.topic && int(tp.Partition) < len(m.parts) {
+					owners[tp.Partition] = addr
+				}
+			}
+		}
+	}
+	for _, id := range m.Owned() {
+		owners[id] = m.cfg.Address
+	}
+	return owners, nil
+}
+
+// memberClientID is the client.id of a member's consumer. The group reports
+// it for each member (DescribeConsumerGroups): that is how Owners learns
+// another member's Address. Brokers take any string; '%', ';' and bytes
+// outside printable ASCII are percent-encoded so that it splits back.
+func memberClientID(base, instance, address string) string {
+	return escapeID(base) + ";instance=" + escapeID(instance) + ";address=" + escapeID(address)
+}
+
+// parseMemberClientID returns the address memberClientID put in id.
+func parseMemberClientID(id string) (address string, ok bool) {
+	fields := strings.Split(id, ";")
+	if len(fields) != 3 || !strings.HasPrefix(fields[1], "instance=") {
+		return "", false
+	}
+	enc, ok := strings.CutPrefix(fields[2], "address=")
+	if !ok {
+		return "", false
+	}
+	return unescapeID(enc)
+}
+
+func escapeID(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' || c == ';' || c < 0x21 || c > 0x7e {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func unescapeID(s string) (string, bool) {
+	unhex := func(c byte) (byte, bool) {
+		switch {
+		case '0' <= c && c <= '9':
+			return c - '0', true
+		case 'A' <= c && c <= 'F':
+			return c - 'A' + 10, true
+		}
+		return 0, false
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		hi, ok1 := unhex(s[i+1])
+		lo, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			return "", false
+		}
+		b.WriteByte(hi<<4 | lo)
+		i += 2
+	}
+	return b.String(), true
+}

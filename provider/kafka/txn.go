@@ -1,0 +1,721 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// A member appends through GroupProducers transactional producers, its
+// lanes. Partition p goes through lane p mod lanes (an append of several
+// partitions through the lane of its first record's), one transaction at a
+// time: everything queued when a transaction starts rides in it (group
+// commit), and every append of it is acknowledged after its commit. Why a
+// transaction of a stale owner cannot commit is argued in the package
+// documentation; this file is the mechanism: what each step sends, and what
+// each failure means for the appends in the transaction.
+//
+// A transaction is, in order:
+//
+//  1. BeginTransaction, then Produce of every record to its explicit
+//     partition, and a wait for every delivery report: the records are in
+//     the log, invisible to read-committed readers, and their offsets known.
+//  2. SendOffsetsToTransaction with, for every partition written, its last
+//     offset + 1 (a real offset: logical ones make librdkafka send nothing,
+//     so nothing is checked) and the member's consumer group metadata read
+//     just now (fresh) and refused locally when it names no membership
+//     (generation < 0 or no member id: the coordinator accepts those as
+//     "not a group member" instead of fencing them). The group coordinator
+//     checks generation and member id here: this is the fence.
+//  3. CommitTransaction, retried within Config.Timeout while it times out.
+//
+// What a failure means for the appends of the transaction (classify is the
+// one table of client errors):
+//
+//   - Before CommitTransaction was called, nothing can become visible: no
+//     commit is ever asked for, and the transaction ends aborted (by
+//     AbortTransaction, or by the next InitTransactions of the same
+//     transactional.id, or by the broker's transaction timeout). The appends
+//     fail with provider.ErrNotOwner when the coordinator refused the
+//     member, provider.ErrUnavailable otherwise.
+//   - After CommitTransaction was called, the transaction is known not to be
+//     committed only if AbortTransaction succeeds; otherwise its appends
+//     fail with provider.ErrOutcomeUnknown, their partitions are marked
+//     unsettled, and the lane replaces its producer before anything else:
+//     InitTransactions under the same transactional.id completes or aborts
+//     whatever the old producer left, so once it returns the outcome is
+//     final and visible. An append to an unsettled partition waits for that
+//     (through any lane), which keeps a partition's appends ordered across an
+//     unknown outcome: an append that starts after another returned lands
+//     after it, if at all.
+
+// maxTxnRecords bounds the records of one transaction.
+const maxTxnRecords = 10_000
+
+// staleGenerationWait is how long a transaction refused for an old
+// generation waits for the member's metadata to show the new one before it
+// runs again: the member's rejoin answer arrives within moments of the
+// coordinator moving the generation on.
+const staleGenerationWait = time.Second
+
+// gatherWait bounds how long a transaction waits for appends to join it
+// (see lane.gather).
+const gatherWait = time.Millisecond
+
+// maxTxnAttempts bounds the runs of one batch refused for an old generation.
+const maxTxnAttempts = 3
+
+// appendReq is a Member.Append waiting for its transaction.
+type appendReq struct {
+	records []event.Record
+	parts   []int32 // the partition of each record
+	touched []int32 // its distinct partitions, ascending
+	state   atomic.Int32
+	retried bool // run again once after another append's record spoiled its transaction
+	done    chan appendResult
+}
+
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqCancelled
+)
+
+type appendResult struct {
+	positions []provider.Position
+	err       error
+}
+
+// lane is one transactional producer of a member and the appends queued for
+// it.
+type lane struct {
+	m    *member
+	id   int
+	txid string
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	queue []*appendReq
+	wake  chan struct{} // a token when the queue grows
+	ops   chan func()   // run on the lane's goroutine between transactions
+	stop  chan struct{}
+	done  chan struct{}
+
+	resets atomic.Int64 // producers replaced, for tests
+
+	// Owned by the lane's goroutine once it runs:
+	producer  *ckafka.Producer
+	drained   sync.WaitGroup // the producer's event and log goroutines
+	broken    bool           // the producer must be replaced before the next transaction
+	lastBatch int            // appends in the last transaction
+	unsettled []int32        // partitions of a commit of unknown outcome, until the replacement settles it
+}
+
+func newLane(m *member, id int) *lane {
+	txid := m.cfg.Group + "-" + m.cfg.Instance + "-" + strconv.Itoa(id)
+	return &lane{
+		m:    m,
+		id:   id,
+		txid: txid,
+		log:  m.log.With("transactional_id", txid),
+		wake: make(chan struct{}, 1),
+		ops:  make(chan func()),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+}
+
+// newTxnProducer returns a transactional producer, not yet initialised.
+func (p *Provider) newTxnProducer(txid string) (*ckafka.Producer, error) {
+	cfg := p.cfg
+	pc := cfg.common()
+	for k, v := range map[string]any{
+		"linger.ms": strconv.FormatFloat(float64(cfg.Linger.Microseconds())/1000, 'f', -1, 64),
+		// What AddOffsetsToTxn waits after CONCURRENT_TRANSACTIONS (the
+		// previous commit's markers still being written): librdkafka's
+		// 100 ms default caps back-to-back transactions near 10/s.
+		"retry.backoff.ms":       5,
+		"transaction.timeout.ms": int(cfg.TransactionTimeout.Milliseconds()),
+		// librdkafka wants it no longer than the transaction timeout.
+		"message.timeout.ms":        int(min(cfg.Timeout, cfg.TransactionTimeout).Milliseconds()),
+		"go.delivery.report.fields": "none",
+	} {
+		if _, set := cfg.Properties[k]; !set {
+			pc[k] = v
+		}
+	}
+	pc["transactional.id"] = txid
+	pc["enable.idempotence"] = true
+	pc["acks"] = "all"
+	return ckafka.NewProducer(&pc)
+}
+
+// deliveryBound is how long a transaction waits for its delivery reports
+// at most: librdkafka reports every record within message.timeout.ms.
+func (l *lane) deliveryBound() time.Duration {
+	cfg := l.m.p.cfg
+	return min(cfg.Timeout, cfg.TransactionTimeout) + 5*time.Second
+}
+
+// reset replaces the lane's producer by a new one with the same
+// transactional.id and initialises it. InitTransactions bumps the
+// producer epoch, which fences the old producer, and completes or aborts the
+// transaction it may have left open: when it returns, that transaction's
+// outcome is final. At join it also ends whatever a previous incarnation of
+// the instance left open.
+func (l *lane) reset(ctx context.Context) error {
+	l.closeProducer()
+	p, err := l.m.p.newTxnProducer(l.txid)
+	if err != nil {
+		return fmt.Errorf("kafka: transactional producer %s: %w", l.txid, err)
+	}
+	l.drained.Add(2)
+	go func() {
+		defer l.drained.Done()
+		forwardLogs(p.Logs(), l.log)
+	}()
+	go func() {
+		defer l.drained.Done()
+		for ev := range p.Events() {
+			if e, ok := ev.(ckafka.Error); ok && l.m.errLog.allow(e.Code()) {
+				l.log.Warn("kafka transactional producer error", "err", e)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, l.m.p.cfg.Timeout)
+	defer cancel()
+	if err := p.InitTransactions(ctx); err != nil {
+		p.Close()
+		l.drained.Wait()
+		return l.m.unavailable(fmt.Sprintf("init transactions of %s", l.txid), err)
+	}
+	l.producer = p
+	l.resets.Add(1)
+	return nil
+}
+
+func (l *lane) closeProducer() {
+	if l.producer != nil {
+		l.producer.Close()
+		l.drained.Wait()
+		l.producer = nil
+	}
+}
+
+func (l *lane) enqueue(r *appendReq) {
+	l.mu.Lock()
+	l.queue = append(l.queue, r)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the lane's goroutine, which owns the producer: it initialises one
+// and reports how that went on ready, then runs one transaction after the
+// other with whatever is queued, replacing a broken producer first.
+func (l *lane) run(ctx context.Context, ready chan<- error) {
+	defer close(l.done)
+	err := l.reset(ctx)
+	ready <- err
+	if err != nil {
+		<-l.stop
+		return
+	}
+	var again []*appendReq
+	for {
+		if l.broken && !l.settle() {
+			break
+		}
+		batch := again
+		if len(batch) == 0 {
+			var ok bool
+			if batch, ok = l.take(); !ok {
+				break
+			}
+		}
+		if len(batch) > 0 {
+			again = l.commit(batch)
+		}
+	}
+	for _, r := range again {
+		l.m.finish(r, nil, provider.ErrClosed)
+	}
+	l.shutdown()
+}
+
+// take waits for queued appends and returns those not cancelled, up to
+// maxTxnRecords records (at least one append). ok is false once the lane
+// stops.
+func (l *lane) take() (batch []*appendReq, ok bool) {
+	gathered := false
+	for {
+		l.mu.Lock()
+		if !gathered && len(l.queue) > 0 && len(l.queue) < l.lastBatch {
+			l.mu.Unlock()
+			gathered = true
+			l.gather()
+			continue
+		}
+		n, records := 0, 0
+		for n < len(l.queue) && (n == 0 || records+len(l.queue[n].records) <= maxTxnRecords) {
+			records += len(l.queue[n].records)
+			n++
+		}
+		grabbed := slices.Clone(l.queue[:n])
+		l.queue = slices.Delete(l.queue, 0, n)
+		l.mu.Unlock()
+		for _, r := range grabbed {
+			// An append whose context ended first has returned already.
+			if r.state.CompareAndSwap(reqQueued, reqTaken) {
+				batch = append(batch, r)
+			}
+		}
+		if len(batch) > 0 {
+			l.lastBatch = len(batch)
+			return batch, true
+		}
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-l.wake:
+		case f := <-l.ops:
+			f()
+			if l.broken {
+				return nil, true
+			}
+		case <-l.stop:
+			return nil, false
+		}
+	}
+}
+
+// gather waits, up to gatherWait, until as many appends are queued as the
+// last transaction carried. Appenders acknowledged by that transaction are
+// queueing their next appends at this moment: without the wait, the next
+// transaction would start with the quickest of them and leave the others for
+// the one after, halving the transactions' size under steady load. A lone
+// appender never waits (its last transaction carried one append).
+func (l *lane) gather() {
+	t := time.NewTimer(gatherWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.wake:
+			l.mu.Lock()
+			enough := len(l.queue) >= l.lastBatch
+			l.mu.Unlock()
+			if enough {
+				return
+			}
+		case <-t.C:
+			return
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// failQueued ends every queued append with err: nothing of them was sent.
+func (l *lane) failQueued(err error) {
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, r := range q {
+		if r.state.CompareAndSwap(reqQueued, reqTaken) {
+			l.m.finish(r, nil, err)
+		}
+	}
+}
+
+// settle replaces the broken producer, retrying until it succeeds or the
+// lane stops; appends queued meanwhile fail as unavailable. Only then are the
+// partitions of an unknown commit settled.
+func (l *lane) settle() bool {
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := l.reset(context.Background())
+		if err == nil {
+			l.broken = false
+			l.m.settled(l.unsettled)
+			l.unsettled = nil
+			return true
+		}
+		l.log.Warn("kafka: replacing a transactional producer failed; retrying", "err", err, "in", backoff)
+		l.failQueued(err)
+		select {
+		case <-l.stop:
+			return false
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// shutdown releases the producer. A broken one is replaced once more
+// first, so that a transaction it left open ends now rather than at the
+// transaction timeout, which a successor would wait for.
+func (l *lane) shutdown() {
+	if l.broken {
+		if err := l.reset(context.Background()); err != nil {
+			l.log.Warn("kafka: close: could not end the open transaction; the broker aborts it after the transaction timeout", "err", err)
+		} else {
+			l.m.settled(l.unsettled)
+			l.unsettled = nil
+		}
+	}
+	l.failQueued(provider.ErrClosed)
+	l.closeProducer()
+}
+
+// commit runs batch in a transaction and ends its appends. It returns the
+// appends to run again in a transaction of their own.
+func (l *lane) commit(batch []*appendReq) (again []*appendReq) {
+	m := l.m
+	for attempt := 1; ; attempt++ {
+		// A revocation that started since the append was queued does not
+		// wait for it: the append is refused before anything is sent.
+		batch = m.stillOwned(batch)
+		if len(batch) == 0 {
+			return nil
+		}
+		res := l.transact(batch)
+		if res.staleGeneration != nil && attempt < maxTxnAttempts && m.awaitNewGeneration(*res.staleGeneration, batch) {
+			continue // nothing was written: run it under the new generation
+		}
+		for i, r := range batch {
+			switch {
+			case res.err == nil:
+				m.finish(r, res.positions[i], nil)
+			case res.culprits[i] != nil:
+				m.finish(r, nil, res.culprits[i])
+			case len(res.culprits) > 0 && !r.retried:
+				r.retried = true
+				again = append(again, r)
+			default:
+				m.finish(r, nil, res.err)
+			}
+		}
+		return again
+	}
+}
+
+type txnResult struct {
+	positions [][]provider.Position // of each append, on success
+	err       error                 // for every append, on failure
+	// culprits are the appends whose own records the log refused (too
+	// large, invalid), by index: the others were not at fault.
+	culprits map[int]error
+	// staleGeneration is the metadata the coordinator refused as an old
+	// generation of a member it still knows.
+	staleGeneration *groupMetadata
+}
+
+// transact runs one transaction of batch. See the comment at the top of
+// the file for what each step and failure means.
+func (l *lane) transact(batch []*appendReq) txnResult {
+	m := l.m
+	p := l.producer
+	if err := p.BeginTransaction(); err != nil {
+		l.broken = true
+		return txnResult{err: m.appendError(provider.ErrUnavailable, "begin transaction", err)}
+	}
+
+	// 1. Produce, and wait for every delivery report.
+	n := 0
+	for _, r := range batch {
+		n += len(r.records)
+	}
+	reports := make(chan ckafka.Event, n)
+	owner := make([]int, 0, n) // the batch index of each record produced
+	culprits := make(map[int]error)
+	var failed error
+produce:
+	for bi, r := range batch {
+		for i, rec := range r.records {
+			err := p.Produce(&ckafka.Message{
+				TopicPartition: ckafka.TopicPartition{Topic: &m.topic, Partition: r.parts[i]},
+				Key:            rec.Key,
+				Value:          rec.Value,
+				Headers:        toKafkaHeaders(rec.Headers),
+				Opaque:         len(owner),
+			}, reports)
+			if err != nil {
+				failed = fmt.Errorf("record %d of %d: %w", i+1, len(r.records), err)
+				if recordRefused(err) {
+					culprits[bi] = m.appendError(nil, "produce", failed)
+				}
+				break produce
+			}
+			owner = append(owner, bi)
+		}
+	}
+	offsets := make([]int64, len(owner))
+	bound := time.NewTimer(l.deliveryBound())
+	defer bound.Stop()
+	for range owner {
+		select {
+		case ev := <-reports:
+			msg := ev.(*ckafka.Message)
+			i := msg.Opaque.(int)
+			if err := msg.TopicPartition.Error; err != nil {
+				if recordRefused(err) {
+					culprits[owner[i]] = m.appendError(nil, "produce", fmt.Errorf("partition %d: %w", msg.TopicPartition.Partition, err))
+				}
+				if failed == nil || purged(failed) {
+					failed = err
+				}
+				continue
+			}
+			offsets[i] = int64(msg.TopicPartition.Offset)
+		case <-bound.C:
+			// librdkafka reports every record within message.timeout.ms;
+			// should it not, give the producer up. No commit was asked
+			// for: nothing of the transaction can become visible.
+			l.broken = true
+			return txnResult{err: m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no delivery report within %v", l.deliveryBound()))}
+		}
+	}
+	if failed != nil {
+		_ = l.abort()
+		err := m.appendError(provider.ErrUnavailable, "produce", failed)
+		if len(culprits) > 0 {
+			err = m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("transaction aborted for another append's record: %w", failed))
+		}
+		return txnResult{err: err, culprits: culprits}
+	}
+	positions := make([][]provider.Position, len(batch))
+	next := make(map[int32]int64)
+	for i, bi := range owner {
+		part := batch[bi].parts[len(positions[bi])]
+		positions[bi] = append(positions[bi], provider.Position{Partition: part, Offset: offsets[i]})
+		next[part] = max(next[part], offsets[i]+1)
+	}
+
+	// 2. The fence: offsets of every partition written, with fresh group
+	// metadata.
+	md, err := m.metadata()
+	if err != nil {
+		_ = l.abort()
+		return txnResult{err: err}
+	}
+	tps := make([]ckafka.TopicPartition, 0, len(next))
+	for _, part := range slices.Sorted(maps.Keys(next)) {
+		tps = append(tps, ckafka.TopicPartition{Topic: &m.topic, Partition: part, Offset: ckafka.Offset(next[part])})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.p.cfg.Timeout)
+	err = p.SendOffsetsToTransaction(ctx, tps, md.raw)
+	cancel()
+	if err != nil {
+		switch classify(err) {
+		case classRefused:
+			_ = l.abort()
+			res := txnResult{err: m.refused(md, err)}
+			if code(err) == ckafka.ErrIllegalGeneration {
+				res.staleGeneration = &md
+			}
+			return res
+		case classFatal:
+			l.broken = true // replacing it aborts the transaction
+		default:
+			_ = l.abort()
+		}
+		return txnResult{err: m.appendError(provider.ErrUnavailable, "send offsets to transaction", err)}
+	}
+
+	// 3. Commit.
+	if err := l.commitTransaction(); err != nil {
+		if l.abortAfterCommit(err) == nil {
+			return txnResult{err: m.appendError(provider.ErrUnavailable, "commit", err)}
+		}
+		l.broken = true
+		l.unsettled = slices.Sorted(maps.Keys(next))
+		m.unsettle(l.unsettled)
+		return txnResult{err: m.appendError(provider.ErrOutcomeUnknown, "commit", err)}
+	}
+	return txnResult{positions: positions}
+}
+
+// commitTransaction commits, calling again while the commit times out or
+// the coordinator moves, within Config.Timeout.
+func (l *lane) commitTransaction() error {
+	deadline := time.Now().Add(l.m.p.cfg.Timeout)
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := l.producer.CommitTransaction(ctx)
+		cancel()
+		if hook := l.m.commitHook.Swap(nil); hook != nil && err == nil {
+			err = *hook // a test's commit of unknown outcome
+		}
+		if err == nil || classify(err) != classRetriable || time.Until(deadline) < backoff {
+			return err
+		}
+		time.Sleep(backoff) // librdkafka's own retries failed fast; bounded by the deadline
+	}
+}
+
+// abortAfterCommit tries to abort a transaction whose commit failed. Only
+// an abortable failure leaves that possible; a successful abort proves the
+// transaction was not committed.
+func (l *lane) abortAfterCommit(commitErr error) error {
+	switch classify(commitErr) {
+	case classAbortable, classRefused:
+		return l.abort()
+	}
+	return commitErr
+}
+
+// abort aborts the open transaction within Config.Timeout. On failure the
+// producer is marked broken: its replacement aborts the transaction.
+func (l *lane) abort() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.p.cfg.Timeout)
+	defer cancel()
+	for {
+		err := l.producer.AbortTransaction(ctx)
+		if err == nil {
+			return nil
+		}
+		if classify(err) != classRetriable || ctx.Err() != nil {
+			l.broken = true
+			return err
+		}
+	}
+}
+
+// txnClass is what a client error means for a transaction.
+type txnClass int
+
+const (
+	// classRefused: the group coordinator refused the member's metadata:
+	// the group has moved on without it. The transaction must be aborted.
+	classRefused txnClass = iota + 1
+	// classAbortable: the transaction failed and must be aborted; the
+	// producer stays usable.
+	classAbortable
+	// classRetriable: the same call may be made again (a timeout, a
+	// coordinator moving).
+	classRetriable
+	// classFatal: the producer is unusable (fenced by a newer producer
+	// with its transactional.id, refused an id, in a state no call gets
+	// it out of): it must be replaced.
+	classFatal
+)
+
+// classify is the one table of client errors for transactions.
+func classify(err error) txnClass {
+	var ke ckafka.Error
+	if !errors.As(err, &ke) {
+		return classFatal
+	}
+	switch ke.Code() {
+	case ckafka.ErrIllegalGeneration, ckafka.ErrUnknownMemberID, ckafka.ErrFencedInstanceID:
+		return classRefused
+	case ckafka.ErrFenced, ckafka.ErrProducerFenced, ckafka.ErrInvalidProducerEpoch, ckafka.ErrFatal:
+		return classFatal
+	}
+	switch {
+	case ke.IsFatal():
+		return classFatal
+	case ke.TxnRequiresAbort():
+		return classAbortable
+	case ke.IsRetriable(), ke.IsTimeout(), ke.Code() == ckafka.ErrTimedOut:
+		return classRetriable
+	}
+	// Anything else (an invalid state, a conflicting call) is not worth
+	// reasoning about: replace the producer.
+	return classFatal
+}
+
+func code(err error) ckafka.ErrorCode {
+	var ke ckafka.Error
+	if errors.As(err, &ke) {
+		return ke.Code()
+	}
+	return ckafka.ErrUnknown
+}
+
+// recordRefused reports whether the log refused a record for what it is,
+// whatever transaction it was in.
+func recordRefused(err error) bool {
+	switch code(err) {
+	case ckafka.ErrMsgSizeTooLarge, ckafka.ErrInvalidRecord, ckafka.ErrRecordListTooLarge,
+		ckafka.ErrInvalidMsg, ckafka.ErrInvalidMsgSize:
+		return true
+	}
+	return false
+}
+
+// purged reports the error of a record librdkafka dropped because another
+// one failed the transaction: it says nothing of its own.
+func purged(err error) bool {
+	c := code(err)
+	return c == ckafka.ErrPurgeQueue || c == ckafka.ErrPurgeInflight
+}
+
+// groupMetadata is a member's consumer group metadata as
+// SendOffsetsToTransaction sends it, decoded.
+type groupMetadata struct {
+	raw        *ckafka.ConsumerGroupMetadata
+	generation int32
+	member     string
+}
+
+// serializedMetadata returns the bytes confluent-kafka-go keeps of a
+// ConsumerGroupMetadata (librdkafka's serialized form), which it does not
+// export. ok is false if the type no longer has that shape.
+func serializedMetadata(md *ckafka.ConsumerGroupMetadata) (b []byte, ok bool) {
+	if md == nil {
+		return nil, false
+	}
+	v := reflect.ValueOf(md).Elem()
+	if v.Kind() != reflect.Struct || v.NumField() != 1 || v.Field(0).Type() != reflect.TypeFor[[]byte]() {
+		return nil, false
+	}
+	return v.Field(0).Bytes(), true
+}
+
+// metadataMagic opens librdkafka's serialized consumer group metadata
+// (rd_kafka_consumer_group_metadata_write): then the generation (int32,
+// host order), the group id, the member id (NUL-terminated each), an int8
+// that is 1 when there is no group instance id, and else the instance id.
+const metadataMagic = "CGMDv2:"
+
+// decodeGroupMetadata decodes librdkafka's serialized consumer group
+// metadata. Anything it does not recognise is an error: the caller refuses
+// to send metadata it cannot check.
+func decodeGroupMetadata(b []byte) (generation int32, group, member string, err error) {
+	rest, ok := bytes.CutPrefix(b, []byte(metadataMagic))
+	if !ok || len(rest) < 4 {
+		return 0, "", "", errors.New("not librdkafka's CGMDv2 consumer group metadata")
+	}
+	generation = int32(binary.NativeEndian.Uint32(rest))
+	rest = rest[4:]
+	str := func() (string, bool) {
+		s, after, found := bytes.Cut(rest, []byte{0})
+		rest = after
+		return string(s), found
+	}
+	var okG, okM bool
+	group, okG = str()
+	member, okM = str()
+	if !okG || !okM || len(rest) < 1 {
+		return 0, "", "", errors.New("truncated consumer group metadata")
+	}
+	return generation, group, member, nil
+}
