@@ -79,7 +79,7 @@ type fleetLoad struct {
 	acks    map[string]map[uint64][2]string // id → version → names acknowledged
 	seq     atomic.Int64
 	ok      atomic.Int64
-	refused atomic.Int64 // 503: not served here now, nothing changed
+	refused atomic.Int64   // 503: not served here now, nothing changed
 	why     map[string]int // 503 bodies, counted
 	stop    chan struct{}
 	wg      sync.WaitGroup
