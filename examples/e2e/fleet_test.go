@@ -35,23 +35,20 @@ func startWriter(t *testing.T, tp topic, env ...string) *service {
 // waitServing polls /readyz until the writer serves n partitions.
 func (s *service) waitServing(n int) {
 	s.t.Helper()
-	eventually(s.t, fmt.Sprint(s.name, " serves ", n, " partitions"), func() (bool, string) {
-		status, body, err := s.call(http.MethodGet, "/readyz", "", nil)
-		if err != nil || status != http.StatusOK {
-			return false, fmt.Sprint(status, " ", string(body), " ", err)
-		}
-		var r struct{ Partitions []int32 }
-		if err := jsonUnmarshal(body, &r); err != nil {
-			return false, err.Error()
-		}
-		return len(r.Partitions) == n, string(body)
-	})
+	s.waitPartitions(fmt.Sprint(n, " partitions"), func(got int) bool { return got == n })
 }
 
 // waitServingSome polls /readyz until the writer serves a partition.
 func (s *service) waitServingSome() {
 	s.t.Helper()
-	eventually(s.t, s.name+" serves a partition", func() (bool, string) {
+	s.waitPartitions("a partition", func(got int) bool { return got > 0 })
+}
+
+// waitPartitions polls /readyz until the number of partitions the writer
+// serves satisfies ok.
+func (s *service) waitPartitions(what string, ok func(int) bool) {
+	s.t.Helper()
+	eventually(s.t, s.name+" serves "+what, func() (bool, string) {
 		status, body, err := s.call(http.MethodGet, "/readyz", "", nil)
 		if err != nil || status != http.StatusOK {
 			return false, fmt.Sprint(status, " ", string(body), " ", err)
@@ -60,7 +57,7 @@ func (s *service) waitServingSome() {
 		if err := jsonUnmarshal(body, &r); err != nil {
 			return false, err.Error()
 		}
-		return len(r.Partitions) > 0, string(body)
+		return ok(len(r.Partitions)), string(body)
 	})
 }
 
