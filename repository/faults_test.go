@@ -289,12 +289,12 @@ func TestASlowAppendBlocksOnlyItsAggregate(t *testing.T) {
 	}()
 	<-s.holding // the append of "slow" is in flight, under its lock
 
-	lenDone := make(chan int, 1)
-	go func() { lenDone <- r.Len() }() // waits for "slow"
-
 	// Meanwhile the rest of the partition serves.
 	_, err := r.Create(t.Context(), "new", rt.Open("z"))
 	require.NoError(t, err, "a create in the same partition goes through")
+
+	lenDone := make(chan int, 1)
+	go func() { lenDone <- r.Len() }() // waits for "slow"
 	_, _, err = r.Get("other")
 	require.NoError(t, err, "a reader of another aggregate is not held up")
 

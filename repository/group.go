@@ -68,6 +68,11 @@ func (r *Repository[A]) join(ctx context.Context) error {
 	if err := r.makePartitions(len(ps)); err != nil {
 		return err
 	}
+	// Refuse before joining: a member that can restore nothing would only
+	// take partitions away from the others.
+	if err := r.checkRetention(ctx); err != nil {
+		return fmt.Errorf("repository: restore: %w", err)
+	}
 	m := &membership{runs: make(map[int32]*takeover), first: make(chan error, 1), joined: make(chan struct{})}
 	cfg := r.settings.group
 	// The callbacks may run before JoinGroup returns: takeovers wait for
@@ -150,7 +155,7 @@ func (r *Repository[A]) startTakeover(m *membership, ids []int32) {
 		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 10*time.Second) {
 			start := time.Now()
 			run.err = r.takeOver(ctx, m.member, ids)
-			if ctx.Err() != nil {
+			if run.err != nil && ctx.Err() != nil {
 				return // revoked: revoked restarts what stays assigned
 			}
 			if run.err == nil {
@@ -219,12 +224,14 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 		}
 	}
 	m.mu.Unlock()
+	// A cancelled run either finished first (its partitions serve) or
+	// left them empty; restart those that stay assigned and do not serve.
 	var restart []int32
 	for run := range runs {
 		run.cancel()
 		<-run.done
 		for _, id := range run.parts {
-			if !slices.Contains(ids, id) {
+			if !slices.Contains(ids, id) && r.parts[id].status.Load() != partServing {
 				restart = append(restart, id)
 			}
 		}
@@ -234,10 +241,12 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 		pt := r.parts[id]
 		pt.status.Store(partIdle)
 		pt.gate.Lock() // waits for the partition's commands in flight
-		pt.gate.Unlock()
 		ps[i] = provider.Partition{ID: id}
 	}
 	r.forget(ps)
+	for _, id := range ids {
+		r.parts[id].gate.Unlock()
+	}
 	if len(restart) > 0 {
 		r.startTakeover(m, restart)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,6 +110,13 @@ func (t *progressTracker) snapshot() Progress {
 // naming partition and offset, and leaves the repository empty and not ready:
 // Restore may then be called again.
 //
+// Restore reads nothing from a log that does not keep every event: when the
+// provider implements provider.RetentionChecker and refuses its log, or
+// when a partition no longer starts at offset 0, it fails with an error
+// wrapping provider.ErrNotRetained that names the setting, or the partition
+// and its first offset. That needs a human: a retry succeeds only once the
+// topic is fixed.
+//
 // With WithGroup, Restore joins the group instead, and returns once the
 // partitions of the instance's first assignment are restored. Under
 // cooperative rebalancing a joining instance is often given its share a
@@ -206,6 +214,15 @@ func (r *Repository[A]) makePartitions(n int) error {
 // held of them, and marks them serving. On error they are left empty and not
 // serving.
 func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error {
+	if err := r.checkLog(ctx, ps); err != nil {
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	for _, p := range ps {
+		// Memory is replaced below: no command may run on it meanwhile.
+		if r.parts[p.ID].status.Load() == partServing {
+			return fmt.Errorf("repository: restore: partition %d is being served", p.ID)
+		}
+	}
 	t := &r.progress
 	t.mu.Lock()
 	if t.start.IsZero() {
@@ -287,6 +304,39 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 	r.stats.Bytes += stats.Bytes
 	r.statsMu.Unlock()
 	r.reportProgress(true)
+	return nil
+}
+
+// checkRetention asks the provider, if it can tell, whether its log keeps
+// every event (provider.RetentionChecker).
+func (r *Repository[A]) checkRetention(ctx context.Context) error {
+	if rc, ok := r.p.(provider.RetentionChecker); ok {
+		return rc.CheckRetention(ctx)
+	}
+	return nil
+}
+
+// checkLog refuses to restore partitions whose first events may be gone.
+// The provider's retention check refuses a log configured to drop records;
+// but a log may also have dropped some already (before its configuration
+// was fixed, under a provider told to allow it, or by an explicit delete),
+// and reading from a log start above 0 would then rebuild a wrong state
+// without a word wherever every event of an aggregate went: each partition
+// must start at offset 0, as long as no snapshot holds what lies below.
+func (r *Repository[A]) checkLog(ctx context.Context, ps []provider.Partition) error {
+	if err := r.checkRetention(ctx); err != nil {
+		return err
+	}
+	var gone []string
+	for _, p := range ps {
+		if p.Low > 0 {
+			gone = append(gone, fmt.Sprintf("partition %d starts at offset %d", p.ID, p.Low))
+		}
+	}
+	if len(gone) > 0 {
+		return fmt.Errorf("%s, not 0: the events below are gone (expired or deleted) and no snapshot holds them: %w",
+			strings.Join(gone, ", "), provider.ErrNotRetained)
+	}
 	return nil
 }
 
