@@ -28,6 +28,10 @@ var (
 	// the request left for the log but no acknowledgement came back. Reading
 	// the partition up to its current end tells which.
 	ErrOutcomeUnknown = errors.New("provider: append outcome unknown")
+	// ErrNotRetained means the log may drop records on its own, or has
+	// dropped some (expired by retention, compacted away, deleted): a
+	// restore would miss events. See [RetentionChecker].
+	ErrNotRetained = errors.New("provider: the log does not keep every record")
 )
 
 // Follow, as a Range's End, reads on past the end offsets for live records

@@ -27,6 +27,11 @@
 //     fails, naming partition and offset, on an undecodable record, an
 //     unregistered type (unless WithSkipUnknownTypes), a version gap or a read
 //     error; until it succeeds nothing is served (ErrNotReady).
+//   - Restore starts only on a log that keeps every event: it refuses one
+//     whose provider.RetentionChecker reports that records can expire or be
+//     compacted away, and any partition whose first offset (Low) is above
+//     0, since the events below it are gone. Both errors wrap
+//     provider.ErrNotRetained; a takeover under WithGroup checks the same.
 //   - Commands for one aggregate run one at a time; different aggregates run
 //     in parallel. A command's events are validated, versioned (previous + 1),
 //     encoded, appended, and applied only after the log acknowledged all of

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
 )
 
 const (
@@ -126,6 +127,27 @@ func TestStartupFailsFastWithoutBroker(t *testing.T) {
 		assert.Contains(t, string(out), "make kafka-up", "%s", out)
 		assert.Contains(t, string(out), addr)
 	}
+}
+
+// On a topic whose events expire the writer stops at start-up, naming the
+// setting and the fix, instead of retrying forever; KAFKA_ALLOW_EXPIRING_TOPIC
+// lets it start.
+func TestWriterRefusesATopicThatDropsEvents(t *testing.T) {
+	t.Parallel()
+	cfg := kafkatest.Config(t, 6, map[string]string{"retention.ms": "604800000"})
+	env := []string{"KAFKA_BROKERS=" + cfg.Brokers, "KAFKA_TOPIC=" + cfg.Topic, "PORT=0"}
+	cmd := exec.Command(writerBin)
+	cmd.Env = append(cmd.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	assert.Equal(t, 1, exit.ExitCode())
+	assert.Contains(t, string(out), "retention.ms=604800000", "%s", out)
+	assert.Contains(t, string(out), "--entity-name "+cfg.Topic+" --add-config retention.ms=-1")
+
+	w := start(t, writerBin, append(env, "KAFKA_ALLOW_EXPIRING_TOPIC=true")...)
+	w.waitReady()
+	assert.Equal(t, 0, w.terminate())
 }
 
 // Every bad request gets its 4xx and a JSON error, and nothing reaches the

@@ -282,8 +282,11 @@ func newHTTPServer(h http.Handler, readHeaderTimeout, commandTimeout time.Durati
 	}
 }
 
-// ensureTopic creates the topic if it is missing, and fails within the
-// start-up timeout when no broker answers, instead of hanging.
+// ensureTopic creates the topic if it is missing, keeping its events for
+// good (EnsureTopic's retention.ms=-1, retention.bytes=-1,
+// cleanup.policy=delete: the restore refuses a topic that drops them), and
+// fails within the start-up timeout when no broker answers, instead of
+// hanging.
 func ensureTopic(ctx context.Context, p *kafka.Provider, cfg config) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
 	defer cancel()
@@ -301,8 +304,10 @@ func ensureTopic(ctx context.Context, p *kafka.Provider, cfg config) error {
 
 // restore restores the users. A record it cannot apply (undecodable, of an
 // unknown type, a version gap: an *event.RecordError naming partition and
-// offset) needs a human: it is returned and the service stops rather than
-// serve half a state. Anything else is the broker's (unreachable, a
+// offset), or a topic that does not keep its events
+// (provider.ErrNotRetained, naming the setting and the fix), needs a human:
+// it is returned and the service stops rather than serve half a state.
+// Anything else is the broker's (unreachable, a
 // partition without a leader yet, …) and is retried with backoff, reported
 // by /readyz meanwhile.
 func restore(ctx context.Context, repo *repository.Repository[User], srv *server, log *slog.Logger) error {
@@ -320,7 +325,7 @@ func restore(ctx context.Context, repo *repository.Repository[User], srv *server
 		if ctx.Err() != nil {
 			return nil
 		}
-		if bad := (*event.RecordError)(nil); errors.As(err, &bad) {
+		if bad := (*event.RecordError)(nil); errors.As(err, &bad) || errors.Is(err, provider.ErrNotRetained) {
 			return fmt.Errorf("restore: %w", err)
 		}
 		msg := err.Error()

@@ -71,6 +71,22 @@ type Config struct {
 	// from more (not measured).
 	GroupProducers int
 
+	// AllowExpiringTopic lets a repository restore from a topic that can
+	// lose events: records expire (retention.ms or retention.bytes other
+	// than -1 under cleanup.policy delete) or are compacted away
+	// (cleanup.policy compact). Without it, CheckRetention reads the
+	// topic's effective configuration (one DescribeConfigs per Provider,
+	// which under ACLs needs DescribeConfigs on the topic) and refuses such
+	// a topic, naming the setting and the fix. With it, nothing is asked,
+	// and the restore itself is all that stands between you and a wrong
+	// state: it fails, naming the partition and its log start offset, as
+	// soon as a partition no longer starts at offset 0 (no snapshot can
+	// cover the events below it yet). Compaction removes records without
+	// moving the log start, so a compacted topic fails at the first
+	// version gap instead, or not at all where it removed every event of
+	// an aggregate but its last. Leave it off for a service's event topic.
+	AllowExpiringTopic bool
+
 	// Properties sets any other librdkafka property; they win over the
 	// fields above, but not over the settings a group member's fencing
 	// rests on (see the package documentation). They reach every client
@@ -100,8 +116,9 @@ const (
 // KAFKA_TOPIC, KAFKA_CLIENT_ID, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
 // KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CA_LOCATION,
 // KAFKA_CLIENT_CERT, KAFKA_CLIENT_CERT_KEY, KAFKA_TIMEOUT,
-// KAFKA_SESSION_TIMEOUT, KAFKA_TRANSACTION_TIMEOUT (Go durations) and
-// KAFKA_GROUP_PRODUCERS (an integer). Any variable KAFKA_PROPERTY_X_Y sets the librdkafka property x.y. It does
+// KAFKA_SESSION_TIMEOUT, KAFKA_TRANSACTION_TIMEOUT (Go durations),
+// KAFKA_GROUP_PRODUCERS (an integer) and KAFKA_ALLOW_EXPIRING_TOPIC (true or
+// false, as strconv.ParseBool reads it). Any variable KAFKA_PROPERTY_X_Y sets the librdkafka property x.y. It does
 // not validate: call Validate, or let New do it.
 func FromEnv() (Config, error) {
 	c := Config{
@@ -138,6 +155,13 @@ func FromEnv() (Config, error) {
 			return c, fmt.Errorf("kafka: KAFKA_GROUP_PRODUCERS %q: %w", s, err)
 		}
 		c.GroupProducers = n
+	}
+	if s := os.Getenv("KAFKA_ALLOW_EXPIRING_TOPIC"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return c, fmt.Errorf("kafka: KAFKA_ALLOW_EXPIRING_TOPIC %q: %w", s, err)
+		}
+		c.AllowExpiringTopic = b
 	}
 	const prefix = "KAFKA_PROPERTY_"
 	for _, kv := range os.Environ() {
@@ -267,6 +291,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("session_timeout", c.SessionTimeout),
 		slog.Duration("transaction_timeout", c.TransactionTimeout),
 		slog.Int("group_producers", c.GroupProducers),
+		slog.Bool("allow_expiring_topic", c.AllowExpiringTopic),
 		slog.Any("properties", props),
 	)
 }

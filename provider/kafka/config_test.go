@@ -30,6 +30,7 @@ func TestFromEnv(t *testing.T) {
 		"KAFKA_SESSION_TIMEOUT":                 "7s",
 		"KAFKA_TRANSACTION_TIMEOUT":             "15s",
 		"KAFKA_GROUP_PRODUCERS":                 "3",
+		"KAFKA_ALLOW_EXPIRING_TOPIC":            "true",
 		"KAFKA_PROPERTY_STATISTICS_INTERVAL_MS": "1000",
 	} {
 		t.Setenv(k, v)
@@ -41,11 +42,12 @@ func TestFromEnv(t *testing.T) {
 		SecurityProtocol: "SASL_SSL", SASLMechanism: "SCRAM-SHA-512", SASLUsername: "alice", SASLPassword: "s3cret-pw",
 		SSLCALocation: "/ca.pem", SSLCertLocation: "/cert.pem", SSLKeyLocation: "/key.pem",
 		Timeout: 3 * time.Second, SessionTimeout: 7 * time.Second, TransactionTimeout: 15 * time.Second, GroupProducers: 3,
-		Properties: map[string]string{"statistics.interval.ms": "1000"},
+		AllowExpiringTopic: true,
+		Properties:         map[string]string{"statistics.interval.ms": "1000"},
 	}, cfg)
 	require.NoError(t, cfg.Validate())
 
-	for env, bad := range map[string]string{"KAFKA_TIMEOUT": "soon", "KAFKA_TRANSACTION_TIMEOUT": "10", "KAFKA_GROUP_PRODUCERS": "two"} {
+	for env, bad := range map[string]string{"KAFKA_TIMEOUT": "soon", "KAFKA_TRANSACTION_TIMEOUT": "10", "KAFKA_GROUP_PRODUCERS": "two", "KAFKA_ALLOW_EXPIRING_TOPIC": "yes please"} {
 		t.Run(env, func(t *testing.T) {
 			t.Setenv(env, bad)
 			_, err = kafka.FromEnv()

@@ -24,6 +24,18 @@
 // An offset below the log start (expired by retention) is an error: the
 // consumer never jumps silently to another offset.
 //
+// # A topic that keeps its events
+//
+// A repository restores by reading every partition from offset 0, so the
+// event topic must never drop a record. EnsureTopic creates it with
+// retention.ms=-1, retention.bytes=-1 and cleanup.policy=delete. Provider
+// implements provider.RetentionChecker: before a restore or a takeover, the
+// repository has CheckRetention read the topic's effective configuration
+// (DescribeConfigs, once per Provider) and refuse a topic whose records can
+// expire or be compacted away, naming the setting and the kafka-configs
+// command that fixes it. Config.AllowExpiringTopic skips the check; the
+// repository still refuses a partition whose log start is above 0.
+//
 // # Appends
 //
 // The producer is idempotent with acks=all and partitions by murmur2 of the
@@ -111,8 +123,9 @@
 // key takes Properties["ssl.key.password"]); SASL over TLS is "sasl_ssl" with
 // SASLMechanism (e.g. SCRAM-SHA-512), SASLUsername and SASLPassword.
 //
-// Under ACLs the principal needs Describe and Read on the topic to restore,
-// Write to append, and Create for EnsureTopic; no group ACL (the read's
+// Under ACLs the principal needs Describe, DescribeConfigs (unless
+// AllowExpiringTopic) and Read on the topic to restore, Write to append, and
+// Create for EnsureTopic; no group ACL (the read's
 // throwaway group is refused its coordinator harmlessly). Without Write on
 // any topic the broker refuses the idempotent producer its id: every Append
 // then fails until the provider is recreated. A refusal comes back at once as

@@ -35,6 +35,8 @@ type Provider struct {
 	events  sync.WaitGroup       // the delivery report goroutine
 	members map[*member]struct{} // group members not closed yet, under mu
 
+	retention retentionCheck // CheckRetention's answer
+
 	// handshake is the last failed TLS handshake or SASL login the
 	// producer reported, until a broker answers again: errors of calls
 	// that time out name it, where librdkafka's say only "timed out".
@@ -72,7 +74,8 @@ func New(cfg Config) (*Provider, error) {
 		producer.Close()
 		return nil, fmt.Errorf("kafka: admin client: %w", err)
 	}
-	p := &Provider{cfg: cfg, producer: producer, admin: admin, log: cfg.Logger.With("topic", cfg.Topic)}
+	p := &Provider{cfg: cfg, producer: producer, admin: admin, log: cfg.Logger.With("topic", cfg.Topic),
+		retention: retentionCheck{sem: make(chan struct{}, 1)}}
 	go forwardLogs(producer.Logs(), p.log)
 	p.events.Add(1)
 	go p.deliveries()

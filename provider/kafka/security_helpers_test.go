@@ -89,8 +89,10 @@ type grant struct {
 }
 
 var (
-	readWrite = []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationRead, ckafka.ACLOperationWrite}
-	readOnly  = []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationRead}
+	// DescribeConfigs lets a restore check that the topic keeps its
+	// events (CheckRetention).
+	readWrite = []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationDescribeConfigs, ckafka.ACLOperationRead, ckafka.ACLOperationWrite}
+	readOnly  = []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationDescribeConfigs, ckafka.ACLOperationRead}
 )
 
 // topicName returns a new topic name for the test.
@@ -111,7 +113,8 @@ func (b secureBroker) topic(t *testing.T, partitions int, grants ...grant) strin
 	admin := b.adminClient(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	res, err := admin.CreateTopics(ctx, []ckafka.TopicSpecification{{Topic: name, NumPartitions: partitions, ReplicationFactor: 1}})
+	res, err := admin.CreateTopics(ctx, []ckafka.TopicSpecification{{Topic: name, NumPartitions: partitions, ReplicationFactor: 1,
+		Config: map[string]string{"retention.ms": "-1", "retention.bytes": "-1"}}}) // as EnsureTopic creates them
 	require.NoError(t, err)
 	for _, r := range res {
 		require.Equal(t, ckafka.ErrNoError, r.Error.Code(), "create topic %s: %v", name, r.Error)

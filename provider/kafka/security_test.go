@@ -205,7 +205,7 @@ func TestSecurityACLRead(t *testing.T) {
 		describe bool // Partitions works
 	}{
 		{name: "no Describe", ops: nil},
-		{name: "Describe without Read", ops: []ckafka.ACLOperation{ckafka.ACLOperationDescribe}, describe: true},
+		{name: "Describe without Read", ops: []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationDescribeConfigs}, describe: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var grants []grant
@@ -248,6 +248,29 @@ func TestSecurityACLRead(t *testing.T) {
 			assert.Less(t, time.Since(start), cfg.Timeout/2)
 		})
 	}
+}
+
+// TestSecurityACLDescribeConfigs: without DescribeConfigs on the topic, a
+// restore cannot check that the topic keeps its events: it fails at once,
+// naming the ACL it needs, unless AllowExpiringTopic skips the check.
+func TestSecurityACLDescribeConfigs(t *testing.T) {
+	b := newSecureBroker(t)
+	cfg := b.tls("reader", b.topic(t, 2, grant{"reader", []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationRead}}))
+	seed(t, b, cfg.Topic)
+
+	r := rt.NewRepository(t, openSecure(t, cfg))
+	start := time.Now()
+	_, err := r.Restore(t.Context())
+	t.Logf("Restore: %v (%v)", err, time.Since(start))
+	assertRefused(t, err, ckafka.ErrTopicAuthorizationFailed)
+	assert.ErrorContains(t, err, "needs DescribeConfigs on the topic")
+	assert.NotErrorIs(t, err, provider.ErrNotRetained, "nothing is known of the topic's retention")
+	assert.Less(t, time.Since(start), cfg.Timeout/2, "bounded well below the timeout")
+
+	cfg.AllowExpiringTopic = true
+	r = rt.Restored(t, openSecure(t, cfg))
+	_, _, err = r.Get("acc")
+	require.NoError(t, err)
 }
 
 // TestSecurityWrongPassword: a failed SCRAM login gives, within the

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -12,13 +13,29 @@ import (
 type TopicSpec struct {
 	Partitions        int
 	ReplicationFactor int               // 0 means the broker's default
-	Config            map[string]string // topic configs, e.g. cleanup.policy
+	Config            map[string]string // topic configs, e.g. min.insync.replicas
+}
+
+// keepEvents is the configuration EnsureTopic gives a topic unless told
+// otherwise: records never expire and are never compacted, so that a restore
+// from offset 0 sees every event (see CheckRetention).
+var keepEvents = map[string]string{
+	"retention.ms":    "-1",
+	"retention.bytes": "-1",
+	"cleanup.policy":  "delete",
 }
 
 // EnsureTopic creates the provider's topic if it does not exist and waits,
 // bounded by ctx and the configured Timeout, until its partitions have
 // leaders that answer offset queries.
-// An existing topic is left as it is, whatever its partition count.
+//
+// The topic is created to keep its events for good: retention.ms=-1,
+// retention.bytes=-1 and cleanup.policy=delete, which CheckRetention
+// accepts. An entry of spec.Config for one of these keys wins over it (the
+// topic may then be refused by CheckRetention); other entries are added.
+//
+// An existing topic is left as it is, whatever its partition count and
+// configuration: CheckRetention tells whether it keeps its events.
 func (p *Provider) EnsureTopic(ctx context.Context, spec TopicSpec) error {
 	if spec.Partitions < 1 {
 		return fmt.Errorf("kafka: ensure topic %s: %d partitions: need at least 1", p.cfg.Topic, spec.Partitions)
@@ -27,13 +44,15 @@ func (p *Provider) EnsureTopic(ctx context.Context, spec TopicSpec) error {
 	if rf == 0 {
 		rf = -1
 	}
+	config := maps.Clone(keepEvents)
+	maps.Copy(config, spec.Config)
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
 	res, err := p.admin.CreateTopics(ctx, []ckafka.TopicSpecification{{
 		Topic:             p.cfg.Topic,
 		NumPartitions:     spec.Partitions,
 		ReplicationFactor: rf,
-		Config:            spec.Config,
+		Config:            config,
 	}})
 	if err != nil {
 		return p.brokerError("create topic", err)

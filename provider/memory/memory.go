@@ -213,6 +213,23 @@ func (p *Provider) Read(ctx context.Context, ranges []provider.Range, batchSize 
 	return nil
 }
 
+var _ provider.RetentionChecker = (*Provider)(nil)
+
+// CheckRetention implements provider.RetentionChecker: nothing expires from
+// the log, and records go only when a test calls Compact, so it returns nil
+// (ErrClosed after Close, the context's error once it is done).
+func (p *Provider) CheckRetention(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return provider.ErrClosed
+	}
+	return nil
+}
+
 // Compact keeps only the last record of each key in every partition, as
 // Kafka's log cleaner does for a compacted topic. Offsets do not change, so
 // reads see gaps where records were removed. The last record of a partition is
