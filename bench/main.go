@@ -1,14 +1,17 @@
 // Command bench measures rehydrate against the Kafka client it is built on,
 // in one run, on the same topics: restore (a bare confluent-kafka-go consumer
 // that only counts records, the repository with msgpack and with JSON, and
-// the repository on the memory provider), restore time as the log grows, and
+// the repository on the memory provider), restore time as the log grows,
 // Execute next to a bare idempotent acks=all producer at several
-// concurrencies. It seeds its own topics on KAFKA_BROKERS and deletes them
+// concurrencies, with and without a group (WithGroup: fenced transactions),
+// and, on a topic of 12 partitions, the takeover of partitions when an
+// instance joins or leaves and restores by 1, 2 and 3 instances at once. It
+// seeds its own topics on KAFKA_BROKERS and deletes them and its groups
 // afterwards, prints a markdown table and writes results.md, results.csv and
 // scaling.png under -out.
 //
 // Each restore runs in a child process of its own, so that its peak RSS is
-// its own.
+// its own; so does each instance of a group.
 //
 //	go run ./bench            # the full run (make bench)
 //	go run ./bench -quick     # about 100 000 events, in seconds
@@ -22,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -55,13 +59,16 @@ type config struct {
 	isolate     bool // run each restore in a child process
 	keep        bool // keep the seeded topics, for profiling with -child
 	cpuProfile  string
+	sections    map[string]bool   // what to measure (-sections)
+	groupParts  int               // partitions of the group topic
+	instances   []int             // instance counts of the group restores
 	props       map[string]string // extra librdkafka consumer properties, for tuning
 	repeat      int               // restore runs per measurement; the median is reported
 }
 
 func main() {
 	var cfg config
-	var scaling, conc string
+	var scaling, conc, instances, sections string
 	flag.StringVar(&cfg.brokers, "brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "bootstrap brokers")
 	flag.StringVar(&cfg.out, "out", "bench/results", "folder for results.md, results.csv and scaling.png")
 	flag.BoolVar(&cfg.quick, "quick", false, "a small run (about 100 000 events) that checks the harness")
@@ -70,15 +77,20 @@ func main() {
 	flag.IntVar(&cfg.work.Aggregates, "aggregates", 100_000, "aggregates in the restore workload")
 	flag.StringVar(&scaling, "scaling", "100000,300000,1000000,3000000", "event counts for the scaling series")
 	flag.StringVar(&conc, "concurrency", "1,16,64,256", "command concurrencies")
+	flag.IntVar(&cfg.groupParts, "group-partitions", 12, "partitions of the topic of the takeover and group restore measurements")
+	flag.StringVar(&instances, "instances", "1,2,3", "instance counts of the group restores")
+	flag.StringVar(&sections, "sections", strings.Join(allSections, ","), "what to measure (a subset for profiling; results.md then has only those)")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "time per command measurement")
 	flag.IntVar(&cfg.batchSize, "batch", 0, "restore batch size (0: the provider's default)")
 	flag.BoolVar(&cfg.isolate, "isolate", true, "run each restore in a child process (per-phase peak RSS)")
 	flag.IntVar(&cfg.repeat, "repeat", 3, "runs of each restore measurement; the median is reported (shared machines are noisy)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the seeded topics (to profile a -child run on them)")
-	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "internal: write the child's CPU profile here")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the run (with -child, of the child) here")
 	props := flag.String("props", "", "extra librdkafka properties k=v,k=v for every consumer (bare and provider)")
 	child := flag.String("child", "", "internal: run one restore measurement and print it as JSON")
 	topic := flag.String("topic", "", "internal: the child's topic")
+	group := flag.String("group", "", "internal: the group of a group-instance child")
+	instance := flag.String("instance", "", "internal: the instance name of a group-instance child")
 	codec := flag.String("codec", "msgpack", "internal: the child's codec")
 	flag.Parse()
 	cfg.props = map[string]string{}
@@ -89,11 +101,25 @@ func main() {
 	}
 	cfg.scaling = parseInts(scaling)
 	cfg.concurrency = parseInts(conc)
+	cfg.instances = parseInts(instances)
+	cfg.sections = map[string]bool{}
+	for name := range strings.SplitSeq(sections, ",") {
+		if name = strings.TrimSpace(name); !slices.Contains(allSections, name) {
+			log.Fatalf("-sections: unknown section %q (known: %s)", name, strings.Join(allSections, ","))
+		}
+		cfg.sections[name] = true
+	}
 	if cfg.quick {
 		cfg = cfg.quickened()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *child == "group-instance" {
+		if err := runInstanceChild(ctx, cfg, *topic, *group, *instance); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *child != "" {
 		if cfg.cpuProfile != "" {
 			f, err := os.Create(cfg.cpuProfile)
@@ -110,10 +136,22 @@ func main() {
 			pprof.StopCPUProfile()
 			log.Fatal(err)
 		}
+		res.PeakRSSMB = ownPeakRSSMB()
 		_ = json.NewEncoder(os.Stdout).Encode(res)
 		return
 	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(ctx, cfg, os.Stdout); err != nil {
+		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
 }
@@ -126,8 +164,19 @@ func (cfg config) quickened() config {
 	cfg.concurrency = []int{1, 16, 64}
 	cfg.duration = time.Second
 	cfg.repeat = 1
+	cfg.instances = []int{1, 2, 3}
+	cfg.groupParts = cmp.Or(cfg.groupParts, 12)
+	if cfg.sections == nil {
+		cfg.sections = map[string]bool{}
+		for _, s := range allSections {
+			cfg.sections[s] = true
+		}
+	}
 	return cfg
 }
+
+// allSections are the measurements, in the order they run.
+var allSections = []string{"restore", "scaling", "commands", "takeover", "instances"}
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -200,11 +249,7 @@ func measureOnce(ctx context.Context, cfg config, what, topic, codec string) (re
 	if err != nil {
 		return restoreResult{}, err
 	}
-	var props []string
-	for k, v := range cfg.props {
-		props = append(props, k+"="+v)
-	}
-	args := []string{"-props", strings.Join(props, ","), "-child", what, "-topic", topic, "-codec", codec, "-brokers", cfg.brokers,
+	args := []string{"-props", propsArg(cfg.props), "-child", what, "-topic", topic, "-codec", codec, "-brokers", cfg.brokers,
 		"-batch", strconv.Itoa(cfg.batchSize), "-events", strconv.Itoa(cfg.work.Events),
 		"-partitions", strconv.Itoa(cfg.work.Partitions), "-aggregates", strconv.Itoa(cfg.work.Aggregates)}
 	cmd := exec.CommandContext(ctx, exe, args...)
@@ -217,13 +262,15 @@ func measureOnce(ctx context.Context, cfg config, what, topic, codec string) (re
 	if err := json.Unmarshal(out, &res); err != nil {
 		return restoreResult{}, fmt.Errorf("child %s output %q: %w", what, out, err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && res.PeakRSSMB == 0 {
+		// An overestimate: on Linux a child's ru_maxrss includes the
+		// parent's peak before the exec (os/exec forks with CLONE_VM).
 		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // KiB on Linux
 	}
 	return res, nil
 }
 
-// report is everything one run measured.
+// report is everything one run measured; a section not measured is empty.
 type report struct {
 	Machine  string
 	Work     workload
@@ -231,6 +278,13 @@ type report struct {
 	Bare     restoreResult
 	Scaling  []scalingPoint
 	Commands []commandRow
+
+	GroupWork     workload // the topic of Takeovers and GroupRestores
+	Isolated      bool     // instances were child processes
+	Repeat        int
+	Takeovers     []takeoverResult
+	GroupRestores []groupRestoreResult
+	Notes         []string // what went wrong without failing a measurement
 }
 
 type scalingPoint struct {
@@ -241,55 +295,73 @@ type scalingPoint struct {
 type commandRow struct {
 	Concurrency          int
 	Kafka, Raw, InMemory commandResult
+	Txn                  commandResult // Execute through WithGroup: fenced transactions
+	TxnMarkers           int64         // commit markers the transactions left in the log
+	Txns                 float64       // transactions, estimated from the markers
 }
 
 func run(ctx context.Context, cfg config, w io.Writer) error {
 	runID := fmt.Sprintf("%d", time.Now().Unix())
-	var topics []string
+	var topics, groups []string
 	defer func() {
-		if len(topics) > 0 && !cfg.keep {
-			_ = deleteTopics(context.Background(), cfg.brokers, topics)
+		if !cfg.keep {
+			_ = cleanUp(context.Background(), cfg.brokers, topics, groups)
 		}
 	}()
-	seed := func(n, aggregates int, codec event.Codec) (string, error) {
-		topic := fmt.Sprintf("bench-%s-%d-%s", runID, n, strings.ToLower(codecName(codec)))
+	seed := func(label string, partitions, n, aggregates int, codec event.Codec) (string, error) {
+		topic := fmt.Sprintf("bench-%s-%s", runID, label)
 		topics = append(topics, topic)
 		start := time.Now()
-		err := seedKafka(ctx, cfg.brokers, topic, cfg.work.Partitions, n, aggregates, codec)
+		err := seedKafka(ctx, cfg.brokers, topic, partitions, n, aggregates, codec)
 		log.Printf("seeded %s with %d events in %v", topic, n, time.Since(start).Round(time.Millisecond))
 		return topic, err
 	}
-	rep := report{Machine: machine(), Work: cfg.work}
+	// seedWork seeds n events of the workload's shape, on its partitions.
+	seedWork := func(n, aggregates int, codec event.Codec) (string, error) {
+		return seed(fmt.Sprintf("%d-%s", n, strings.ToLower(codecName(codec))), cfg.work.Partitions, n, aggregates, codec)
+	}
+	group := func(label string) string {
+		g := fmt.Sprintf("bench-%s-%s-%d", runID, label, len(groups))
+		groups = append(groups, g)
+		return g
+	}
+	rep := report{Machine: machine(), Work: cfg.work, Isolated: cfg.isolate, Repeat: max(cfg.repeat, 1)}
 
-	msgpackTopic, err := seed(cfg.work.Events, cfg.work.Aggregates, event.Msgpack)
-	if err != nil {
-		return err
-	}
-	jsonTopic, err := seed(cfg.work.Events, cfg.work.Aggregates, event.JSON)
-	if err != nil {
-		return err
-	}
-	if rep.Bare, err = measure(ctx, cfg, "bare", msgpackTopic, "msgpack"); err != nil {
-		return err
-	}
-	for _, m := range []struct{ what, topic, codec string }{
-		{"restore", msgpackTopic, "msgpack"},
-		{"restore", jsonTopic, "json"},
-		{"memory", "", "msgpack"},
-		{"memory", "", "json"},
-	} {
-		res, err := measure(ctx, cfg, m.what, m.topic, m.codec)
+	var msgpackTopic string
+	var err error
+	if cfg.sections["restore"] {
+		if msgpackTopic, err = seedWork(cfg.work.Events, cfg.work.Aggregates, event.Msgpack); err != nil {
+			return err
+		}
+		jsonTopic, err := seedWork(cfg.work.Events, cfg.work.Aggregates, event.JSON)
 		if err != nil {
 			return err
 		}
-		log.Printf("%s: %.0f events/s", res.Name, res.rate())
-		rep.Restores = append(rep.Restores, res)
+		if rep.Bare, err = measure(ctx, cfg, "bare", msgpackTopic, "msgpack"); err != nil {
+			return err
+		}
+		for _, m := range []struct{ what, topic, codec string }{
+			{"restore", msgpackTopic, "msgpack"},
+			{"restore", jsonTopic, "json"},
+			{"memory", "", "msgpack"},
+			{"memory", "", "json"},
+		} {
+			res, err := measure(ctx, cfg, m.what, m.topic, m.codec)
+			if err != nil {
+				return err
+			}
+			log.Printf("%s: %.0f events/s", res.Name, res.rate())
+			rep.Restores = append(rep.Restores, res)
+		}
 	}
 
 	for _, n := range cfg.scaling {
+		if !cfg.sections["scaling"] {
+			break
+		}
 		topic := msgpackTopic
-		if n != cfg.work.Events {
-			if topic, err = seed(n, max(n/10, 1), event.Msgpack); err != nil {
+		if n != cfg.work.Events || topic == "" {
+			if topic, err = seedWork(n, max(n/10, 1), event.Msgpack); err != nil {
 				return err
 			}
 		}
@@ -303,17 +375,45 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		rep.Scaling = append(rep.Scaling, pt)
 	}
 
-	rows, err := commandBenchmarks(ctx, cfg, seed)
-	if err != nil {
-		return err
+	if cfg.sections["commands"] {
+		if rep.Commands, err = commandBenchmarks(ctx, cfg, seed, group); err != nil {
+			return err
+		}
 	}
-	rep.Commands = rows
+
+	if cfg.sections["takeover"] || cfg.sections["instances"] {
+		// The workload's events and aggregates, over more partitions.
+		rep.GroupWork = workload{Events: cfg.work.Events, Partitions: cfg.groupParts, Aggregates: cfg.work.Aggregates}
+		topic, err := seed(fmt.Sprintf("group-%dp-%d", cfg.groupParts, cfg.work.Events), cfg.groupParts, cfg.work.Events, cfg.work.Aggregates, event.Msgpack)
+		if err != nil {
+			return err
+		}
+		if cfg.sections["takeover"] {
+			if rep.Takeovers, err = takeoverBench(ctx, cfg, topic, cfg.groupParts, func() string { return group("takeover") }, &rep.Notes); err != nil {
+				return err
+			}
+			for _, t := range rep.Takeovers {
+				log.Printf("takeover: %s: %d partitions, %d records in %.2f s", t.Name, t.Partitions, t.Read, t.Seconds)
+			}
+		}
+		if cfg.sections["instances"] {
+			if rep.GroupRestores, err = groupRestoreBench(ctx, cfg, topic, cfg.groupParts, func() string { return group("restore") }, &rep.Notes); err != nil {
+				return err
+			}
+			for _, g := range rep.GroupRestores {
+				log.Printf("restore with %d instances: every partition served after %.2f s, balanced after %.2f s", g.Instances, g.AllServedS, g.BalancedS)
+			}
+		}
+	}
+	for _, n := range rep.Notes {
+		log.Printf("note: %s", n)
+	}
 	return writeReport(cfg, rep, w)
 }
 
-func commandBenchmarks(ctx context.Context, cfg config, seed func(int, int, event.Codec) (string, error)) ([]commandRow, error) {
+func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, int, int, event.Codec) (string, error), group func(string) string) ([]commandRow, error) {
 	const aggregates = 10_000
-	topic, err := seed(aggregates, aggregates, event.Msgpack)
+	topic, err := seed(fmt.Sprintf("commands-%d", aggregates), cfg.work.Partitions, aggregates, aggregates, event.Msgpack)
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +429,11 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(int, int, even
 	if _, err := repo.Restore(ctx); err != nil {
 		return nil, err
 	}
+	txnRepo, txnLog, closeTxn, err := groupRepository(ctx, cfg, seed, group, aggregates)
+	if err != nil {
+		return nil, err
+	}
+	defer closeTxn()
 	memRepo, err := memoryRepository(ctx, cfg.work.Partitions, aggregates)
 	if err != nil {
 		return nil, err
@@ -342,13 +447,108 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(int, int, even
 		if row.Raw, err = rawProduceBench(ctx, cfg.brokers, topic, c, cfg.duration); err != nil {
 			return nil, err
 		}
+		before, err := logEnd(ctx, txnLog)
+		if err != nil {
+			return nil, err
+		}
+		if row.Txn, err = executeBench(ctx, "Execute, Kafka, WithGroup (transactions)", txnRepo, aggregates, c, cfg.duration); err != nil {
+			return nil, err
+		}
+		after, err := logEnd(ctx, txnLog)
+		if err != nil {
+			return nil, err
+		}
+		// Every offset beyond the commands' events is a commit marker:
+		// one per partition a transaction wrote.
+		commands := row.Txn.Ops + 1 // the warm-up's
+		row.TxnMarkers = after - before - commands
+		row.Txns = transactions(commands, row.TxnMarkers, cfg.work.Partitions)
 		if row.InMemory, err = executeBench(ctx, "Execute, memory", memRepo, aggregates, c, cfg.duration); err != nil {
 			return nil, err
 		}
-		log.Printf("concurrency %d: Execute %.0f/s, bare producer %.0f/s", c, row.Kafka.opsPerSec(), row.Raw.opsPerSec())
+		log.Printf("concurrency %d: Execute %.0f/s, bare producer %.0f/s, Execute in transactions %.0f/s",
+			c, row.Kafka.opsPerSec(), row.Raw.opsPerSec(), row.Txn.opsPerSec())
 		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// groupRepository is a repository with WithGroup on a topic of its own (a
+// plain repository must be its topic's only writer), the only member of its
+// group: it owns every partition and appends in fenced transactions, with
+// the provider's group settings at their defaults.
+func groupRepository(ctx context.Context, cfg config, seed func(string, int, int, int, event.Codec) (string, error), group func(string) string, aggregates int) (*repository.Repository[Account], *kafka.Provider, func(), error) {
+	topic, err := seed(fmt.Sprintf("commands-txn-%d", aggregates), cfg.work.Partitions, aggregates, aggregates, event.Msgpack)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := kafka.New(kafka.Config{Brokers: cfg.brokers, Topic: topic})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	repo, err := newRepository(p, event.Msgpack, repository.WithGroup(repository.Group{Name: group("execute"), Instance: "bench"}))
+	if err == nil {
+		_, err = repo.Restore(ctx)
+	}
+	if err == nil && len(repo.Owned()) != cfg.work.Partitions {
+		err = fmt.Errorf("the only member of its group serves %d of %d partitions", len(repo.Owned()), cfg.work.Partitions)
+	}
+	closeAll := func() {
+		if repo != nil {
+			_ = repo.Close()
+		}
+		_ = p.Close()
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("repository with a group: %w", err)
+	}
+	return repo, p, closeAll, nil
+}
+
+// logEnd is the sum of the partitions' end offsets once they stopped
+// moving: the coordinator writes a transaction's commit markers after its
+// commit returned, and the end (the last stable offset) waits for them.
+func logEnd(ctx context.Context, p *kafka.Provider) (int64, error) {
+	last := int64(-1)
+	for range 40 {
+		ps, err := p.Partitions(ctx)
+		if err != nil {
+			return 0, err
+		}
+		var n int64
+		for _, part := range ps {
+			n += part.High
+		}
+		if n == last {
+			return n, nil
+		}
+		last = n
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last, nil
+}
+
+// transactions estimates how many transactions carried commands commands
+// whose keys spread evenly over partitions, from the commit markers they
+// left (one per partition a transaction wrote): a transaction of k commands
+// writes partitions·(1-(1-1/partitions)^k) partitions on average.
+func transactions(commands, markers int64, partitions int) float64 {
+	if markers <= 0 || commands <= 0 {
+		return 0
+	}
+	P, n, m := float64(partitions), float64(commands), float64(markers)
+	f := func(t float64) float64 { return t * P * (1 - math.Pow(1-1/P, n/t)) } // grows with t
+	lo, hi := m/P, min(m, n)
+	for range 60 {
+		mid := (lo + hi) / 2
+		if f(mid) < m {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return (lo + hi) / 2
 }
 
 func memoryRepository(ctx context.Context, partitions, aggregates int) (*repository.Repository[Account], error) {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -30,6 +33,27 @@ type restoreResult struct {
 }
 
 func (r restoreResult) rate() float64 { return float64(r.Events) / r.Seconds }
+
+// ownPeakRSSMB is this process's peak resident set since it started
+// (VmHWM), 0 where /proc does not tell. The parent cannot ask the kernel for
+// it: a child's ru_maxrss also counts the parent's own peak, which the
+// child's address space inherits until its exec (os/exec uses vfork).
+func ownPeakRSSMB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err != nil {
+				return 0
+			}
+			return kb / 1024
+		}
+	}
+	return 0
+}
 func (r restoreResult) mbps() float64 { return float64(r.Bytes) / r.Seconds / 1e6 }
 
 // bareConsume reads every partition of topic to its end offsets with a bare

@@ -31,38 +31,121 @@ func writeReport(cfg config, rep report, stdout io.Writer) error {
 	if err := writeCSV(filepath.Join(cfg.out, "results.csv"), rep); err != nil {
 		return err
 	}
+	if len(rep.Scaling) == 0 {
+		return nil
+	}
 	return plotScaling(filepath.Join(cfg.out, "scaling.png"), rep.Scaling)
 }
 
 func markdown(rep report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Machine: %s\n\n", rep.Machine)
-	fmt.Fprintf(&b, "### Restore: %d events, %d partitions, %d aggregates\n\n", rep.Work.Events, rep.Work.Partitions, rep.Work.Aggregates)
-	b.WriteString("| reader | events/s | MB/s | wall s | vs bare consumer | peak RSS MB | heap B/aggregate |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
-	row := func(r restoreResult, ratio string, heap string) {
-		fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.2f | %s | %.0f | %s |\n", r.Name, r.rate(), r.mbps(), r.Seconds, ratio, r.PeakRSSMB, heap)
-	}
-	row(rep.Bare, "1.00", "–")
-	for _, r := range rep.Restores {
-		ratio := "–"
-		if !strings.Contains(r.Name, "memory") {
-			ratio = fmt.Sprintf("%.2f", r.rate()/rep.Bare.rate())
+	fmt.Fprintf(&b, "Machine: %s\n", rep.Machine)
+	if len(rep.Restores) > 0 {
+		fmt.Fprintf(&b, "\n### Restore: %d events, %d partitions, %d aggregates\n\n", rep.Work.Events, rep.Work.Partitions, rep.Work.Aggregates)
+		b.WriteString("| reader | events/s | MB/s | wall s | vs bare consumer | peak RSS MB | heap B/aggregate |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+		row := func(r restoreResult, ratio string, heap string) {
+			fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.2f | %s | %.0f | %s |\n", r.Name, r.rate(), r.mbps(), r.Seconds, ratio, r.PeakRSSMB, heap)
 		}
-		row(r, ratio, fmt.Sprintf("%.0f", r.HeapPerAggB))
+		row(rep.Bare, "1.00", "–")
+		for _, r := range rep.Restores {
+			ratio := "–"
+			if !strings.Contains(r.Name, "memory") {
+				ratio = fmt.Sprintf("%.2f", r.rate()/rep.Bare.rate())
+			}
+			row(r, ratio, fmt.Sprintf("%.0f", r.HeapPerAggB))
+		}
 	}
-	b.WriteString("\n### Restore time as the log grows (msgpack)\n\n")
-	b.WriteString("| events | bare consumer s | restore s | restore events/s | vs bare |\n|---:|---:|---:|---:|---:|\n")
-	for _, p := range rep.Scaling {
-		fmt.Fprintf(&b, "| %d | %.2f | %.2f | %.0f | %.2f |\n", p.Events, p.Bare.Seconds, p.Restore.Seconds, p.Restore.rate(), p.Restore.rate()/p.Bare.rate())
+	if len(rep.Scaling) > 0 {
+		b.WriteString("\n### Restore time as the log grows (msgpack)\n\n")
+		b.WriteString("| events | bare consumer s | restore s | restore events/s | vs bare |\n|---:|---:|---:|---:|---:|\n")
+		for _, p := range rep.Scaling {
+			fmt.Fprintf(&b, "| %d | %.2f | %.2f | %.0f | %.2f |\n", p.Events, p.Bare.Seconds, p.Restore.Seconds, p.Restore.rate(), p.Restore.rate()/p.Bare.rate())
+		}
 	}
-	b.WriteString("\n### Commands: Execute on existing aggregates vs a bare idempotent acks=all producer\n\n")
-	b.WriteString("| concurrency | Execute ops/s | p50 ms | p99 ms | bare producer ops/s | p50 ms | p99 ms | Execute/bare | Execute on memory ops/s | p99 ms |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, c := range rep.Commands {
-		fmt.Fprintf(&b, "| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %.0f | %.3f |\n", c.Concurrency,
-			c.Kafka.opsPerSec(), c.Kafka.P50Ms, c.Kafka.P99Ms, c.Raw.opsPerSec(), c.Raw.P50Ms, c.Raw.P99Ms,
-			c.Kafka.opsPerSec()/c.Raw.opsPerSec(), c.InMemory.opsPerSec(), c.InMemory.P99Ms)
+	if len(rep.Commands) > 0 {
+		b.WriteString("\n### Commands: Execute on existing aggregates vs a bare idempotent acks=all producer\n\n")
+		b.WriteString("| concurrency | Execute ops/s | p50 ms | p99 ms | bare producer ops/s | p50 ms | p99 ms | Execute/bare | Execute on memory ops/s | p99 ms |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range rep.Commands {
+			fmt.Fprintf(&b, "| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %.0f | %.3f |\n", c.Concurrency,
+				c.Kafka.opsPerSec(), c.Kafka.P50Ms, c.Kafka.P99Ms, c.Raw.opsPerSec(), c.Raw.P50Ms, c.Raw.P99Ms,
+				c.Kafka.opsPerSec()/c.Raw.opsPerSec(), c.InMemory.opsPerSec(), c.InMemory.P99Ms)
+		}
+		fmt.Fprintf(&b, "\n### Commands in fenced transactions: Execute through WithGroup, one instance owning all %d partitions\n\n", rep.Work.Partitions)
+		b.WriteString("Group settings at their defaults (1 transactional producer, session timeout 10 s); group commit. Same run, same concurrency as the table above. " +
+			"Each transaction leaves a commit marker in every partition it wrote; commands per transaction is estimated from those markers.\n\n")
+		b.WriteString("| concurrency | Execute in transactions ops/s | p50 ms | p99 ms | bare producer ops/s | vs bare producer | vs Execute (idempotent) | markers per command | commands per transaction |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range rep.Commands {
+			perTxn := "–"
+			if c.Txns > 0 {
+				perTxn = fmt.Sprintf("%.1f", float64(c.Txn.Ops+1)/c.Txns)
+			}
+			fmt.Fprintf(&b, "| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %s |\n", c.Concurrency,
+				c.Txn.opsPerSec(), c.Txn.P50Ms, c.Txn.P99Ms, c.Raw.opsPerSec(),
+				c.Txn.opsPerSec()/c.Raw.opsPerSec(), c.Txn.opsPerSec()/c.Kafka.opsPerSec(),
+				float64(c.TxnMarkers)/float64(c.Txn.Ops+1), perTxn)
+		}
+	}
+	how := "each instance a child process with its own kafka.Provider"
+	if !rep.Isolated {
+		how = "each instance a goroutine with its own kafka.Provider, in one process"
+	}
+	gw := rep.GroupWork
+	if len(rep.Takeovers) > 0 {
+		fmt.Fprintf(&b, "\n### Takeover: %d events on %d partitions (%d per partition), %d aggregates; no commands running\n\n",
+			gw.Events, gw.Partitions, gw.Events/max(gw.Partitions, 1), gw.Aggregates)
+		fmt.Fprintf(&b, "Instances A and B with WithGroup, %s; group settings at their defaults. From the trigger: the group assigns the moved partitions "+
+			"(join or leave, rebalance, revocation by their owner), the new owner waits for stable offsets (AwaitStable), then reads them until it serves them. Median of %d runs, step by step.\n\n", how, rep.Repeat)
+		b.WriteString("| step | partitions moved | records read | seconds | assigned after s | AwaitStable s | reading s | events/s (whole) | events/s (reading) |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, t := range rep.Takeovers {
+			fmt.Fprintf(&b, "| %s | %d | %d | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", t.Name, t.Partitions, t.Read, t.Seconds,
+				t.AssignS, t.WaitS-t.AssignS, t.Seconds-t.WaitS, t.rate(), t.readRate())
+		}
+		if last := rep.Takeovers[len(rep.Takeovers)-1]; last.CloseS > 0 {
+			fmt.Fprintf(&b, "\nA.Close itself returned after %.2f s.\n", last.CloseS)
+		}
+	}
+	if len(rep.GroupRestores) > 0 {
+		fmt.Fprintf(&b, "\n### Restore by instances joining at once: %d events on %d partitions, %d aggregates\n\n", gw.Events, gw.Partitions, gw.Aggregates)
+		fmt.Fprintf(&b, "%s, told to call Restore at the same moment; the clock stops when every partition is served by some instance, then when every instance serves its share. Median of %d runs (by time to balance).\n\n", strings.ToUpper(how[:1])+how[1:], rep.Repeat)
+		b.WriteString("| instances | every partition served s | balanced s | records read | events/s (all, to balance) | vs 1 instance |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
+		var base float64 // one instance's time to balance
+		for _, g := range rep.GroupRestores {
+			if g.Instances == 1 {
+				base = g.BalancedS
+			}
+		}
+		for _, g := range rep.GroupRestores {
+			ratio := "–"
+			if base > 0 {
+				ratio = fmt.Sprintf("%.2f", base/g.BalancedS)
+			}
+			fmt.Fprintf(&b, "| %d | %.2f | %.2f | %d | %.0f | %s |\n", g.Instances, g.AllServedS, g.BalancedS, g.read(),
+				float64(gw.Events)/g.BalancedS, ratio)
+		}
+		b.WriteString("\nPer instance (records read counts reads a revocation cut short; events applied, those of the restores that finished):\n\n")
+		b.WriteString("| instances | instance | partitions served | records read | events applied | seconds to its share | records/s | peak RSS MB |\n")
+		b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, g := range rep.GroupRestores {
+			for _, e := range g.Each {
+				rss := "–"
+				if e.PeakRSSMB > 0 {
+					rss = fmt.Sprintf("%.0f", e.PeakRSSMB)
+				}
+				fmt.Fprintf(&b, "| %d | %s | %d | %d | %d | %.2f | %.0f | %s |\n", g.Instances, e.Name, e.Partitions, e.Read, e.Events,
+					e.Seconds, float64(e.Read)/e.Seconds, rss)
+			}
+		}
+	}
+	if len(rep.Notes) > 0 {
+		b.WriteString("\n### Notes\n\n")
+		for _, n := range rep.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
 	}
 	return b.String()
 }
@@ -74,18 +157,53 @@ func writeCSV(path string, rep report) error {
 	}
 	w := csv.NewWriter(f)
 	f64 := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
-	_ = w.Write([]string{"section", "name", "events_or_concurrency", "events_per_s_or_ops_per_s", "mb_per_s", "seconds", "peak_rss_mb", "heap_b_per_aggregate", "p50_ms", "p99_ms"})
-	for _, r := range append([]restoreResult{rep.Bare}, rep.Restores...) {
-		_ = w.Write([]string{"restore", r.Name, strconv.FormatInt(r.Events, 10), f64(r.rate()), f64(r.mbps()), f64(r.Seconds), f64(r.PeakRSSMB), f64(r.HeapPerAggB), "", ""})
+	i64 := func(v int64) string { return strconv.FormatInt(v, 10) }
+	itoa := strconv.Itoa
+	// The group columns (instances to all_served_s) are empty for the other
+	// sections; commit_markers and txn_commands_per_txn for all but the
+	// commands in transactions.
+	header := []string{"section", "name", "events_or_concurrency", "events_per_s_or_ops_per_s", "mb_per_s", "seconds", "peak_rss_mb", "heap_b_per_aggregate", "p50_ms", "p99_ms",
+		"instances", "partitions", "assigned_s", "restore_start_s", "all_served_s", "commit_markers", "commands_per_txn"}
+	_ = w.Write(header)
+	row := func(cols ...string) {
+		for len(cols) < len(header) {
+			cols = append(cols, "")
+		}
+		_ = w.Write(cols)
+	}
+	if len(rep.Restores) > 0 {
+		for _, r := range append([]restoreResult{rep.Bare}, rep.Restores...) {
+			row("restore", r.Name, i64(r.Events), f64(r.rate()), f64(r.mbps()), f64(r.Seconds), f64(r.PeakRSSMB), f64(r.HeapPerAggB))
+		}
 	}
 	for _, p := range rep.Scaling {
 		for _, r := range []restoreResult{p.Bare, p.Restore} {
-			_ = w.Write([]string{"scaling", r.Name, strconv.Itoa(p.Events), f64(r.rate()), f64(r.mbps()), f64(r.Seconds), f64(r.PeakRSSMB), "", "", ""})
+			row("scaling", r.Name, itoa(p.Events), f64(r.rate()), f64(r.mbps()), f64(r.Seconds), f64(r.PeakRSSMB))
 		}
 	}
 	for _, c := range rep.Commands {
 		for _, r := range []commandResult{c.Kafka, c.Raw, c.InMemory} {
-			_ = w.Write([]string{"commands", r.Name, strconv.Itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms)})
+			row("commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms))
+		}
+		r := c.Txn
+		perTxn := ""
+		if c.Txns > 0 {
+			perTxn = f64(float64(r.Ops+1) / c.Txns)
+		}
+		row("commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms),
+			"", "", "", "", "", i64(c.TxnMarkers), perTxn)
+	}
+	for _, t := range rep.Takeovers {
+		row("takeover", t.Name, i64(t.Read), f64(t.rate()), "", f64(t.Seconds), "", "", "", "",
+			"", itoa(t.Partitions), f64(t.AssignS), f64(t.WaitS))
+	}
+	for _, g := range rep.GroupRestores {
+		name := fmt.Sprintf("%d instances", g.Instances)
+		row("group restore", name, i64(g.read()), f64(float64(rep.GroupWork.Events)/g.BalancedS), "", f64(g.BalancedS), "", "", "", "",
+			itoa(g.Instances), itoa(g.Partitions), "", "", f64(g.AllServedS))
+		for _, e := range g.Each {
+			row("group restore instance", name+": "+e.Name, i64(e.Read), f64(float64(e.Read)/e.Seconds), "", f64(e.Seconds), f64(e.PeakRSSMB), "", "", "",
+				itoa(g.Instances), itoa(e.Partitions))
 		}
 	}
 	w.Flush()

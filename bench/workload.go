@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -157,12 +158,23 @@ func seedMemory(ctx context.Context, p provider.Provider, n, aggregates int, cod
 	return nil
 }
 
-func deleteTopics(ctx context.Context, brokers string, topics []string) error {
+// cleanUp deletes the run's topics and groups.
+func cleanUp(ctx context.Context, brokers string, topics, groups []string) error {
 	admin, err := ckafka.NewAdminClient(&ckafka.ConfigMap{"bootstrap.servers": brokers})
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
-	_, err = admin.DeleteTopics(ctx, topics)
-	return err
+	var errs []error
+	if len(topics) > 0 {
+		_, err = admin.DeleteTopics(ctx, topics)
+		errs = append(errs, err)
+	}
+	if len(groups) > 0 {
+		// Groups whose members have all left; their offsets went with the
+		// topics.
+		_, err = admin.DeleteConsumerGroups(ctx, groups)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
