@@ -264,8 +264,11 @@ func (r *Repository[A]) Owners(ctx context.Context) (map[int32]string, error) {
 // Owned returns the partitions this instance serves now, ascending: every
 // partition without WithGroup.
 func (r *Repository[A]) Owned() []int32 {
+	r.statsMu.Lock()
+	parts := r.parts // set by Restore, maybe now
+	r.statsMu.Unlock()
 	var ids []int32
-	for _, pt := range r.parts {
+	for _, pt := range parts {
 		if pt.status.Load() == partServing {
 			ids = append(ids, pt.id)
 		}

@@ -191,12 +191,16 @@ func (r *Repository[A]) makePartitions(n int) error {
 		}
 		return nil
 	}
-	r.parts = make([]*partition[A], n)
-	for i := range r.parts {
+	parts := make([]*partition[A], n)
+	for i := range parts {
 		pt := &partition[A]{id: int32(i), aggs: make(map[string]*entry[A])}
 		pt.acked.Store(-1)
-		r.parts[i] = pt
+		parts[i] = pt
 	}
+	// Stats, Owned and Progress may be called while Restore runs.
+	r.statsMu.Lock()
+	r.parts = parts
+	r.statsMu.Unlock()
 	t := &r.progress
 	t.mu.Lock()
 	t.starts = make([]int64, n)

@@ -251,7 +251,12 @@ func (c Config) common() ckafka.ConfigMap {
 	m := ckafka.ConfigMap{
 		"bootstrap.servers":                  c.Brokers,
 		"socket.connection.setup.timeout.ms": int(max(c.Timeout, time.Second).Milliseconds()),
-		"go.logs.channel.enable":             true,
+		// A request to a hung broker (paused, half-open connection) holds
+		// its connection for socket.timeout.ms, 60 s by default, before
+		// librdkafka gives up on it and looks for the new leader: a group
+		// member's takeover stalled that long behind one such ListOffsets.
+		"socket.timeout.ms":      int(max(c.Timeout, 10*time.Second).Milliseconds()),
+		"go.logs.channel.enable": true,
 	}
 	set := func(k, v string) {
 		if v != "" {
