@@ -169,6 +169,7 @@ func TestUnresolvedAggregateTakesNoCommandUntilTheLogAnswers(t *testing.T) {
 	_, err = r.Execute(ctx, "a", rt.Deposit(1))
 	require.ErrorIs(t, err, repository.ErrUnresolved)
 	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "this command appended nothing")
 	_, v, err := r.Get("a")
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), v)

@@ -544,7 +544,13 @@ func (r *Repository[A]) Follow(ctx context.Context) error {
 func (r *Repository[A]) resolve(ctx context.Context, pt *partition[A], id string, e *entry[A]) error {
 	pos, err := r.append(ctx, []event.Record{event.FenceRecord(id)})
 	if err != nil {
-		return fmt.Errorf("%w: %s: fence: %w", ErrUnresolved, id, err)
+		// This command appended nothing, whatever became of the fence:
+		// the fence's own unknown outcome must not reach the caller as
+		// this command's (ErrOutcomeUnknown), only why it failed.
+		if errors.Is(err, provider.ErrUnavailable) {
+			return fmt.Errorf("%w: %s: fence: %w: %v", ErrUnresolved, id, provider.ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: %s: fence: %v", ErrUnresolved, id, err)
 	}
 	fence := pos[0]
 	if fence.Partition != pt.id {
