@@ -153,6 +153,7 @@ func (p *Provider) newTxnProducer(txid string) (*ckafka.Producer, error) {
 		"transaction.timeout.ms": int(cfg.TransactionTimeout.Milliseconds()),
 		// librdkafka wants it no longer than the transaction timeout.
 		"message.timeout.ms":        int(min(cfg.Timeout, cfg.TransactionTimeout).Milliseconds()),
+		"socket.timeout.ms":         int(min(max(cfg.Timeout, 10*time.Second), cfg.TransactionTimeout).Milliseconds()),
 		"go.delivery.report.fields": "none",
 	} {
 		if _, set := cfg.Properties[k]; !set {
