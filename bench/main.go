@@ -120,26 +120,7 @@ func main() {
 		}
 		return
 	}
-	if *child != "" {
-		if cfg.cpuProfile != "" {
-			f, err := os.Create(cfg.cpuProfile)
-			if err != nil {
-				log.Fatal(err)
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				log.Fatal(err)
-			}
-			defer pprof.StopCPUProfile()
-		}
-		res, err := runChild(ctx, cfg, *child, *topic, *codec)
-		if err != nil {
-			pprof.StopCPUProfile()
-			log.Fatal(err)
-		}
-		res.PeakRSSMB = ownPeakRSSMB()
-		_ = json.NewEncoder(os.Stdout).Encode(res)
-		return
-	}
+	// A child profiles its own measurement, the parent the whole run.
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
 		if err != nil {
@@ -149,6 +130,16 @@ func main() {
 			log.Fatal(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *child != "" {
+		res, err := runChild(ctx, cfg, *child, *topic, *codec)
+		if err != nil {
+			pprof.StopCPUProfile()
+			log.Fatal(err)
+		}
+		res.PeakRSSMB = ownPeakRSSMB()
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		return
 	}
 	if err := run(ctx, cfg, os.Stdout); err != nil {
 		pprof.StopCPUProfile()

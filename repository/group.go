@@ -51,7 +51,6 @@ type takeover struct {
 	parts  []int32
 	cancel context.CancelFunc
 	done   chan struct{}
-	err    error // set before done is closed
 }
 
 // join joins the group and returns once the partitions first assigned to
@@ -154,11 +153,11 @@ func (r *Repository[A]) startTakeover(m *membership, ids []int32) {
 		}
 		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 10*time.Second) {
 			start := time.Now()
-			run.err = r.takeOver(ctx, m.member, ids)
-			if run.err != nil && ctx.Err() != nil {
+			err := r.takeOver(ctx, m.member, ids)
+			if err != nil && ctx.Err() != nil {
 				return // revoked: revoked restarts what stays assigned
 			}
-			if run.err == nil {
+			if err == nil {
 				r.log.Info("partitions served", "partitions", ids, "took", time.Since(start))
 				m.mu.Lock()
 				for _, id := range ids {
@@ -174,10 +173,10 @@ func (r *Repository[A]) startTakeover(m *membership, ids []int32) {
 				return
 			}
 			if r.state.Load() != stateReady {
-				m.served(run.err)
+				m.served(err)
 				return
 			}
-			r.log.Error("takeover failed; retrying", "partitions", ids, "err", run.err, "in", backoff)
+			r.log.Error("takeover failed; retrying", "partitions", ids, "err", err, "in", backoff)
 			select {
 			case <-ctx.Done():
 				return
