@@ -155,6 +155,23 @@ func (p *Provider) deliveries() {
 // Append implements provider.Provider with the idempotent producer and
 // acks=all. Concurrent appends share the producer's batches.
 func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
+	return p.appendTo(ctx, ckafka.PartitionAny, records)
+}
+
+var _ provider.PartitionAppender = (*Provider)(nil)
+
+// AppendPartition implements provider.PartitionAppender: Append, with every
+// record written to partition.
+func (p *Provider) AppendPartition(ctx context.Context, partition int32, records []event.Record) ([]provider.Position, error) {
+	if partition < 0 {
+		return nil, fmt.Errorf("kafka: append to %s: partition %d", p.cfg.Topic, partition)
+	}
+	return p.appendTo(ctx, partition, records)
+}
+
+// appendTo appends records to partition, or to the partitions their keys
+// hash to when it is ckafka.PartitionAny.
+func (p *Provider) appendTo(ctx context.Context, partition int32, records []event.Record) ([]provider.Position, error) {
 	if len(records) == 0 {
 		return nil, nil
 	}
@@ -184,7 +201,7 @@ func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provid
 	var produceErr error
 	for i, r := range records {
 		msg := &ckafka.Message{
-			TopicPartition: ckafka.TopicPartition{Topic: &p.cfg.Topic, Partition: ckafka.PartitionAny},
+			TopicPartition: ckafka.TopicPartition{Topic: &p.cfg.Topic, Partition: partition},
 			Key:            r.Key,
 			Value:          r.Value,
 			Headers:        toKafkaHeaders(r.Headers),

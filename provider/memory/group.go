@@ -436,7 +436,7 @@ func (m *member) Append(ctx context.Context, records []event.Record) ([]provider
 				g.name, g.generation, i, x, provider.ErrNotOwner)
 		}
 	}
-	return p.appendLocked(records), nil
+	return p.appendLocked(records, -1), nil
 }
 
 // Owners implements provider.Member. A partition being revoked has no

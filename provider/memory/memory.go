@@ -85,7 +85,28 @@ func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provid
 	if p.closed {
 		return nil, provider.ErrClosed
 	}
-	return p.appendLocked(records), nil
+	return p.appendLocked(records, -1), nil
+}
+
+var _ provider.PartitionAppender = (*Provider)(nil)
+
+// AppendPartition implements provider.PartitionAppender.
+func (p *Provider) AppendPartition(ctx context.Context, partition int32, records []event.Record) ([]provider.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkKeys(records); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, provider.ErrClosed
+	}
+	if partition < 0 || int(partition) >= len(p.parts) {
+		return nil, fmt.Errorf("memory: append to partition %d: the topic has %d", partition, len(p.parts))
+	}
+	return p.appendLocked(records, partition), nil
 }
 
 func checkKeys(records []event.Record) error {
@@ -97,12 +118,16 @@ func checkKeys(records []event.Record) error {
 	return nil
 }
 
-// appendLocked writes records, copied, and wakes followers. The caller holds
+// appendLocked writes records, copied, to partition (to the partitions
+// their keys hash to when it is -1) and wakes followers. The caller holds
 // p.mu for writing.
-func (p *Provider) appendLocked(records []event.Record) []provider.Position {
+func (p *Provider) appendLocked(records []event.Record, partition int32) []provider.Position {
 	pos := make([]provider.Position, len(records))
 	for i, r := range records {
-		id := provider.PartitionFor(r.Key, len(p.parts))
+		id := partition
+		if id < 0 {
+			id = provider.PartitionFor(r.Key, len(p.parts))
+		}
 		part := &p.parts[id]
 		stored := event.Record{
 			Key:       bytes.Clone(r.Key),

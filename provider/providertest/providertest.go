@@ -59,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 		{"HandlerErrorStopsRead", testHandlerError},
 		{"ClosedProviderRefuses", testClosed},
 		{"EmptyKeyRefused", testEmptyKeyRefused},
+		{"AppendPartition", testAppendPartition},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -503,4 +504,43 @@ func testEmptyKeyRefused(t *testing.T, h Harness) {
 	require.Error(t, err, "a record without a key belongs to no aggregate")
 	after, _ := partitionsAndRanges(t, ctx, p)
 	assert.Equal(t, before, after, "nothing was appended")
+}
+
+// testAppendPartition: a provider.PartitionAppender writes every record to
+// the partition named, whatever the keys hash to, tombstones included, and
+// refuses a partition the topic does not have.
+func testAppendPartition(t *testing.T, h Harness) {
+	p := newProvider(t, h, 3)
+	pa, ok := p.(provider.PartitionAppender)
+	if !ok {
+		t.Skipf("%T does not implement provider.PartitionAppender", p)
+	}
+	ctx := h.ctx(t)
+	recs := []event.Record{
+		{Key: []byte("a"), Value: []byte("1")},
+		{Key: []byte("b"), Value: []byte("2")},
+		{Key: []byte("a")}, // tombstone
+	}
+	pos, err := pa.AppendPartition(ctx, 2, recs)
+	require.NoError(t, err)
+	require.Len(t, pos, len(recs))
+	for i, ps := range pos {
+		assert.Equal(t, int32(2), ps.Partition, "record %d", i)
+	}
+	var got []event.Record
+	require.NoError(t, p.Read(ctx, []provider.Range{{Partition: 2, Start: pos[0].Offset, End: pos[2].Offset + 1}}, 0,
+		func(b provider.Batch) error {
+			got = append(got, b.Records...)
+			return nil
+		}))
+	require.Len(t, got, len(recs))
+	for i, r := range got {
+		assert.Equal(t, string(recs[i].Key), string(r.Key), "record %d", i)
+		assert.Equal(t, string(recs[i].Value), string(r.Value), "record %d", i)
+	}
+	assert.Empty(t, got[2].Value, "a tombstone reads back without a value")
+
+	_, err = pa.AppendPartition(ctx, 3, recs[:1])
+	require.Error(t, err, "partition 3 of a 3-partition topic")
+	assert.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
 }
