@@ -46,6 +46,9 @@ func WithCodec(c Codec) RegistryOption {
 	})
 }
 
+// Codec returns the registry's codec: the one WithCodec set, else Msgpack.
+func (r *Registry) Codec() Codec { return r.codec }
+
 // NewRegistry returns an empty registry.
 func NewRegistry(opts ...RegistryOption) *Registry {
 	r := &Registry{

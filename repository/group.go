@@ -279,6 +279,7 @@ func (r *Repository[A]) Owned() []int32 {
 // end first) so that the other instances take them over at once. Without
 // WithGroup it does nothing. The repository serves nothing afterwards.
 func (r *Repository[A]) Close() error {
+	r.snaps.close()
 	if r.group == nil {
 		return nil
 	}

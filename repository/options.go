@@ -23,6 +23,7 @@ type settings struct {
 	skipUnknown      bool
 	aggregateType    string
 	group            *Group
+	snapshots        *snapshotSettings
 }
 
 // handlerSpec is what On records; New checks that its A is the repository's.

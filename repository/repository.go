@@ -59,10 +59,14 @@ type Repository[A any] struct {
 
 	// group is the membership under WithGroup, nil otherwise.
 	group *membership
+	// snaps is set under WithSnapshots.
+	snaps *snapshots
 
 	progress progressTracker
 	statsMu  sync.Mutex
 	stats    Stats // of the restores done; Aggregates is counted on demand
+	// partStats is how each partition was last restored, under statsMu.
+	partStats map[int32]PartitionStats
 }
 
 const (
@@ -95,6 +99,15 @@ type partition[A any] struct {
 	// acknowledged at; an append whose outcome is unknown landed after it,
 	// if at all.
 	acked atomic.Int64
+	// epoch changes whenever the partition's state is replaced or
+	// dropped: a snapshot copied across a change is discarded.
+	epoch atomic.Uint64
+	// changes counts the events applied since the last snapshot (or the
+	// restore), lastSnapshot is when that was (Unix ns); snapMu makes one
+	// snapshot of the partition at a time.
+	changes      atomic.Int64
+	lastSnapshot atomic.Int64
+	snapMu       sync.Mutex
 }
 
 type entry[A any] struct {
@@ -159,6 +172,12 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if s := r.settings.snapshots; s != nil {
+		var err error
+		if r.snaps, err = newSnapshots[A](s, reg.Codec()); err != nil {
+			return nil, err
+		}
 	}
 	r.log = r.settings.logger
 	if r.log == nil {
@@ -426,6 +445,7 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	}
 	e.version += uint64(len(records))
 	e.written = true
+	pt.changes.Add(int64(len(records)))
 	last := pos[len(pos)-1]
 	e.offset = last.Offset
 	for {

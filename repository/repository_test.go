@@ -35,6 +35,8 @@ func TestSuiteOnMemory(t *testing.T) { rt.Run(t, sharedMemory) }
 
 func TestGroupSuiteOnMemory(t *testing.T) { rt.RunGroup(t, sharedMemory) }
 
+func TestSnapshotSuiteOnMemory(t *testing.T) { rt.RunSnapshots(t, sharedMemory) }
+
 // endOffsets returns the log's end offsets, to show that nothing was appended.
 func endOffsets(t *testing.T, p provider.Provider) []provider.Partition {
 	t.Helper()

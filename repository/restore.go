@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +28,9 @@ type Stats struct {
 	// Bytes is the size of the records read: keys, values and headers.
 	Bytes    int64
 	Duration time.Duration
+	// Partitions says how each partition was last restored: from which
+	// snapshot, or why from its first event (WithSnapshots).
+	Partitions []PartitionStats
 }
 
 // EventsPerSecond is the restore's rate.
@@ -144,6 +146,7 @@ func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
 	}
 	r.state.Store(stateReady)
 	close(r.ready)
+	r.startSnapshots()
 	r.log.Info("restore done", "events", stats.Events, "aggregates", stats.Aggregates,
 		"duplicates", stats.Duplicates, "skipped", stats.Skipped, "bytes", stats.Bytes,
 		"duration", stats.Duration, "events_per_second", int64(stats.EventsPerSecond()))
@@ -156,6 +159,7 @@ func (r *Repository[A]) Stats() Stats {
 	r.statsMu.Lock()
 	defer r.statsMu.Unlock()
 	s := r.stats
+	s.Partitions = sortedPartitionStats(r.partStats)
 	for _, pt := range r.parts {
 		if pt.status.Load() == partServing {
 			pt.mu.RLock()
@@ -218,32 +222,41 @@ func (r *Repository[A]) makePartitions(n int) error {
 // held of them, and marks them serving. On error they are left empty and not
 // serving.
 func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error {
-	if err := r.checkLog(ctx, ps); err != nil {
-		return fmt.Errorf("repository: restore: %w", err)
-	}
 	for _, p := range ps {
 		// Memory is replaced below: no command may run on it meanwhile.
 		if r.parts[p.ID].status.Load() == partServing {
 			return fmt.Errorf("repository: restore: partition %d is being served", p.ID)
 		}
 	}
+	if err := r.checkRetention(ctx); err != nil {
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	starts, err := r.starts(ctx, ps)
+	if err != nil {
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	ranges := make([]provider.Range, len(ps))
 	t := &r.progress
 	t.mu.Lock()
 	if t.start.IsZero() {
 		t.start = time.Now()
 	}
 	t.last = time.Now()
-	for _, p := range ps {
-		pt := r.parts[p.ID]
+	for i, p := range ps {
+		pt, st := r.parts[p.ID], starts[p.ID]
+		pt.epoch.Add(1)
 		pt.mu.Lock()
-		pt.aggs = make(map[string]*entry[A])
+		pt.aggs = st.aggs
 		pt.mu.Unlock()
-		pt.applied.Store(p.Low)
+		pt.applied.Store(st.stats.Start)
 		pt.acked.Store(-1)
-		t.starts[p.ID], t.ends[p.ID], t.tracked[p.ID] = p.Low, p.High, true
+		pt.changes.Store(0)
+		pt.lastSnapshot.Store(time.Now().UnixNano())
+		ranges[i] = provider.Range{Partition: p.ID, Start: st.stats.Start, End: p.High}
+		t.starts[p.ID], t.ends[p.ID], t.tracked[p.ID] = st.stats.Start, p.High, true
 	}
 	t.mu.Unlock()
-	r.log.Info("restore started", "partitions", len(ps), "records", total(ps))
+	r.log.Info("restore started", "partitions", len(ps), "records", total(ranges))
 
 	// Partitions hold disjoint aggregates, so workers apply them in
 	// parallel; each partition goes to one worker, keeping its order.
@@ -271,7 +284,7 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 			}
 		})
 	}
-	readErr := r.p.Read(ctx, provider.Ranges(ps), r.settings.batchSize, func(b provider.Batch) error {
+	readErr := r.p.Read(ctx, ranges, r.settings.batchSize, func(b provider.Batch) error {
 		select {
 		case queues[int(b.Partition)%workers] <- b:
 			return nil
@@ -290,7 +303,7 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 		stats.Skipped += c.skipped
 		stats.Bytes += c.bytes
 	}
-	err := readErr
+	err = readErr
 	if e := applyErr.Load(); e != nil {
 		err = *e
 	}
@@ -302,6 +315,12 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 		r.parts[p.ID].status.Store(partServing)
 	}
 	r.statsMu.Lock()
+	if r.partStats == nil {
+		r.partStats = make(map[int32]PartitionStats)
+	}
+	for _, p := range ps {
+		r.partStats[p.ID] = starts[p.ID].stats
+	}
 	r.stats.Events += stats.Events
 	r.stats.Duplicates += stats.Duplicates
 	r.stats.Skipped += stats.Skipped
@@ -320,30 +339,6 @@ func (r *Repository[A]) checkRetention(ctx context.Context) error {
 	return nil
 }
 
-// checkLog refuses to restore partitions whose first events may be gone.
-// The provider's retention check refuses a log configured to drop records;
-// but a log may also have dropped some already (before its configuration
-// was fixed, under a provider told to allow it, or by an explicit delete),
-// and reading from a log start above 0 would then rebuild a wrong state
-// without a word wherever every event of an aggregate went: each partition
-// must start at offset 0, as long as no snapshot holds what lies below.
-func (r *Repository[A]) checkLog(ctx context.Context, ps []provider.Partition) error {
-	if err := r.checkRetention(ctx); err != nil {
-		return err
-	}
-	var gone []string
-	for _, p := range ps {
-		if p.Low > 0 {
-			gone = append(gone, fmt.Sprintf("partition %d starts at offset %d", p.ID, p.Low))
-		}
-	}
-	if len(gone) > 0 {
-		return fmt.Errorf("%s, not 0: the events below are gone (expired or deleted) and no snapshot holds them: %w",
-			strings.Join(gone, ", "), provider.ErrNotRetained)
-	}
-	return nil
-}
-
 // forget empties the partitions ps and stops reporting their progress; their
 // status is the caller's.
 func (r *Repository[A]) forget(ps []provider.Partition) {
@@ -355,16 +350,17 @@ func (r *Repository[A]) forget(ps []provider.Partition) {
 	t.mu.Unlock()
 	for _, p := range ps {
 		pt := r.parts[p.ID]
+		pt.epoch.Add(1)
 		pt.mu.Lock()
 		pt.aggs = make(map[string]*entry[A])
 		pt.mu.Unlock()
 	}
 }
 
-func total(ps []provider.Partition) int64 {
+func total(rs []provider.Range) int64 {
 	var n int64
-	for _, p := range ps {
-		n += p.High - p.Low
+	for _, r := range rs {
+		n += r.End - r.Start
 	}
 	return n
 }
@@ -405,6 +401,7 @@ func (r *Repository[A]) applyBatch(pt *partition[A], b provider.Batch, c *readCo
 			return err
 		}
 	}
+	pt.changes.Add(int64(len(b.Records)))
 	pt.applied.Store(b.Next)
 	return nil
 }

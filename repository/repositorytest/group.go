@@ -22,7 +22,8 @@ import (
 // (repository.WithGroup). newProvider's providers must implement
 // provider.Grouper; each instance gets its own, as processes would.
 func RunGroup(t *testing.T, newProvider NewProvider) {
-	t.Run("ScaleOutAndInUnderLoad", func(t *testing.T) { testScaleOutAndIn(t, newProvider) })
+	t.Run("ScaleOutAndInUnderLoad", func(t *testing.T) { testScaleOutAndIn(t, newProvider, false) })
+	t.Run("ScaleOutAndInUnderLoadWithSnapshots", func(t *testing.T) { testScaleOutAndIn(t, newProvider, true) })
 	t.Run("NonOwnerRefusesAndNamesPartition", func(t *testing.T) { testNonOwnerRefuses(t, newProvider) })
 }
 
@@ -49,9 +50,10 @@ type instance struct {
 	repo *repository.Repository[Account]
 }
 
-func joinGroup(t *testing.T, p provider.Provider, group, name string) *instance {
+func joinGroup(t *testing.T, p provider.Provider, group, name string, opts ...repository.Option) *instance {
 	t.Helper()
-	r := NewRepository(t, p, repository.WithGroup(repository.Group{Name: group, Instance: name, Address: "addr-" + name}))
+	opts = append(opts, repository.WithGroup(repository.Group{Name: group, Instance: name, Address: "addr-" + name}))
+	r := NewRepository(t, p, opts...)
 	ctx, cancel := context.WithTimeout(t.Context(), timeout(t))
 	defer cancel()
 	_, err := r.Restore(ctx)
@@ -123,12 +125,27 @@ func retryable(err error) bool {
 // one again, under load the whole time; every acknowledged deposit is in the
 // log at the version it was acknowledged with, no version is written twice,
 // and a restore of the log equals the last instance's live state.
-func testScaleOutAndIn(t *testing.T, newProvider NewProvider) {
+// testScaleOutAndIn: instances join and leave under load; every deposit
+// acknowledged is in the log at its version, and restore(log) equals the
+// last instance's state. withSnapshots has the instances snapshot often, so
+// that takeovers restore from the snapshots of the partition's previous
+// owners.
+func testScaleOutAndIn(t *testing.T, newProvider NewProvider, withSnapshots bool) {
 	const partitions, accounts, workers = 6, 24, 6
 	p, reopen := newProvider(t, partitions)
+	var opts func() []repository.Option
+	if withSnapshots {
+		_, sreopen := newProvider(t, partitions)
+		opts = func() []repository.Option {
+			return []repository.Option{repository.WithSnapshots(Store(t, sreopen()),
+				repository.Snapshots{StateVersion: 1, Events: 5, Interval: 100 * time.Millisecond})}
+		}
+	} else {
+		opts = func() []repository.Option { return nil }
+	}
 	group := groupName(t)
 	f := &fleet{}
-	a := joinGroup(t, p, group, "a")
+	a := joinGroup(t, p, group, "a", opts()...)
 	f.add(a)
 	ctx := t.Context()
 	for i := range accounts {
@@ -197,9 +214,9 @@ func testScaleOutAndIn(t *testing.T, newProvider NewProvider) {
 	}
 
 	progressed("with one instance")
-	b := joinGroup(t, reopen(), group, "b")
+	b := joinGroup(t, reopen(), group, "b", opts()...)
 	f.add(b)
-	c := joinGroup(t, reopen(), group, "c")
+	c := joinGroup(t, reopen(), group, "c", opts()...)
 	f.add(c)
 	waitServed(a, b, c)
 	progressed("with three instances")
@@ -214,7 +231,7 @@ func testScaleOutAndIn(t *testing.T, newProvider NewProvider) {
 
 	restored := Restored(t, reopen())
 	assert.Zero(t, restored.Stats().Duplicates, "no version was appended twice")
-	assert.Equal(t, snapshotOf(c.repo), snapshotOf(restored), "restore(log) == the live state")
+	assert.Equal(t, stateOf(c.repo), stateOf(restored), "restore(log) == the live state")
 	mu.Lock()
 	defer mu.Unlock()
 	n := 0
@@ -229,6 +246,15 @@ func testScaleOutAndIn(t *testing.T, newProvider NewProvider) {
 		}
 	}
 	t.Logf("%d deposits acknowledged and found at their versions; %d of unknown outcome", n, unknown.Load())
+	if withSnapshots {
+		from := 0
+		for _, ps := range c.repo.Stats().Partitions {
+			if ps.Snapshot >= 0 {
+				from++
+			}
+		}
+		t.Logf("c's last takeovers: %d of %d partitions from a snapshot", from, partitions)
+	}
 }
 
 func testNonOwnerRefuses(t *testing.T, newProvider NewProvider) {

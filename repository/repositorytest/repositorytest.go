@@ -124,13 +124,13 @@ func timeout(t *testing.T) time.Duration {
 	return time.Minute
 }
 
-type snapshot map[string]struct {
+type states map[string]struct {
 	state   Account
 	version uint64
 }
 
-func snapshotOf(r *repository.Repository[Account]) snapshot {
-	s := snapshot{}
+func stateOf(r *repository.Repository[Account]) states {
+	s := states{}
 	r.Range(func(id string, a Account, v uint64) bool {
 		s[id] = struct {
 			state   Account
@@ -149,46 +149,55 @@ func testRestoredEqualsLive(t *testing.T, newProvider NewProvider) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			p, reopen := newProvider(t, 4)
 			live := Restored(t, p)
-			const workers, commandsEach, accounts = 8, 40, 30
-			var ok atomic.Int64
 			var wg sync.WaitGroup
-			for w := range workers {
-				rng := rand.New(rand.NewPCG(seed, uint64(w)))
-				wg.Go(func() {
-					ctx := t.Context()
-					for range commandsEach {
-						id := fmt.Sprintf("acct-%d", rng.IntN(accounts))
-						var err error
-						switch n := rng.IntN(10); {
-						case n < 2:
-							_, err = live.Create(ctx, id, Open("owner-"+id))
-						case n < 9:
-							amounts := make([]int64, 1+rng.IntN(3))
-							for i := range amounts {
-								amounts[i] = rng.Int64N(100) - 30
-							}
-							_, err = live.Execute(ctx, id, Deposit(amounts...))
-						default:
-							_, err = live.Execute(ctx, id, Close())
-						}
-						switch {
-						case err == nil:
-							ok.Add(1)
-						case errors.Is(err, repository.ErrNotFound), errors.Is(err, repository.ErrExists), errors.Is(err, event.ErrInvalid):
-						default:
-							t.Errorf("command on %s: %v", id, err)
-						}
-					}
-				})
-			}
+			ok := runCommands(t, live, seed, 8, 40, &wg)
 			wg.Wait()
 			require.Positive(t, ok.Load())
 
 			restored := Restored(t, reopen())
-			assert.Equal(t, snapshotOf(live), snapshotOf(restored))
+			assert.Equal(t, stateOf(live), stateOf(restored))
 			assert.Equal(t, live.Len(), restored.Len())
 		})
 	}
+}
+
+// runCommands starts random commands on r: workers goroutines run
+// commandsEach each, on 30 accounts. It returns the count of those that
+// succeeded, final once wg is done.
+func runCommands(t *testing.T, r *repository.Repository[Account], seed uint64, workers, commandsEach int, wg *sync.WaitGroup) *atomic.Int64 {
+	const accounts = 30
+	var ok atomic.Int64
+	for w := range workers {
+		rng := rand.New(rand.NewPCG(seed, uint64(w)))
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout(t))
+			defer cancel()
+			for range commandsEach {
+				id := fmt.Sprintf("acct-%d", rng.IntN(accounts))
+				var err error
+				switch n := rng.IntN(10); {
+				case n < 2:
+					_, err = r.Create(ctx, id, Open("owner-"+id))
+				case n < 9:
+					amounts := make([]int64, 1+rng.IntN(3))
+					for i := range amounts {
+						amounts[i] = rng.Int64N(100) - 30
+					}
+					_, err = r.Execute(ctx, id, Deposit(amounts...))
+				default:
+					_, err = r.Execute(ctx, id, Close())
+				}
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, repository.ErrNotFound), errors.Is(err, repository.ErrExists), errors.Is(err, event.ErrInvalid):
+				default:
+					t.Errorf("command on %s: %v", id, err)
+				}
+			}
+		})
+	}
+	return &ok
 }
 
 func testRacingExpectedVersions(t *testing.T, newProvider NewProvider) {
@@ -247,9 +256,9 @@ func testFollowerConverges(t *testing.T, newProvider NewProvider) {
 	_, err = writer.Execute(ctx, "before", Close())
 	require.NoError(t, err)
 
-	want := snapshotOf(writer)
+	want := stateOf(writer)
 	require.Eventually(t, func() bool {
-		got := snapshotOf(follower)
+		got := stateOf(follower)
 		return len(got) == len(want) && fmt.Sprint(got) == fmt.Sprint(want)
 	}, timeout(t), pollEvery, "the follower converges on the writer's state")
 	_, _, err = follower.Get("before")
