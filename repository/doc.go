@@ -93,4 +93,52 @@
 // Unknown outcomes keep their rule: a commit whose outcome is unknown leaves
 // the aggregate unresolved; the next command for it appends a fence through
 // the same member (a partition's appends are ordered) and reads up to it.
+//
+// # Snapshots
+//
+// With WithSnapshots(store, Snapshots{StateVersion: 1}) a restore or a
+// takeover loads each partition's newest usable snapshot (package snapshot)
+// and reads only the events from its offset on; the repository writes new
+// snapshots in the background, of the partitions it serves, every
+// Snapshots.Events events or Snapshots.Interval, and when Snapshot is
+// called (before a clean shutdown). Stats.Partitions tells, per partition,
+// which snapshot a restore used or why it replayed the partition instead:
+// none stored, one written only in part (a crash mid-write), a checksum
+// that fails, another state version or codec, an offset below the
+// partition's first offset (the events between are gone) or beyond its end
+// (another history: a recreated topic). A partition whose first events are
+// gone restores only from a snapshot that covers them, else fails with
+// provider.ErrNotRetained. To force a full replay, bump StateVersion (or
+// restore without WithSnapshots).
+//
+// Why a snapshot is consistent. A snapshot at offset X must hold, for every
+// aggregate of the partition, at least all of its events below X; it may
+// hold later ones, which the restore then skips as duplicates (an event is
+// applied only if its version follows the aggregate's). X is taken before
+// any aggregate is copied: the partition's read position (what restore and
+// follow applied) or just past this instance's last acknowledged append,
+// whichever is later. Below X every event was read or appended here and
+// acknowledged, hence applied, because this instance is the partition's
+// only writer (the group fences any other; without a group it is the rule
+// the repository documents):
+//
+//   - an append in flight when X is taken holds its aggregate's lock until
+//     its events are applied; the copy takes that lock, so it sees them;
+//   - an append whose outcome is unknown may have landed anywhere after
+//     its aggregate's unresolved mark: X is lowered to just past that mark,
+//     so the restore reads wherever it landed;
+//   - an append that starts after X is taken lands after every
+//     acknowledged one, at X or beyond, and the restore reads it.
+//
+// Aggregates are copied one at a time under their own lock and encoded at
+// once (no deep copy of the state is needed, and a command waits at most
+// for one aggregate's encoding). A copy that a revocation or a new restore
+// of the partition overtook is discarded.
+//
+// A stale owner's snapshot is consistent too: everything it holds below its
+// X it read or had committed before the group moved on, and the new owner's
+// events all lie after it. It is only older, and the store never lets an
+// older snapshot hide or delete a newer one (see package snapshot), so
+// snapshots need no fencing of their own: they are written with the
+// provider's plain idempotent appends, outside the event transactions.
 package repository

@@ -10,6 +10,7 @@ import (
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
 	"github.com/rehydrate/rehydrate/repository"
+	"github.com/rehydrate/rehydrate/snapshot"
 )
 
 type User struct {
@@ -151,4 +152,52 @@ func ExampleWithGroup() {
 	// true true
 	// Ada at version 1
 	// the other serves 6 partitions
+}
+
+// A restart with snapshots reads the snapshot of each partition and only the
+// events after it.
+func ExampleWithSnapshots() {
+	ctx := context.Background()
+	log, _ := memory.New(2)
+	snapshots, _ := memory.New(2) // on Kafka: a compacted topic, snapshot.TopicName(topic)
+	store, err := snapshot.NewStore(snapshots)
+	if err != nil {
+		panic(err)
+	}
+	withSnapshots := repository.WithSnapshots(store, repository.Snapshots{StateVersion: 1})
+
+	users := newUsers(log, withSnapshots)
+	if _, err := users.Restore(ctx); err != nil {
+		panic(err)
+	}
+	for _, id := range []string{"ada", "alan", "grace"} {
+		if _, err := users.Create(ctx, id, func(User) ([]any, error) {
+			return []any{UserCreated{FirstName: id}}, nil
+		}); err != nil {
+			panic(err)
+		}
+	}
+	if err := users.Snapshot(ctx); err != nil { // as on SIGTERM
+		panic(err)
+	}
+	_, _ = users.Execute(ctx, "ada", func(User) ([]any, error) {
+		return []any{UserRenamed{FirstName: "Augusta Ada"}}, nil
+	})
+
+	restarted := newUsers(log, withSnapshots)
+	stats, err := restarted.Restore(ctx)
+	if err != nil {
+		panic(err)
+	}
+	ada, version, _ := restarted.Get("ada")
+	fmt.Println(ada.FirstName, version)
+	fmt.Println("events read:", stats.Events)
+	for _, p := range stats.Partitions {
+		fmt.Printf("partition %d from the snapshot at offset %d\n", p.Partition, p.Snapshot)
+	}
+	// Output:
+	// Augusta Ada 2
+	// events read: 1
+	// partition 0 from the snapshot at offset 2
+	// partition 1 from the snapshot at offset 1
 }

@@ -34,9 +34,17 @@
 // Retry-After. WRITER_GROUP=none runs the writer alone on the topic, unfenced,
 // as before groups.
 //
+// Snapshots: the writer keeps snapshots of its partitions in the compacted
+// topic KAFKA_TOPIC-snapshots (created with as many partitions as the event
+// topic), so that a restart or a takeover reads the state and the events
+// after it rather than the whole history. WRITER_SNAPSHOT_EVENTS (default
+// 50000) and WRITER_SNAPSHOT_INTERVAL (default 10m) say how often;
+// WRITER_SNAPSHOTS=off turns them off.
+//
 // SIGINT or SIGTERM stops accepting connections, lets the commands in flight
-// finish, leaves the group (the others take the partitions over at once),
-// flushes the producer and exits 0.
+// finish, snapshots the partitions that changed, leaves the group (the
+// others take the partitions over at once), flushes the producer and exits
+// 0.
 package main
 
 import (
@@ -58,6 +66,7 @@ import (
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
+	"github.com/rehydrate/rehydrate/snapshot"
 )
 
 const (
@@ -90,6 +99,9 @@ type config struct {
 	// WRITER_INSTANCE and WRITER_ADVERTISE, "" for their defaults, which
 	// depend on the port listened on.
 	group, instance, advertise string
+	// snapshots is WRITER_SNAPSHOTS (not "off") with
+	// WRITER_SNAPSHOT_EVENTS and WRITER_SNAPSHOT_INTERVAL; nil for none.
+	snapshots *repository.Snapshots
 }
 
 func loadConfig() (config, error) {
@@ -116,6 +128,9 @@ func loadConfig() (config, error) {
 	if c.group == "none" {
 		c.group = ""
 	}
+	if c.snapshots, err = snapshotConfig(); err != nil {
+		return config{}, err
+	}
 	port := serve.EnvOr("PORT", defaultPort)
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
@@ -137,6 +152,34 @@ func loadConfig() (config, error) {
 		return config{}, errors.New("WRITER_TOKEN: want a bearer token of letters, digits and -._~+/ (RFC 6750), such as the output of `openssl rand -hex 32`")
 	}
 	return c, nil
+}
+
+// snapshotConfig reads WRITER_SNAPSHOTS, WRITER_SNAPSHOT_EVENTS and
+// WRITER_SNAPSHOT_INTERVAL.
+func snapshotConfig() (*repository.Snapshots, error) {
+	switch v := serve.EnvOr("WRITER_SNAPSHOTS", "on"); v {
+	case "off":
+		return nil, nil
+	case "on":
+	default:
+		return nil, fmt.Errorf("WRITER_SNAPSHOTS %q: want on or off", v)
+	}
+	s := &repository.Snapshots{StateVersion: userStateVersion}
+	if v := os.Getenv("WRITER_SNAPSHOT_EVENTS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("WRITER_SNAPSHOT_EVENTS %q: want a positive number of events", v)
+		}
+		s.Events = n
+	}
+	if v := os.Getenv("WRITER_SNAPSHOT_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("WRITER_SNAPSHOT_INTERVAL %q: want a positive Go duration such as 10m", v)
+		}
+		s.Interval = d
+	}
+	return s, nil
 }
 
 // bearerToken is RFC 6750's b64token: what Authorization: Bearer can carry.
@@ -174,6 +217,16 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		return err
 	}
 
+	var extra []repository.Option
+	if cfg.snapshots != nil {
+		store, closeStore, err := openSnapshots(ctx, p, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		extra = append(extra, repository.WithSnapshots(store, *cfg.snapshots))
+	}
+
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
@@ -185,7 +238,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	}
 	repo, err := newRepository(p, log.With("component", "repository"), group, func(pr repository.Progress) {
 		log.Info("restoring", "done", pr.Done, "total", pr.Total, "events_per_second", int64(pr.EventsPerSecond()))
-	})
+	}, extra...)
 	if err != nil {
 		ln.Close()
 		return err
@@ -238,6 +291,15 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	cancelRestore()
 	if restored != nil {
 		<-restored
+	}
+	if cfg.snapshots != nil {
+		// The next start, here or on the instances taking the
+		// partitions over, then reads almost nothing but snapshots.
+		snapCtx, cancel := context.WithTimeout(context.Background(), cfg.kafka.Timeout)
+		if err := repo.Snapshot(snapCtx); err != nil && !errors.Is(err, repository.ErrNotReady) {
+			log.Warn("shutdown snapshot failed: the next start reads more events", "err", err)
+		}
+		cancel()
 	}
 	// Leave the group now rather than when the session times out: the
 	// other instances take the partitions over at once.
@@ -300,6 +362,34 @@ func ensureTopic(ctx context.Context, p *kafka.Provider, cfg config) error {
 		return fmt.Errorf("topic %s: %w", cfg.kafka.Topic, err)
 	}
 	return nil
+}
+
+// openSnapshots opens the snapshot store on the event topic's snapshot
+// topic, creating it (compacted, with as many partitions as the event topic)
+// if it is missing.
+func openSnapshots(ctx context.Context, events *kafka.Provider, cfg config, log *slog.Logger) (*snapshot.Store, func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
+	defer cancel()
+	ps, err := events.Partitions(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("topic %s: %w", cfg.kafka.Topic, err)
+	}
+	kc := cfg.kafka
+	kc.Topic = snapshot.TopicName(kc.Topic)
+	sp, err := kafka.New(kc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sp.EnsureTopic(ctx, kafka.TopicSpec{Partitions: len(ps), Config: snapshot.TopicConfig()}); err != nil {
+		_ = sp.Close()
+		return nil, nil, fmt.Errorf("snapshot topic %s: %w", kc.Topic, err)
+	}
+	store, err := snapshot.NewStore(sp, snapshot.WithLogger(log.With("component", "snapshots")))
+	if err != nil {
+		_ = sp.Close()
+		return nil, nil, err
+	}
+	return store, func() { _ = sp.Close() }, nil
 }
 
 // restore restores the users. A record it cannot apply (undecodable, of an

@@ -10,16 +10,23 @@ import (
 )
 
 // User is the aggregate: the write model the commands decide on.
+//
+// Snapshots store it with the registry's codec: bump userStateVersion when
+// its fields or the handlers below change, so that older snapshots are
+// ignored instead of restoring a state the new code would not have built.
 type User struct {
 	FirstName string
 	LastName  string
 }
 
+// userStateVersion is the version of User's state in snapshots.
+const userStateVersion = 1
+
 // newRepository wires the users aggregate to the event log: one handler per
 // event type, UserDeleted deleting.
 // With group set, the repository shares the topic with the group's other
 // instances.
-func newRepository(p provider.Provider, log *slog.Logger, group *repository.Group, progress func(repository.Progress)) (*repository.Repository[User], error) {
+func newRepository(p provider.Provider, log *slog.Logger, group *repository.Group, progress func(repository.Progress), extra ...repository.Option) (*repository.Repository[User], error) {
 	reg, err := users.Registry()
 	if err != nil {
 		return nil, err
@@ -37,7 +44,7 @@ func newRepository(p provider.Provider, log *slog.Logger, group *repository.Grou
 	if group != nil {
 		opts = append(opts, repository.WithGroup(*group))
 	}
-	return repository.New[User](p, reg, opts...)
+	return repository.New[User](p, reg, append(opts, extra...)...)
 }
 
 // The commands. Each decides from the current state which events happen;
