@@ -35,7 +35,7 @@ func TestSuiteOnMemory(t *testing.T) { rt.Run(t, sharedMemory) }
 
 func TestGroupSuiteOnMemory(t *testing.T) { rt.RunGroup(t, sharedMemory) }
 
-func TestSnapshotSuiteOnMemory(t *testing.T) { rt.RunSnapshots(t, sharedMemory) }
+func TestSnapshotSuiteOnMemory(t *testing.T) { rt.RunSnapshots(t, sharedMemory, sharedMemory) }
 
 // endOffsets returns the log's end offsets, to show that nothing was appended.
 func endOffsets(t *testing.T, p provider.Provider) []provider.Partition {

@@ -407,9 +407,15 @@ func restore(ctx context.Context, repo *repository.Repository[User], srv *server
 		if err == nil {
 			srv.restoreErr.Store(nil)
 			srv.metrics.restoreSeconds.Set(stats.Duration.Seconds())
+			fromSnapshots := 0
+			for _, p := range stats.Partitions {
+				if p.Snapshot >= 0 {
+					fromSnapshots++
+				}
+			}
 			log.Info("restored: ready", "events", stats.Events, "users", repo.Len(),
 				"duration", stats.Duration, "events_per_second", int64(stats.EventsPerSecond()),
-				"duplicates", stats.Duplicates)
+				"duplicates", stats.Duplicates, "partitions", len(stats.Partitions), "from_snapshots", fromSnapshots)
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -16,11 +16,11 @@ import (
 )
 
 // RunSnapshots runs the suite of repositories with snapshots
-// (repository.WithSnapshots). newProvider is called twice per test: once for
-// the event topic, once for the snapshot topic, whose providers must
+// (repository.WithSnapshots): events gives providers on event topics,
+// snapshots on snapshot topics (compacted on Kafka), whose providers must
 // implement provider.PartitionAppender.
-func RunSnapshots(t *testing.T, newProvider NewProvider) {
-	t.Run("SnapshotPlusTailEqualsReplayEqualsLive", func(t *testing.T) { testSnapshotPlusTail(t, newProvider) })
+func RunSnapshots(t *testing.T, events, snapshots NewProvider) {
+	t.Run("SnapshotPlusTailEqualsReplayEqualsLive", func(t *testing.T) { testSnapshotPlusTail(t, events, snapshots) })
 }
 
 // Store returns a snapshot store on p.
@@ -38,11 +38,11 @@ var manualSnapshots = repository.Snapshots{StateVersion: 1, Events: 1 << 40, Int
 // command histories with snapshots taken at random points, mid-burst
 // included, restore(snapshot + tail) == restore(full replay) == the live
 // state.
-func testSnapshotPlusTail(t *testing.T, newProvider NewProvider) {
+func testSnapshotPlusTail(t *testing.T, events, snapshots NewProvider) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			p, reopen := newProvider(t, 4)
-			sp, sreopen := newProvider(t, 4)
+			p, reopen := events(t, 4)
+			sp, sreopen := snapshots(t, 4)
 			live := Restored(t, p, repository.WithSnapshots(Store(t, sp), manualSnapshots))
 			t.Cleanup(func() { _ = live.Close() })
 			ctx := t.Context()
