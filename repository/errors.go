@@ -23,6 +23,10 @@ var (
 	// version this instance also wrote: another writer appends to the same
 	// partitions, which this repository does not support.
 	ErrConflictingWriter = errors.New("repository: another writer appended to an aggregate this instance writes")
+	// ErrLimit means the repository holds as many aggregates as WithLimits
+	// allows: a new one is refused (nothing was appended), a restore that
+	// would exceed it fails. The error is a *LimitError.
+	ErrLimit = errors.New("repository: aggregate limit reached")
 )
 
 // ConcurrencyError reports an expected-version mismatch.
@@ -54,3 +58,22 @@ func (e *PartitionError) Error() string {
 }
 
 func (e *PartitionError) Unwrap() error { return e.Err }
+
+// LimitError reports the limit of WithLimits reached: by a command creating
+// AggregateID, or by the restore of Partition (AggregateID names the
+// aggregate the restore would have added, when one did).
+type LimitError struct {
+	AggregateID string
+	Partition   int32
+	Limit       int64
+}
+
+func (e *LimitError) Error() string {
+	if e.AggregateID == "" {
+		return fmt.Sprintf("repository: partition %d: more than %d aggregates (WithLimits)", e.Partition, e.Limit)
+	}
+	return fmt.Sprintf("repository: aggregate %s (partition %d): %d aggregates held, the limit (WithLimits)", e.AggregateID, e.Partition, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }

@@ -24,6 +24,7 @@ type settings struct {
 	aggregateType    string
 	group            *Group
 	snapshots        *snapshotSettings
+	limits           Limits
 }
 
 // handlerSpec is what On records; New checks that its A is the repository's.

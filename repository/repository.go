@@ -59,6 +59,8 @@ type Repository[A any] struct {
 
 	// group is the membership under WithGroup, nil otherwise.
 	group *membership
+	// held counts the aggregates in memory, against WithLimits.
+	held heldCount
 	// snaps is set under WithSnapshots.
 	snaps *snapshots
 
@@ -86,6 +88,7 @@ const (
 // partition holds the aggregates whose events live in one partition.
 type partition[A any] struct {
 	id     int32
+	held   *heldCount // the repository's, shared by its partitions
 	status atomic.Int32 // partIdle, partRestoring, partServing
 	// gate is held for reading by every command and Get of the partition;
 	// a revocation takes it to wait for them before dropping the state.
@@ -179,6 +182,10 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 			return nil, err
 		}
 	}
+	if r.settings.limits.Aggregates < 0 {
+		return nil, fmt.Errorf("repository: WithLimits: %d aggregates", r.settings.limits.Aggregates)
+	}
+	r.held.max = r.settings.limits.Aggregates
 	r.log = r.settings.logger
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -229,16 +236,22 @@ func (pt *partition[A]) get(id string) *entry[A] {
 
 // lock returns the entry of id, locked, creating it if create is set; nil if
 // it does not exist and create is not set. An entry removed while we waited
-// for its lock is not returned: the lookup starts again.
-func (pt *partition[A]) lock(id string, create bool) *entry[A] {
+// for its lock is not returned: the lookup starts again. Creating fails with
+// a *LimitError when the repository holds as many aggregates as WithLimits
+// allows.
+func (pt *partition[A]) lock(id string, create bool) (*entry[A], error) {
 	for {
 		e := pt.get(id)
 		if e == nil {
 			if !create {
-				return nil
+				return nil, nil
 			}
 			pt.mu.Lock()
 			if e = pt.aggs[id]; e == nil {
+				if err := pt.held.add(1); err != nil {
+					pt.mu.Unlock()
+					return nil, &LimitError{AggregateID: id, Partition: pt.id, Limit: pt.held.max}
+				}
 				e = &entry[A]{offset: -1}
 				// id may share memory with a whole record's strings:
 				// keep only its own bytes while the aggregate lives.
@@ -248,10 +261,27 @@ func (pt *partition[A]) lock(id string, create bool) *entry[A] {
 		}
 		e.mu.Lock()
 		if !e.removed {
-			return e
+			return e, nil
 		}
 		e.mu.Unlock()
 	}
+}
+
+// replace swaps the partition's aggregates for aggs, keeping the count of
+// aggregates held right. It fails with a *LimitError, leaving the partition
+// empty, when aggs would hold more than the limit allows.
+func (pt *partition[A]) replace(aggs map[string]*entry[A]) error {
+	pt.epoch.Add(1)
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	pt.held.add(-int64(len(pt.aggs)))
+	pt.aggs = make(map[string]*entry[A])
+	if err := pt.held.add(int64(len(aggs))); err != nil {
+		pt.held.add(-int64(len(aggs)))
+		return &LimitError{Partition: pt.id, Limit: pt.held.max}
+	}
+	pt.aggs = aggs
+	return nil
 }
 
 // removeIfUnborn drops a locked entry that a failed Create left behind, so
@@ -264,6 +294,7 @@ func (pt *partition[A]) removeIfUnborn(id string, e *entry[A]) {
 	pt.mu.Lock()
 	if pt.aggs[id] == e {
 		delete(pt.aggs, id)
+		pt.held.add(-1)
 	}
 	pt.mu.Unlock()
 }
@@ -299,7 +330,7 @@ func (r *Repository[A]) Get(id string) (A, uint64, error) {
 		return zero, 0, err
 	}
 	defer pt.gate.RUnlock()
-	e := pt.lock(id, false)
+	e, _ := pt.lock(id, false)
 	if e == nil {
 		return zero, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -396,7 +427,10 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 		return Result{}, err
 	}
 	defer pt.gate.RUnlock()
-	e := pt.lock(id, create)
+	e, err := pt.lock(id, create)
+	if err != nil {
+		return Result{}, err
+	}
 	if e == nil {
 		return Result{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}

@@ -160,11 +160,10 @@ func (r *Repository[A]) Stats() Stats {
 	defer r.statsMu.Unlock()
 	s := r.stats
 	s.Partitions = sortedPartitionStats(r.partStats)
-	for _, pt := range r.parts {
-		if pt.status.Load() == partServing {
-			pt.mu.RLock()
-			s.Aggregates += len(pt.aggs)
-			pt.mu.RUnlock()
+	for i, ps := range s.Partitions {
+		if pt := r.parts[ps.Partition]; pt.status.Load() == partServing {
+			s.Partitions[i].Aggregates, s.Partitions[i].Bytes = pt.sampledBytes()
+			s.Aggregates += s.Partitions[i].Aggregates
 		}
 	}
 	return s
@@ -197,7 +196,7 @@ func (r *Repository[A]) makePartitions(n int) error {
 	}
 	parts := make([]*partition[A], n)
 	for i := range parts {
-		pt := &partition[A]{id: int32(i), aggs: make(map[string]*entry[A])}
+		pt := &partition[A]{id: int32(i), aggs: make(map[string]*entry[A]), held: &r.held}
 		pt.acked.Store(-1)
 		parts[i] = pt
 	}
@@ -242,12 +241,12 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 		t.start = time.Now()
 	}
 	t.last = time.Now()
+	var tooMany error
 	for i, p := range ps {
 		pt, st := r.parts[p.ID], starts[p.ID]
-		pt.epoch.Add(1)
-		pt.mu.Lock()
-		pt.aggs = st.aggs
-		pt.mu.Unlock()
+		if err := pt.replace(st.aggs); err != nil {
+			tooMany = errors.Join(tooMany, err)
+		}
 		pt.applied.Store(st.stats.Start)
 		pt.acked.Store(-1)
 		pt.changes.Store(0)
@@ -256,6 +255,10 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 		t.starts[p.ID], t.ends[p.ID], t.tracked[p.ID] = st.stats.Start, p.High, true
 	}
 	t.mu.Unlock()
+	if tooMany != nil {
+		r.forget(ps)
+		return fmt.Errorf("repository: restore: %w", tooMany)
+	}
 	r.log.Info("restore started", "partitions", len(ps), "records", total(ranges))
 
 	// Partitions hold disjoint aggregates, so workers apply them in
@@ -349,11 +352,7 @@ func (r *Repository[A]) forget(ps []provider.Partition) {
 	}
 	t.mu.Unlock()
 	for _, p := range ps {
-		pt := r.parts[p.ID]
-		pt.epoch.Add(1)
-		pt.mu.Lock()
-		pt.aggs = make(map[string]*entry[A])
-		pt.mu.Unlock()
+		_ = r.parts[p.ID].replace(make(map[string]*entry[A])) // nothing to exceed
 	}
 }
 
@@ -430,7 +429,10 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *read
 			"aggregate %s belongs in partition %d (murmur2 of the key), not %d: the writer used another partitioner",
 			env.AggregateID, want, pt.id)}
 	}
-	e := pt.lock(env.AggregateID, true)
+	e, err := pt.lock(env.AggregateID, true)
+	if err != nil {
+		return &event.RecordError{Partition: rec.Partition, Offset: rec.Offset, Err: err}
+	}
 	defer e.mu.Unlock()
 	applied, err := r.applyEnvelope(e, &env, payload, follow)
 	if err != nil {

@@ -158,6 +158,12 @@ type PartitionStats struct {
 	Fallback string
 	// Start and End are the offsets the restore read between.
 	Start, End int64
+	// Aggregates and Bytes describe what the partition holds in memory
+	// now, deleted aggregates included; Bytes is an estimate (the entries,
+	// their ids, and what their states refer to, sampled). Zero for a
+	// partition this instance does not serve.
+	Aggregates int
+	Bytes      int64
 }
 
 // start is where a partition's restore begins: its aggregates from a
@@ -325,8 +331,12 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 	codec := r.snaps.codec
 	var data []byte
 	n := 0
+	// longest is the longest an aggregate's lock was held for the copy: the
+	// longest a command can have waited for the snapshot (reported).
+	var longest time.Duration
 	for id, e := range pt.entries() {
 		e.mu.Lock()
+		locked := time.Now()
 		if e.unresolved != nil {
 			offset = min(offset, *e.unresolved+1)
 		}
@@ -344,6 +354,7 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 		}
 		data = snapshot.AppendEntry(data, snapshot.Entry{ID: id, Version: e.version, Offset: e.offset, Deleted: e.deleted, State: state})
 		e.mu.Unlock()
+		longest = max(longest, time.Since(locked))
 		n++
 	}
 	copied := time.Since(began)
@@ -358,7 +369,7 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 	pt.changes.Add(-changes)
 	pt.lastSnapshot.Store(time.Now().UnixNano())
 	r.log.Info("snapshot saved", "partition", pt.id, "offset", offset, "aggregates", n, "bytes", len(data),
-		"copy", copied, "took", time.Since(began))
+		"copy", copied, "longest_lock", longest, "took", time.Since(began))
 	return nil
 }
 

@@ -502,6 +502,10 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, id string, err err
 		} else {
 			body.Error = "invalid user"
 		}
+	case errors.Is(err, repository.ErrLimit):
+		// The instance holds as many users as WRITER_MAX_USERS allows:
+		// nothing was written.
+		status, body.Error = http.StatusInsufficientStorage, "this writer holds as many users as it may (WRITER_MAX_USERS): nothing was created"
 	case errors.Is(err, repository.ErrNotReady):
 		p := s.users.Progress()
 		status = http.StatusServiceUnavailable

@@ -19,6 +19,7 @@ import (
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
+	"github.com/rehydrate/rehydrate/repository"
 )
 
 // faulty is a memory provider whose appends fail with err while it is set:
@@ -51,12 +52,12 @@ func newServer(t testing.TB, restored bool) (*server, *faulty) {
 	return s, p
 }
 
-// newServerWith is newServer with the given metrics.
-func newServerWith(t testing.TB, restored bool, m *metrics) (*server, *faulty) {
+// newServerWith is newServer with the given metrics and repository options.
+func newServerWith(t testing.TB, restored bool, m *metrics, opts ...repository.Option) (*server, *faulty) {
 	mem, err := memory.New(6)
 	require.NoError(t, err)
 	p := &faulty{Provider: mem}
-	repo, err := newRepository(p, slog.New(slog.DiscardHandler), nil, nil)
+	repo, err := newRepository(p, slog.New(slog.DiscardHandler), nil, nil, opts...)
 	require.NoError(t, err)
 	if restored {
 		_, err = repo.Restore(t.Context())
@@ -86,6 +87,20 @@ func send(t *testing.T, ts *httptest.Server, method, path, body string) (*http.R
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b, &m), "%s", b)
 	return resp, m
+}
+
+func TestUserLimitAnswers507(t *testing.T) {
+	s, p := newServerWith(t, true, nil, repository.WithLimits(repository.Limits{Aggregates: 1}))
+	s.metrics = newMetrics(s.users)
+	ts := httptest.NewServer(s.routes())
+	t.Cleanup(ts.Close)
+	resp, _ := send(t, ts, "POST", "/users", `{"first_name":"Ada","last_name":"Lovelace"}`)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	before := ends(t, p)
+	resp, body := send(t, ts, "POST", "/users", `{"first_name":"Alan","last_name":"Turing"}`)
+	assert.Equal(t, http.StatusInsufficientStorage, resp.StatusCode)
+	assert.Contains(t, body["error"], "WRITER_MAX_USERS")
+	assert.Equal(t, before, ends(t, p), "nothing appended")
 }
 
 func TestNotReadyWhileRestoring(t *testing.T) {

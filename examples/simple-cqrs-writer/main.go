@@ -39,7 +39,10 @@
 // topic), so that a restart or a takeover reads the state and the events
 // after it rather than the whole history. WRITER_SNAPSHOT_EVENTS (default
 // 50000) and WRITER_SNAPSHOT_INTERVAL (default 10m) say how often;
-// WRITER_SNAPSHOTS=off turns them off.
+// WRITER_SNAPSHOTS=off turns them off. WRITER_MAX_USERS caps the users an
+// instance holds (deleted ones included): a create beyond it answers 507,
+// and a restore beyond it stops the writer, instead of running out of
+// memory.
 //
 // SIGINT or SIGTERM stops accepting connections, lets the commands in flight
 // finish, snapshots the partitions that changed, leaves the group (the
@@ -63,8 +66,8 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/examples/internal/serve"
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
 	"github.com/rehydrate/rehydrate/snapshot"
 )
@@ -99,6 +102,8 @@ type config struct {
 	// WRITER_INSTANCE and WRITER_ADVERTISE, "" for their defaults, which
 	// depend on the port listened on.
 	group, instance, advertise string
+	// maxUsers is WRITER_MAX_USERS, 0 for no cap.
+	maxUsers int64
 	// snapshots is WRITER_SNAPSHOTS (not "off") with
 	// WRITER_SNAPSHOT_EVENTS and WRITER_SNAPSHOT_INTERVAL; nil for none.
 	snapshots *repository.Snapshots
@@ -130,6 +135,11 @@ func loadConfig() (config, error) {
 	}
 	if c.snapshots, err = snapshotConfig(); err != nil {
 		return config{}, err
+	}
+	if v := os.Getenv("WRITER_MAX_USERS"); v != "" {
+		if c.maxUsers, err = strconv.ParseInt(v, 10, 64); err != nil || c.maxUsers <= 0 {
+			return config{}, fmt.Errorf("WRITER_MAX_USERS %q: want a positive number of users", v)
+		}
 	}
 	port := serve.EnvOr("PORT", defaultPort)
 	n, err := strconv.ParseUint(port, 10, 16)
@@ -217,7 +227,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		return err
 	}
 
-	var extra []repository.Option
+	extra := []repository.Option{repository.WithLimits(repository.Limits{Aggregates: cfg.maxUsers})}
 	if cfg.snapshots != nil {
 		store, closeStore, err := openSnapshots(ctx, p, cfg, log)
 		if err != nil {
@@ -394,8 +404,9 @@ func openSnapshots(ctx context.Context, events *kafka.Provider, cfg config, log 
 
 // restore restores the users. A record it cannot apply (undecodable, of an
 // unknown type, a version gap: an *event.RecordError naming partition and
-// offset), or a topic that does not keep its events
-// (provider.ErrNotRetained, naming the setting and the fix), needs a human:
+// offset), a topic that does not keep its events (provider.ErrNotRetained,
+// naming the setting and the fix), or more users than WRITER_MAX_USERS
+// (repository.ErrLimit), needs a human:
 // it is returned and the service stops rather than serve half a state.
 // Anything else is the broker's (unreachable, a
 // partition without a leader yet, …) and is retried with backoff, reported
@@ -421,7 +432,7 @@ func restore(ctx context.Context, repo *repository.Repository[User], srv *server
 		if ctx.Err() != nil {
 			return nil
 		}
-		if bad := (*event.RecordError)(nil); errors.As(err, &bad) || errors.Is(err, provider.ErrNotRetained) {
+		if bad := (*event.RecordError)(nil); errors.As(err, &bad) || errors.Is(err, provider.ErrNotRetained) || errors.Is(err, repository.ErrLimit) {
 			return fmt.Errorf("restore: %w", err)
 		}
 		msg := err.Error()
