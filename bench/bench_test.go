@@ -1,3 +1,5 @@
+//go:build cgo
+
 package main
 
 import (
@@ -21,7 +23,8 @@ func TestQuickRun(t *testing.T) {
 	for _, want := range []string{"bare confluent-kafka-go consumer", "repository restore, Kafka, msgpack",
 		"repository restore, Kafka, json", "memory provider", "| 64 |", "Commands in fenced transactions",
 		"B joins: from B's Restore until B serves its share", "A closes: from A.Close until B serves all",
-		"Restore by instances joining at once", "| 3 | i3 |"} {
+		"Restore by instances joining at once", "| 3 | i3 |",
+		"Restart with snapshots", "Execute with snapshots"} {
 		assert.Contains(t, out.String(), want)
 	}
 	for _, f := range []string{"results.md", "results.csv", "scaling.png"} {

@@ -1,11 +1,15 @@
+//go:build cgo
+
 // Command bench measures rehydrate against the Kafka client it is built on,
 // in one run, on the same topics: restore (a bare confluent-kafka-go consumer
 // that only counts records, the repository with msgpack and with JSON, and
 // the repository on the memory provider), restore time as the log grows,
 // Execute next to a bare idempotent acks=all producer at several
 // concurrencies, with and without a group (WithGroup: fenced transactions),
-// and, on a topic of 12 partitions, the takeover of partitions when an
-// instance joins or leaves and restores by 1, 2 and 3 instances at once. It
+// on a topic of 12 partitions, the takeover of partitions when an
+// instance joins or leaves and restores by 1, 2 and 3 instances at once, and
+// restarts with and without snapshots, with the cost of taking them on
+// Execute. It
 // seeds its own topics on KAFKA_BROKERS and deletes them and its groups
 // afterwards, prints a markdown table and writes results.md, results.csv and
 // scaling.png under -out.
@@ -167,7 +171,7 @@ func (cfg config) quickened() config {
 }
 
 // allSections are the measurements, in the order they run.
-var allSections = []string{"restore", "scaling", "commands", "takeover", "instances"}
+var allSections = []string{"restore", "scaling", "commands", "takeover", "instances", "snapshots"}
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -208,6 +212,8 @@ func runChild(ctx context.Context, cfg config, what, topic, codecName string) (r
 		return restoreWith(ctx, "repository restore, Kafka, "+codecName, p, codec, cfg.batchSize)
 	case "memory":
 		return restoreMemory(ctx, cfg.work, codecByName(codecName))
+	case "snapshot-restore":
+		return restoreFromSnapshots(ctx, cfg, topic)
 	}
 	return restoreResult{}, fmt.Errorf("unknown child %q", what)
 }
@@ -275,7 +281,11 @@ type report struct {
 	Repeat        int
 	Takeovers     []takeoverResult
 	GroupRestores []groupRestoreResult
-	Notes         []string // what went wrong without failing a measurement
+
+	SnapshotRestarts []snapshotRestart
+	SnapshotCommands *snapshotCommands
+
+	Notes []string // what went wrong without failing a measurement
 }
 
 type scalingPoint struct {
@@ -395,6 +405,17 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 				log.Printf("restore with %d instances: every partition served after %.2f s, balanced after %.2f s", g.Instances, g.AllServedS, g.BalancedS)
 			}
 		}
+	}
+	if cfg.sections["snapshots"] {
+		track := func(topic string) { topics = append(topics, topic) }
+		if rep.SnapshotRestarts, err = snapshotRestarts(ctx, cfg, seed, track); err != nil {
+			return err
+		}
+		sc, err := snapshotCommandCost(ctx, cfg, seed, track)
+		if err != nil {
+			return err
+		}
+		rep.SnapshotCommands = &sc
 	}
 	for _, n := range rep.Notes {
 		log.Printf("note: %s", n)

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package main
 
 import (
@@ -130,11 +132,11 @@ func bareConsume(ctx context.Context, brokers, topic string, props map[string]st
 }
 
 // restoreWith restores a repository from p and measures it.
-func restoreWith(ctx context.Context, name string, p provider.Provider, codec event.Codec, batchSize int) (restoreResult, error) {
+func restoreWith(ctx context.Context, name string, p provider.Provider, codec event.Codec, batchSize int, opts ...repository.Option) (restoreResult, error) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	repo, err := newRepository(p, codec, repository.WithBatchSize(batchSize))
+	repo, err := newRepository(p, codec, append(opts, repository.WithBatchSize(batchSize))...)
 	if err != nil {
 		return restoreResult{}, err
 	}
@@ -184,6 +186,7 @@ type commandResult struct {
 	Seconds     float64 `json:"seconds"`
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
 }
 
 func (c commandResult) opsPerSec() float64 { return float64(c.Ops) / c.Seconds }
@@ -227,6 +230,7 @@ func runConcurrent(ctx context.Context, name string, concurrency int, d time.Dur
 	if len(all) > 0 {
 		res.P50Ms = all[len(all)/2].Seconds() * 1000
 		res.P99Ms = all[len(all)*99/100].Seconds() * 1000
+		res.MaxMs = all[len(all)-1].Seconds() * 1000
 	}
 	return res, nil
 }

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package main
 
 import (
@@ -141,6 +143,25 @@ func markdown(rep report) string {
 			}
 		}
 	}
+	if len(rep.SnapshotRestarts) > 0 {
+		b.WriteString("\n### Restart with snapshots (msgpack, 6 partitions)\n\n")
+		b.WriteString("A restore from the partitions' first events, and one from a snapshot of every partition at the end of the log (taken by `Snapshot` in a process that had just restored). Child processes, median of the runs.\n\n")
+		b.WriteString("| events | aggregates | replay s | from snapshots s | faster | events read | snapshot MB | taking the snapshots s | peak RSS MB replay / snapshots |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, r := range rep.SnapshotRestarts {
+			fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.1fx | %d | %.1f | %.2f | %.0f / %.0f |\n", r.Events, r.Aggregates, r.Full.Seconds, r.FromSnapshot.Seconds,
+				r.Full.Seconds/r.FromSnapshot.Seconds, r.FromSnapshot.Events, float64(r.Bytes)/1e6, r.TakeS, r.Full.PeakRSSMB, r.FromSnapshot.PeakRSSMB)
+		}
+	}
+	if c := rep.SnapshotCommands; c != nil {
+		b.WriteString("\n### Execute while snapshots are taken (concurrency 64, 10 000 aggregates, 6 partitions)\n\n")
+		fmt.Fprintf(&b, "With snapshots every 1 000 events per partition (%d taken during the run). The longest an aggregate's lock was held by a snapshot: %v.\n\n", c.Snapshots, c.LongestLock)
+		b.WriteString("| | ops/s | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n")
+		for _, r := range []commandResult{c.Without, c.With} {
+			fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.2f |\n", r.Name, r.opsPerSec(), r.P50Ms, r.P99Ms, r.MaxMs)
+		}
+		fmt.Fprintf(&b, "\nCost of snapshotting on throughput: %.1f %%.\n", 100*(1-c.With.opsPerSec()/c.Without.opsPerSec()))
+	}
 	if len(rep.Notes) > 0 {
 		b.WriteString("\n### Notes\n\n")
 		for _, n := range rep.Notes {
@@ -204,6 +225,16 @@ func writeCSV(path string, rep report) error {
 		for _, e := range g.Each {
 			row("group restore instance", name+": "+e.Name, i64(e.Read), f64(float64(e.Read)/e.Seconds), "", f64(e.Seconds), f64(e.PeakRSSMB), "", "", "",
 				itoa(g.Instances), itoa(e.Partitions))
+		}
+	}
+	for _, r := range rep.SnapshotRestarts {
+		for _, res := range []restoreResult{r.Full, r.FromSnapshot} {
+			row("snapshot restart", fmt.Sprintf("%s, %d aggregates", res.Name, r.Aggregates), itoa(r.Events), f64(float64(r.Events)/res.Seconds), "", f64(res.Seconds), f64(res.PeakRSSMB))
+		}
+	}
+	if c := rep.SnapshotCommands; c != nil {
+		for _, r := range []commandResult{c.Without, c.With} {
+			row("snapshot commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms))
 		}
 	}
 	w.Flush()

@@ -88,7 +88,7 @@ const (
 // partition holds the aggregates whose events live in one partition.
 type partition[A any] struct {
 	id     int32
-	held   *heldCount // the repository's, shared by its partitions
+	held   *heldCount   // the repository's, shared by its partitions
 	status atomic.Int32 // partIdle, partRestoring, partServing
 	// gate is held for reading by every command and Get of the partition;
 	// a revocation takes it to wait for them before dropping the state.
