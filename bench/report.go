@@ -33,10 +33,15 @@ func writeReport(cfg config, rep report, stdout io.Writer) error {
 	if err := writeCSV(filepath.Join(cfg.out, "results.csv"), rep); err != nil {
 		return err
 	}
-	if len(rep.Scaling) == 0 {
-		return nil
+	if len(rep.Scaling) > 0 {
+		if err := plotScaling(filepath.Join(cfg.out, "scaling.png"), rep.Scaling); err != nil {
+			return err
+		}
 	}
-	return plotScaling(filepath.Join(cfg.out, "scaling.png"), rep.Scaling)
+	if len(rep.SnapshotRestarts) > 0 {
+		return plotSnapshots(filepath.Join(cfg.out, "snapshots.png"), rep.SnapshotRestarts)
+	}
+	return nil
 }
 
 func markdown(rep report) string {
@@ -262,5 +267,37 @@ func plotScaling(path string, points []scalingPoint) error {
 	}
 	p.Legend.Top = true
 	p.Legend.Left = true
+	return p.Save(6*vg.Inch, 4*vg.Inch, path)
+}
+
+// plotSnapshots draws each workload's restart time, replayed and from
+// snapshots, side by side.
+func plotSnapshots(path string, restarts []snapshotRestart) error {
+	p := plot.New()
+	p.Title.Text = "Restart time with and without snapshots"
+	p.Y.Label.Text = "seconds"
+	replay := make(plotter.Values, len(restarts))
+	fromSnap := make(plotter.Values, len(restarts))
+	names := make([]string, len(restarts))
+	for i, r := range restarts {
+		replay[i], fromSnap[i] = r.Full.Seconds, r.FromSnapshot.Seconds
+		names[i] = fmt.Sprintf("%.1fM events, %dk aggregates", float64(r.Events)/1e6, r.Aggregates/1000)
+	}
+	w := vg.Points(30)
+	for i, bars := range []struct {
+		name   string
+		values plotter.Values
+	}{{"full replay", replay}, {"from snapshots", fromSnap}} {
+		b, err := plotter.NewBarChart(bars.values, w)
+		if err != nil {
+			return err
+		}
+		b.Color = plotutil.Color(i)
+		b.Offset = w * vg.Length(2*i-1) / 2
+		p.Add(b)
+		p.Legend.Add(bars.name, b)
+	}
+	p.NominalX(names...)
+	p.Legend.Top = true
 	return p.Save(6*vg.Inch, 4*vg.Inch, path)
 }
