@@ -42,6 +42,13 @@ type StreamOptions struct {
 	// every partition has been read up to the end offsets captured at start
 	// (at once for Live and for an empty topic).
 	CaughtUp func()
+	// From, for Replay and ReplayThenFollow, starts the partitions it
+	// names at the offset given instead of their first record: a
+	// projection resuming from its own checkpoint or from a snapshot. An
+	// offset below the partition's first offset or beyond its end is an
+	// error (records would be missed, or the offset is of another
+	// history).
+	From map[int32]int64
 }
 
 // Stream reads p's records in the given mode and calls fn with each batch,
@@ -60,6 +67,12 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 	ranges := make([]Range, len(ps))
 	behind := make(map[int32]int64) // partitions not yet at their start-time end
 	for i, part := range ps {
+		if from, ok := opts.From[part.ID]; ok && mode != Live {
+			if from < part.Low || from > part.High {
+				return fmt.Errorf("provider: stream: partition %d: start offset %d is outside [%d, %d]", part.ID, from, part.Low, part.High)
+			}
+			part.Low = from
+		}
 		switch mode {
 		case Replay:
 			ranges[i] = Range{Partition: part.ID, Start: part.Low, End: part.High}

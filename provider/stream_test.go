@@ -73,3 +73,36 @@ func TestStreamModes(t *testing.T) {
 		})
 	}
 }
+
+func TestStreamFrom(t *testing.T) {
+	p, err := memory.New(2)
+	require.NoError(t, err)
+	defer p.Close()
+	recs := make([]event.Record, 6)
+	for i := range recs {
+		recs[i] = event.Record{Key: fmt.Appendf(nil, "k-%d", i), Value: []byte("v")}
+	}
+	pa := provider.PartitionAppender(p)
+	_, err = pa.AppendPartition(t.Context(), 0, recs)
+	require.NoError(t, err)
+	_, err = pa.AppendPartition(t.Context(), 1, recs[:2])
+	require.NoError(t, err)
+
+	var got []provider.Position
+	caughtUp := false
+	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{
+		From:     map[int32]int64{0: 4},
+		CaughtUp: func() { caughtUp = true },
+	}, func(b provider.Batch) error {
+		for _, r := range b.Records {
+			got = append(got, provider.Position{Partition: r.Partition, Offset: r.Offset})
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.True(t, caughtUp)
+	assert.ElementsMatch(t, []provider.Position{{Partition: 0, Offset: 4}, {Partition: 0, Offset: 5}, {Partition: 1, Offset: 0}, {Partition: 1, Offset: 1}}, got)
+
+	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{From: map[int32]int64{1: 3}}, func(provider.Batch) error { return nil })
+	require.ErrorContains(t, err, "partition 1: start offset 3 is outside [0, 2]")
+}

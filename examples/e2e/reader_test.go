@@ -199,3 +199,35 @@ func TestReaderConvergesToWriter(t *testing.T) {
 	})
 	assert.Equal(t, 0, r.terminate())
 }
+
+// A reader started after the writer snapshotted loads the writer's
+// snapshots and reads only the events after them, and still serves exactly
+// the writer's state; with READ_SNAPSHOTS=off it replays everything to the
+// same state.
+func TestReaderStartsFromWriterSnapshots(t *testing.T) {
+	tp := newTopic(t)
+	w := start(t, writerBin, append(tp.env, "WRITER_SNAPSHOT_INTERVAL=50ms")...)
+	w.waitReady()
+	c := &commands{t: t, w: w}
+	c.some(40, "before")
+	eventually(t, "the writer snapshots", func() (bool, string) {
+		n := w.countLogs(`"snapshot saved"`)
+		return n >= 6, fmt.Sprint(n, " snapshots")
+	})
+	assert.Equal(t, 0, w.terminate(), "SIGTERM snapshots what changed since")
+	w = start(t, writerBin, tp.env...) // no more snapshots for 10 min
+	w.waitReady()
+	c.w = w
+	c.some(10, "tail")
+
+	r := start(t, readerBin, append(tp.env, "LAG_INTERVAL=100ms")...)
+	converges(t, r, c.writerState())
+	seeded := r.logRecord("seeded from the writer's snapshots")
+	assert.EqualValues(t, 6, seeded["partitions"], "every partition from a snapshot")
+	assert.Positive(t, seeded["users"])
+	ready := r.logRecord("caught up: ready")
+	assert.Less(t, ready["events"], float64(40), "only the tail's events were read: %v", ready)
+
+	full := start(t, readerBin, append(tp.env, "LAG_INTERVAL=100ms", "READ_SNAPSHOTS=off")...)
+	converges(t, full, c.writerState())
+}

@@ -18,10 +18,16 @@
 //	GET /readyz                   → 200 once caught up with the end offsets seen at start, else 503; both report the lag
 //	GET /healthz
 //
+// In follow and replay modes the reader starts from the writer's snapshots
+// (the topic KAFKA_TOPIC-snapshots): it loads each partition's newest one
+// into the read model and reads only the events after it, so a restart is
+// bounded by the state, not the history. READ_SNAPSHOTS=off replays every
+// event instead.
+//
 // Configuration: the KAFKA_* variables of kafka.FromEnv, KAFKA_TOPIC
-// (default users), PORT, READ_MODE, LAG_INTERVAL (default 2s: how often the
-// lag is measured), LOG_FORMAT (text or json), LOG_LEVEL and
-// STARTUP_TIMEOUT (default 5s).
+// (default users), PORT, READ_MODE, READ_SNAPSHOTS (on or off), LAG_INTERVAL
+// (default 2s: how often the lag is measured), LOG_FORMAT (text or json),
+// LOG_LEVEL and STARTUP_TIMEOUT (default 5s).
 package main
 
 import (
@@ -51,6 +57,8 @@ type config struct {
 	mode           provider.StreamMode
 	lagInterval    time.Duration
 	startupTimeout time.Duration
+	// snapshots is READ_SNAPSHOTS: start from the writer's snapshots.
+	snapshots bool
 }
 
 func loadConfig() (config, error) {
@@ -68,6 +76,12 @@ func loadConfig() (config, error) {
 		errs = append(errs, fmt.Errorf("PORT %q: want a port number", port))
 	} else {
 		c.addr = ":" + strconv.FormatUint(n, 10)
+	}
+	switch v := serve.EnvOr("READ_SNAPSHOTS", "on"); v {
+	case "on", "off":
+		c.snapshots = v == "on"
+	default:
+		errs = append(errs, fmt.Errorf("READ_SNAPSHOTS %q: want on or off", v))
 	}
 	switch m := serve.EnvOr("READ_MODE", "follow"); m {
 	case "follow":
@@ -118,6 +132,19 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	rd, err := newReader(p, cfg.mode, start, log)
 	if err != nil {
 		return err
+	}
+	if cfg.snapshots && cfg.mode != provider.Live {
+		store, closeStore, err := openSnapshots(ctx, cfg, len(start))
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		if rd.from, err = rd.seedFromSnapshots(ctx, store, start); err != nil {
+			return fmt.Errorf("writer snapshots: %w", err)
+		}
+		for id, off := range rd.from {
+			rd.next[id] = off
+		}
 	}
 	httpServer := &http.Server{
 		Handler:           rd.routes(),
@@ -201,6 +228,10 @@ type reader struct {
 	handlers *event.Handlers
 	log      *slog.Logger
 
+	// from is where the stream starts in the partitions seeded from
+	// snapshots.
+	from map[int32]int64
+
 	mu sync.Mutex
 	// next is, per partition, the offset of the next record to apply: the
 	// Batch.Next of the last batch applied.
@@ -264,7 +295,7 @@ func (rd *reader) stream(ctx context.Context) error {
 		if rd.caughtUp.Load() && rd.mode != provider.Replay {
 			err = rd.resume(ctx)
 		} else {
-			err = provider.Stream(ctx, rd.p, rd.mode, provider.StreamOptions{CaughtUp: rd.markCaughtUp}, rd.apply)
+			err = provider.Stream(ctx, rd.p, rd.mode, provider.StreamOptions{CaughtUp: rd.markCaughtUp, From: rd.from}, rd.apply)
 		}
 		rd.following.Store(false)
 		switch {

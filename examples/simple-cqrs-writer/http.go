@@ -39,7 +39,7 @@ const (
 
 // server is the writer's HTTP API.
 type server struct {
-	users   *repository.Repository[User]
+	users   *repository.Repository[users.User]
 	log     *slog.Logger
 	metrics *metrics
 	// timeout bounds a command, append included. Commands are detached

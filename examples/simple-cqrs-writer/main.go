@@ -66,8 +66,9 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/examples/internal/serve"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/examples/internal/users"
 	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
 	"github.com/rehydrate/rehydrate/snapshot"
 )
@@ -174,7 +175,7 @@ func snapshotConfig() (*repository.Snapshots, error) {
 	default:
 		return nil, fmt.Errorf("WRITER_SNAPSHOTS %q: want on or off", v)
 	}
-	s := &repository.Snapshots{StateVersion: userStateVersion}
+	s := &repository.Snapshots{StateVersion: users.StateVersion}
 	if v := os.Getenv("WRITER_SNAPSHOT_EVENTS"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
@@ -411,7 +412,7 @@ func openSnapshots(ctx context.Context, events *kafka.Provider, cfg config, log 
 // Anything else is the broker's (unreachable, a
 // partition without a leader yet, …) and is retried with backoff, reported
 // by /readyz meanwhile.
-func restore(ctx context.Context, repo *repository.Repository[User], srv *server, log *slog.Logger) error {
+func restore(ctx context.Context, repo *repository.Repository[users.User], srv *server, log *slog.Logger) error {
 	backoff := 500 * time.Millisecond
 	for {
 		stats, err := repo.Restore(ctx)

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rehydrate/rehydrate/examples/internal/users"
 	"github.com/rehydrate/rehydrate/repository"
 )
 
@@ -22,7 +23,7 @@ type metrics struct {
 	forwards        *prometheus.CounterVec
 }
 
-func newMetrics(repo *repository.Repository[User]) *metrics {
+func newMetrics(repo *repository.Repository[users.User]) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/internal/users"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/repository"
 )
@@ -37,7 +38,7 @@ const (
 // WRITER_ADVERTISE address with its membership), so a plain load balancer in
 // front of N instances works.
 type router struct {
-	users  *repository.Repository[User]
+	users  *repository.Repository[users.User]
 	self   string // this instance's address
 	client *http.Client
 

@@ -9,31 +9,18 @@ import (
 	"github.com/rehydrate/rehydrate/repository"
 )
 
-// User is the aggregate: the write model the commands decide on.
-//
-// Snapshots store it with the registry's codec: bump userStateVersion when
-// its fields or the handlers below change, so that older snapshots are
-// ignored instead of restoring a state the new code would not have built.
-type User struct {
-	FirstName string
-	LastName  string
-}
-
-// userStateVersion is the version of User's state in snapshots.
-const userStateVersion = 1
-
 // newRepository wires the users aggregate to the event log: one handler per
 // event type, UserDeleted deleting.
 // With group set, the repository shares the topic with the group's other
 // instances.
-func newRepository(p provider.Provider, log *slog.Logger, group *repository.Group, progress func(repository.Progress), extra ...repository.Option) (*repository.Repository[User], error) {
+func newRepository(p provider.Provider, log *slog.Logger, group *repository.Group, progress func(repository.Progress), extra ...repository.Option) (*repository.Repository[users.User], error) {
 	reg, err := users.Registry()
 	if err != nil {
 		return nil, err
 	}
 	opts := []repository.Option{
-		repository.On(func(u *User, e users.Created) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
-		repository.On(func(u *User, e users.Modified) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
+		repository.On(func(u *users.User, e users.Created) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
+		repository.On(func(u *users.User, e users.Modified) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
 		repository.Deletes[users.Deleted](),
 		repository.WithAggregateType(users.AggregateType),
 		repository.WithLogger(log),
@@ -44,15 +31,15 @@ func newRepository(p provider.Provider, log *slog.Logger, group *repository.Grou
 	if group != nil {
 		opts = append(opts, repository.WithGroup(*group))
 	}
-	return repository.New[User](p, reg, append(opts, extra...)...)
+	return repository.New[users.User](p, reg, append(opts, extra...)...)
 }
 
 // The commands. Each decides from the current state which events happen;
 // the repository validates them (users.ValidateNames, through the payloads'
 // Validate methods), appends them and only then applies them.
 
-func createUser(first, last string) repository.Command[User] {
-	return func(User) ([]any, error) {
+func createUser(first, last string) repository.Command[users.User] {
+	return func(users.User) ([]any, error) {
 		return []any{users.Created{FirstName: users.Normalize(first), LastName: users.Normalize(last)}}, nil
 	}
 }
@@ -60,8 +47,8 @@ func createUser(first, last string) repository.Command[User] {
 // updateUser appends nothing when both names are already the ones asked
 // for: the command succeeds at the current version, and the log holds only
 // changes.
-func updateUser(first, last string) repository.Command[User] {
-	return func(u User) ([]any, error) {
+func updateUser(first, last string) repository.Command[users.User] {
+	return func(u users.User) ([]any, error) {
 		first, last := users.Normalize(first), users.Normalize(last)
 		if first == u.FirstName && last == u.LastName {
 			return nil, nil
@@ -70,6 +57,6 @@ func updateUser(first, last string) repository.Command[User] {
 	}
 }
 
-func deleteUser() repository.Command[User] {
-	return func(User) ([]any, error) { return []any{users.Deleted{}}, nil }
+func deleteUser() repository.Command[users.User] {
+	return func(users.User) ([]any, error) { return []any{users.Deleted{}}, nil }
 }

@@ -28,6 +28,19 @@ const AggregateType = "user"
 // MaxNameLength is the longest first or last name, in characters.
 const MaxNameLength = 100
 
+// User is the aggregate the writer keeps, and the state in its snapshots,
+// which the reader loads too. Snapshots store it with the registry's codec:
+// bump StateVersion when its fields or what the writer's handlers make of
+// the events change, so that older snapshots are ignored instead of
+// restoring a state the new code would not have built.
+type User struct {
+	FirstName string
+	LastName  string
+}
+
+// StateVersion is the version of User's state in snapshots.
+const StateVersion = 1
+
 // Created is the first event of a user.
 type Created struct {
 	FirstName string `json:"first_name"`
