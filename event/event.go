@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -252,11 +253,17 @@ func internContentType(b []byte) string {
 	return string(b)
 }
 
-// NewID returns a new event id: a version 7 UUID, time-ordered and random.
+// NewID returns a new event id: a version 7 UUID (RFC 9562), time-ordered
+// and random. Ids from one process are strictly increasing, also within a
+// millisecond: the 12 bits after the millisecond timestamp hold the time's
+// sub-millisecond part, raised by one past the last id's when the clock has
+// not moved on (RFC 9562, section 6.2, method 3), so id order is creation
+// order. The remaining 62 bits are random.
 func NewID() string {
 	var u [16]byte
-	binary.BigEndian.PutUint64(u[:8], uint64(time.Now().UnixMilli())<<16)
-	_, _ = rand.Read(u[6:]) // crypto/rand.Read never fails on supported platforms
+	t := nextV7Time()
+	binary.BigEndian.PutUint64(u[:8], t>>12<<16|t&0xfff) // 48 bits of ms, 4 of version, 12 of sequence
+	_, _ = rand.Read(u[8:])                              // crypto/rand.Read never fails on supported platforms
 	u[6] = u[6]&0x0f | 0x70
 	u[8] = u[8]&0x3f | 0x80
 	var s [36]byte
@@ -270,4 +277,25 @@ func NewID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], u[10:])
 	return string(s[:])
+}
+
+var (
+	v7Mu   sync.Mutex
+	v7Last uint64 // the last id's milliseconds << 12 | sequence
+)
+
+// nextV7Time returns the Unix time in milliseconds << 12, plus the
+// sub-millisecond part in 1/4096 ms, strictly greater than the last value
+// returned.
+func nextV7Time() uint64 {
+	now := time.Now().UnixNano()
+	ms := uint64(now / 1e6)
+	t := ms<<12 | uint64(now%1e6)*4096/1e6
+	v7Mu.Lock()
+	defer v7Mu.Unlock()
+	if t <= v7Last {
+		t = v7Last + 1
+	}
+	v7Last = t
+	return t
 }

@@ -2,6 +2,8 @@ package event_test
 
 import (
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,6 +228,23 @@ func TestNewIDIsAUniqueUUIDv7(t *testing.T) {
 		assert.False(t, seen[id])
 		seen[id] = true
 	}
+}
+
+// TestNewIDIsStrictlyIncreasing: id order is creation order, also for ids
+// made within one millisecond.
+func TestNewIDIsStrictlyIncreasing(t *testing.T) {
+	prev := event.NewID()
+	for i := range 100_000 {
+		id := event.NewID()
+		require.Greater(t, id, prev, "id %d", i)
+		require.Equal(t, byte('7'), id[14], "version nibble")
+		require.Contains(t, "89ab", string(id[19]), "variant")
+		prev = id
+	}
+	// The timestamp is the clock's, in milliseconds.
+	ms, err := strconv.ParseUint(strings.ReplaceAll(prev[:13], "-", ""), 16, 64)
+	require.NoError(t, err)
+	assert.InDelta(t, time.Now().UnixMilli(), int64(ms), 5000)
 }
 
 func TestControlRecordsAreNotEvents(t *testing.T) {
