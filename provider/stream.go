@@ -3,7 +3,10 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+
+	"github.com/rehydrate/rehydrate/event"
 )
 
 // StreamMode chooses where a Stream starts and whether it ends.
@@ -42,6 +45,11 @@ type StreamOptions struct {
 	// every partition has been read up to the end offsets captured at start
 	// (at once for Live and for an empty topic).
 	CaughtUp func()
+	// KeepControlRecords hands fn the library's control records too
+	// (event.IsControl: the fences the repository appends to settle an
+	// append of unknown outcome). By default they are dropped: they are no
+	// events, and event.ParseRecord refuses them.
+	KeepControlRecords bool
 	// From, for Replay and ReplayThenFollow, starts the partitions it
 	// names at the offset given instead of their first record: a
 	// projection resuming from its own checkpoint or from a snapshot. An
@@ -58,7 +66,8 @@ type StreamOptions struct {
 //
 // Projections use it: decode each record with event.ParseRecord and a
 // registry (or event.Handlers), apply it to the read model, and mark the
-// service ready in CaughtUp.
+// service ready in CaughtUp. A batch may be empty once control records are
+// dropped: its Next still moves the partition's position.
 func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions, fn func(Batch) error) error {
 	ps, err := p.Partitions(ctx)
 	if err != nil {
@@ -97,6 +106,9 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 		caughtUp()
 	}
 	err = p.Read(ctx, ranges, opts.BatchSize, func(b Batch) error {
+		if !opts.KeepControlRecords {
+			b.Records = withoutControl(b.Records)
+		}
 		if err := fn(b); err != nil {
 			return err
 		}
@@ -112,4 +124,22 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 		caughtUp()
 	}
 	return err
+}
+
+// withoutControl returns records without the control records, copying only
+// when there is one to drop.
+func withoutControl(records []event.Record) []event.Record {
+	for i := range records {
+		if !event.IsControl(records[i]) {
+			continue
+		}
+		out := slices.Clone(records[:i])
+		for _, r := range records[i+1:] {
+			if !event.IsControl(r) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	return records
 }

@@ -106,3 +106,38 @@ func TestStreamFrom(t *testing.T) {
 	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{From: map[int32]int64{1: 3}}, func(provider.Batch) error { return nil })
 	require.ErrorContains(t, err, "partition 1: start offset 3 is outside [0, 2]")
 }
+
+func TestStreamDropsControlRecords(t *testing.T) {
+	p, err := memory.New(1)
+	require.NoError(t, err)
+	defer p.Close()
+	e := event.Envelope{ID: event.NewID(), Type: "T", AggregateID: "a", Version: 1, ContentType: event.ContentTypeJSON, Payload: []byte(`{}`)}
+	_, err = p.Append(t.Context(), []event.Record{event.FenceRecord("a"), e.Record(), event.FenceRecord("a")})
+	require.NoError(t, err)
+	for _, keep := range []bool{false, true} {
+		var n, control int
+		var next int64
+		err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{KeepControlRecords: keep}, func(b provider.Batch) error {
+			for _, r := range b.Records {
+				n++
+				if event.IsControl(r) {
+					control++
+				} else {
+					_, err := event.ParseRecord(r)
+					require.NoError(t, err)
+				}
+			}
+			next = b.Next
+			return nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), next, "the position covers the dropped records")
+		if keep {
+			assert.Equal(t, 3, n)
+			assert.Equal(t, 2, control)
+		} else {
+			assert.Equal(t, 1, n)
+			assert.Zero(t, control)
+		}
+	}
+}
