@@ -34,6 +34,10 @@ type Result struct {
 	Version uint64
 	// Positions are where the events were appended, in order.
 	Positions []provider.Position
+	// Events are the events appended, in order, as a restore reads them:
+	// Partition and Offset set, Payload encoded (Registry.Decode gives the
+	// value). Empty when the command returned no events.
+	Events []event.Envelope
 }
 
 // Repository keeps aggregates of type A in memory, restored from a provider
@@ -460,7 +464,7 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	if len(payloads) == 0 {
 		return Result{Version: e.version}, nil
 	}
-	records, types, decoded, err := r.encode(id, e.version, payloads, es.metadata)
+	records, envs, decoded, err := r.encode(id, e.version, payloads, es.metadata)
 	if err != nil {
 		return Result{}, err
 	}
@@ -475,7 +479,8 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 		return Result{}, fmt.Errorf("repository: %s: append %d events at version %d: %w", id, len(records), e.version+1, err)
 	}
 	for i, payload := range decoded {
-		r.apply(e, types[i], payload)
+		r.apply(e, envs[i].Type, payload)
+		envs[i].Partition, envs[i].Offset = pos[i].Partition, pos[i].Offset
 	}
 	e.version += uint64(len(records))
 	e.written = true
@@ -487,7 +492,7 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 			break
 		}
 	}
-	return Result{Version: e.version, Positions: pos}, nil
+	return Result{Version: e.version, Positions: pos, Events: envs}, nil
 }
 
 // encode validates and encodes payloads as the events after version, and
@@ -502,9 +507,9 @@ func (r *Repository[A]) append(ctx context.Context, records []event.Record) ([]p
 	return r.p.Append(ctx, records)
 }
 
-func (r *Repository[A]) encode(id string, version uint64, payloads []any, metadata map[string]string) (records []event.Record, types []string, decoded []any, err error) {
+func (r *Repository[A]) encode(id string, version uint64, payloads []any, metadata map[string]string) (records []event.Record, envs []event.Envelope, decoded []any, err error) {
 	records = make([]event.Record, len(payloads))
-	types = make([]string, len(payloads))
+	envs = make([]event.Envelope, len(payloads))
 	decoded = make([]any, len(payloads))
 	for i, payload := range payloads {
 		env, err := r.reg.NewEnvelope(id, version+uint64(i)+1, payload)
@@ -523,7 +528,7 @@ func (r *Repository[A]) encode(id string, version uint64, payloads []any, metada
 			return nil, nil, nil, fmt.Errorf("repository: %s: %s does not survive its codec: %w", id, env.Type, err)
 		}
 		records[i] = env.Record()
-		types[i] = env.Type
+		envs[i] = env
 	}
-	return records, types, decoded, nil
+	return records, envs, decoded, nil
 }

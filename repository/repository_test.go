@@ -57,6 +57,17 @@ func TestCommandsAndTheirErrors(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(3), res.Version)
 	require.Len(t, res.Positions, 2)
+	require.Len(t, res.Events, 2, "the result carries the appended events")
+	for i, env := range res.Events {
+		assert.Equal(t, "a", env.AggregateID)
+		assert.Equal(t, uint64(2+i), env.Version)
+		assert.Equal(t, "Deposited", env.Type)
+		assert.Equal(t, "c1", env.Metadata["correlation-id"])
+		assert.Equal(t, res.Positions[i], provider.Position{Partition: env.Partition, Offset: env.Offset})
+		payload, err := rt.Registry(t).Decode(&env)
+		require.NoError(t, err)
+		assert.Equal(t, rt.Deposited{Amount: []int64{10, 5}[i]}, *payload.(*rt.Deposited))
+	}
 
 	acct, v, err := r.Get("a")
 	require.NoError(t, err)
