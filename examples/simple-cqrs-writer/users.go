@@ -18,13 +18,10 @@ func newRepository(p provider.Provider, log *slog.Logger, group *repository.Grou
 	if err != nil {
 		return nil, err
 	}
-	opts := []repository.Option{
-		repository.On(func(u *users.User, e users.Created) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
-		repository.On(func(u *users.User, e users.Modified) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
-		repository.Deletes[users.Deleted](),
+	opts := append(userHandlers(),
 		repository.WithAggregateType(users.AggregateType),
 		repository.WithLogger(log),
-	}
+	)
 	if progress != nil {
 		opts = append(opts, repository.WithProgress(time.Second, progress))
 	}
@@ -32,6 +29,15 @@ func newRepository(p provider.Provider, log *slog.Logger, group *repository.Grou
 		opts = append(opts, repository.WithGroup(*group))
 	}
 	return repository.New[users.User](p, reg, append(opts, extra...)...)
+}
+
+// userHandlers is what each event does to a user.
+func userHandlers() []repository.Option {
+	return []repository.Option{
+		repository.On(func(u *users.User, e users.Created) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
+		repository.On(func(u *users.User, e users.Modified) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
+		repository.Deletes[users.Deleted](),
+	}
 }
 
 // The commands. Each decides from the current state which events happen;
