@@ -125,6 +125,10 @@ type entry[A any] struct {
 	deleted bool
 	written bool // this instance appended events of the aggregate
 	removed bool // dropped from its partition's map: look it up again
+	// otherType is set for an id the topic holds an aggregate of another
+	// type under (WithAggregateType): no state, and the id cannot be
+	// created here.
+	otherType string
 	// unresolved is set while an append's outcome is unknown: its records,
 	// if written, are after this offset.
 	unresolved *int64
@@ -291,7 +295,7 @@ func (pt *partition[A]) replace(aggs map[string]*entry[A]) error {
 // removeIfUnborn drops a locked entry that a failed Create left behind, so
 // that refused requests do not grow memory. Lock order: entry, then partition.
 func (pt *partition[A]) removeIfUnborn(id string, e *entry[A]) {
-	if e.version != 0 || e.unresolved != nil {
+	if e.version != 0 || e.unresolved != nil || e.otherType != "" {
 		return
 	}
 	e.removed = true
@@ -450,6 +454,9 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	if create {
 		if e.version > 0 {
 			return Result{}, fmt.Errorf("%w: %s (version %d, deleted %t)", ErrExists, id, e.version, e.deleted)
+		}
+		if e.otherType != "" {
+			return Result{}, fmt.Errorf("%w: %s is an aggregate of type %s on this topic", ErrExists, id, e.otherType)
 		}
 	} else if err := e.mustExist(id); err != nil {
 		return Result{}, err

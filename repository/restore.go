@@ -21,7 +21,8 @@ type Stats struct {
 	// than their aggregate's.
 	Duplicates int64
 	// Skipped counts events of unregistered types skipped under
-	// WithSkipUnknownTypes.
+	// WithSkipUnknownTypes, and events of other aggregate types
+	// (WithAggregateType).
 	Skipped int64
 	// Aggregates is the number of aggregates in memory, deleted included.
 	Aggregates int
@@ -421,6 +422,9 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *read
 	if err != nil || skip {
 		if skip {
 			c.skipped++
+			if r.otherType(&env) {
+				return r.noteOtherType(pt, &env)
+			}
 		}
 		return err
 	}
@@ -446,12 +450,52 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *read
 	return nil
 }
 
-// decode parses a record and decodes its payload. skip reports an
-// unregistered type skipped under WithSkipUnknownTypes.
+// otherType reports an event of another aggregate type (WithAggregateType):
+// its aggregate-type header names another type, or it has none (written
+// before types) and its event type has no handler here, though registered.
+func (r *Repository[A]) otherType(env *event.Envelope) bool {
+	t := r.settings.aggregateType
+	if t == "" {
+		return false
+	}
+	if env.AggregateType != "" {
+		return env.AggregateType != t
+	}
+	_, handled := r.handlers[env.Type]
+	return !handled && !r.deletes[env.Type] && r.reg.Known(env.Type)
+}
+
+// noteOtherType remembers that the topic holds an aggregate of another type
+// under env's id, so that this repository does not create one.
+func (r *Repository[A]) noteOtherType(pt *partition[A], env *event.Envelope) error {
+	e, err := pt.lock(env.AggregateID, true)
+	if err != nil {
+		return &event.RecordError{Partition: env.Partition, Offset: env.Offset, Err: err}
+	}
+	defer e.mu.Unlock()
+	if e.version > 0 {
+		// The log already has both: restore what is ours, and say so.
+		r.log.Warn("an id with events of two aggregate types", "aggregate", env.AggregateID,
+			"types", []string{r.settings.aggregateType, env.AggregateType}, "partition", env.Partition, "offset", env.Offset)
+		return nil
+	}
+	e.otherType = env.AggregateType
+	if e.otherType == "" {
+		e.otherType = "unnamed (its events are " + env.Type + ")"
+	}
+	return nil
+}
+
+// decode parses a record and decodes its payload. skip reports an event
+// of another aggregate type (WithAggregateType), or of an unregistered type
+// skipped under WithSkipUnknownTypes.
 func (r *Repository[A]) decode(rec *event.Record) (env event.Envelope, payload any, skip bool, err error) {
 	env, err = event.ParseRecord(*rec)
 	if err != nil {
 		return env, nil, false, err
+	}
+	if r.otherType(&env) {
+		return env, nil, true, nil
 	}
 	if !r.reg.Known(env.Type) {
 		if r.settings.skipUnknown {

@@ -269,8 +269,8 @@ func (r *Repository[A]) decodeSnapshot(sn *snapshot.Snapshot) (map[string]*entry
 		if provider.PartitionFor([]byte(e.ID), len(r.parts)) != sn.Partition {
 			return nil, fmt.Errorf("aggregate %s belongs in partition %d", e.ID, provider.PartitionFor([]byte(e.ID), len(r.parts)))
 		}
-		ent := &entry[A]{version: e.Version, offset: e.Offset, deleted: e.Deleted}
-		if !e.Deleted {
+		ent := &entry[A]{version: e.Version, offset: e.Offset, deleted: e.Deleted, otherType: e.OtherType}
+		if !e.Deleted && e.OtherType == "" {
 			if err := r.snaps.codec.Unmarshal(e.State, &ent.state); err != nil {
 				return nil, fmt.Errorf("aggregate %s: state: %w", e.ID, err)
 			}
@@ -340,19 +340,20 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 		if e.unresolved != nil {
 			offset = min(offset, *e.unresolved+1)
 		}
-		if e.removed || e.version == 0 {
+		if e.removed || e.version == 0 && e.otherType == "" {
 			e.mu.Unlock()
 			continue
 		}
 		var state []byte
-		if !e.deleted {
+		if !e.deleted && e.otherType == "" {
 			var err error
 			if state, err = codec.Marshal(&e.state); err != nil {
 				e.mu.Unlock()
 				return fmt.Errorf("repository: snapshot of partition %d: aggregate %s: %w", pt.id, id, err)
 			}
 		}
-		data = snapshot.AppendEntry(data, snapshot.Entry{ID: id, Version: e.version, Offset: e.offset, Deleted: e.deleted, State: state})
+		data = snapshot.AppendEntry(data, snapshot.Entry{ID: id, Version: e.version, Offset: e.offset, Deleted: e.deleted,
+			OtherType: e.otherType, State: state})
 		e.mu.Unlock()
 		longest = max(longest, time.Since(locked))
 		n++

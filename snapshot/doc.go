@@ -29,8 +29,9 @@
 // snapshot, and ordered chunks left without a manifest still tell their
 // offset. The data is a sequence of entries, one per aggregate, each encoded
 // by [AppendEntry]: uvarint length and bytes of the aggregate id, uvarint
-// version, varint offset of its last event, a flags byte (1: deleted),
-// uvarint length and bytes of the state encoded with the codec.
+// version, varint offset of its last event, a flags byte (1: deleted, 2: the
+// id of another aggregate type on the topic), uvarint length and bytes of
+// the state encoded with the codec (for flag 2: the other type's name).
 //
 // # What makes a snapshot unusable
 //

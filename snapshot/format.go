@@ -28,16 +28,23 @@ type Entry struct {
 	// Offset is that of the aggregate's last event in the event partition.
 	Offset  int64
 	Deleted bool
+	// OtherType, when set, says the id belongs to an aggregate of that
+	// other type on the topic: the entry holds no state, it only keeps the
+	// id from being created again by this type.
+	OtherType string
 	// State is the aggregate's state encoded with the snapshot's codec;
-	// empty for a deleted aggregate.
+	// empty for a deleted aggregate or another type's id.
 	State []byte
 }
 
-const flagDeleted = 1
+const (
+	flagDeleted   = 1
+	flagOtherType = 2 // the state bytes are the other type's name
+)
 
 // AppendEntry appends e's encoding to buf: uvarint len(ID), ID, uvarint
-// Version, varint Offset, one flags byte (1: deleted), uvarint len(State),
-// State.
+// Version, varint Offset, one flags byte (1: deleted, 2: another type's
+// id), uvarint len(State), State (for another type's id: its type name).
 func AppendEntry(buf []byte, e Entry) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(e.ID)))
 	buf = append(buf, e.ID...)
@@ -47,9 +54,14 @@ func AppendEntry(buf []byte, e Entry) []byte {
 	if e.Deleted {
 		flags |= flagDeleted
 	}
+	state := e.State
+	if e.OtherType != "" {
+		flags |= flagOtherType
+		state = []byte(e.OtherType)
+	}
 	buf = append(buf, flags)
-	buf = binary.AppendUvarint(buf, uint64(len(e.State)))
-	return append(buf, e.State...)
+	buf = binary.AppendUvarint(buf, uint64(len(state)))
+	return append(buf, state...)
 }
 
 // Entries decodes the entries of data, a snapshot's Data, in order. An
@@ -93,7 +105,7 @@ func decodeEntry(data []byte) (Entry, []byte, error) {
 		return e, nil, errors.New("no flags")
 	}
 	flags := data[0]
-	if flags&^flagDeleted != 0 {
+	if flags&^(flagDeleted|flagOtherType) != 0 {
 		return e, nil, fmt.Errorf("unknown flags %#x", flags)
 	}
 	e.Deleted, data = flags&flagDeleted != 0, data[1:]
@@ -105,6 +117,12 @@ func decodeEntry(data []byte) (Entry, []byte, error) {
 		return e, nil, fmt.Errorf("state of %d bytes, %d left", stateLen, len(data))
 	}
 	e.State, data = data[:stateLen:stateLen], data[stateLen:]
+	if flags&flagOtherType != 0 {
+		if len(e.State) == 0 {
+			return e, nil, errors.New("another type's id without the type")
+		}
+		e.OtherType, e.State = string(e.State), nil
+	}
 	return e, data, nil
 }
 

@@ -258,6 +258,7 @@ func TestEntriesRoundTrip(t *testing.T) {
 	want := []snapshot.Entry{
 		{ID: "a", Version: 3, Offset: 10, State: []byte("s1")},
 		{ID: "deleted", Version: 9, Offset: 1 << 40, Deleted: true},
+		{ID: "an-account", Offset: 3, OtherType: "account"},
 		{ID: strings.Repeat("x", 300), Version: 1, Offset: 0, State: bytes.Repeat([]byte{0}, 1000)},
 	}
 	var buf []byte

@@ -113,6 +113,7 @@ func Run(t *testing.T, newProvider NewProvider) {
 	t.Run("RestoredEqualsLive", func(t *testing.T) { testRestoredEqualsLive(t, newProvider) })
 	t.Run("OneOfRacingExpectedVersionsWins", func(t *testing.T) { testRacingExpectedVersions(t, newProvider) })
 	t.Run("FollowerConverges", func(t *testing.T) { testFollowerConverges(t, newProvider) })
+	t.Run("SeveralAggregateTypesShareATopic", func(t *testing.T) { testSeveralTypes(t, newProvider) })
 }
 
 const pollEvery = 20 * time.Millisecond
