@@ -275,9 +275,11 @@ func (r *Repository[A]) Owned() []int32 {
 	return ids
 }
 
-// Close leaves the group: every partition is given up (commands in flight
-// end first) so that the other instances take them over at once. Without
-// WithGroup it does nothing. The repository serves nothing afterwards.
+// Close stops the background snapshots (WithSnapshots: call Snapshot first
+// for a last one) and leaves the group: every partition is given up
+// (commands in flight end first) so that the other instances take them over
+// at once; the repository then serves nothing. Without WithGroup the
+// repository keeps serving.
 func (r *Repository[A]) Close() error {
 	r.snaps.close()
 	if r.group == nil {

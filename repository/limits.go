@@ -31,13 +31,22 @@ type heldCount struct {
 	max int64
 }
 
-// add adds d (negative to remove) unless that would pass the maximum.
+// add adds d (negative to remove) unless that would pass the maximum; a
+// refused add changes nothing.
 func (h *heldCount) add(d int64) error {
-	if n := h.n.Add(d); d > 0 && h.max > 0 && n > h.max {
-		h.n.Add(-d)
-		return ErrLimit
+	if d <= 0 || h.max == 0 {
+		h.n.Add(d)
+		return nil
 	}
-	return nil
+	for {
+		n := h.n.Load()
+		if n+d > h.max {
+			return ErrLimit
+		}
+		if h.n.CompareAndSwap(n, n+d) {
+			return nil
+		}
+	}
 }
 
 // sampledBytes estimates the memory a partition's aggregates take: the

@@ -48,6 +48,8 @@ func TestLimitFailsARestoreThatWouldExceedIt(t *testing.T) {
 	assert.Contains(t, err.Error(), "partition")
 	assert.Equal(t, 0, r.Len())
 	assert.Zero(t, r.Stats().Aggregates, "a failed restore holds nothing")
+	_, err = r.Restore(t.Context())
+	require.ErrorIs(t, err, repository.ErrLimit, "a refused restore leaves the count right: refused again")
 
 	// From snapshots too.
 	store := newMemory(t, 3)

@@ -285,7 +285,6 @@ func (pt *partition[A]) replace(aggs map[string]*entry[A]) error {
 	pt.held.add(-int64(len(pt.aggs)))
 	pt.aggs = make(map[string]*entry[A])
 	if err := pt.held.add(int64(len(aggs))); err != nil {
-		pt.held.add(-int64(len(aggs)))
 		return &LimitError{Partition: pt.id, Limit: pt.held.max}
 	}
 	pt.aggs = aggs

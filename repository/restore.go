@@ -473,6 +473,9 @@ func (r *Repository[A]) noteOtherType(pt *partition[A], env *event.Envelope) err
 		return &event.RecordError{Partition: env.Partition, Offset: env.Offset, Err: err}
 	}
 	defer e.mu.Unlock()
+	if e.version == 0 && e.offset < env.Offset {
+		e.offset = env.Offset // a snapshot may anchor to it
+	}
 	if e.version > 0 {
 		// The log already has both: restore what is ours, and say so.
 		r.log.Warn("an id with events of two aggregate types", "aggregate", env.AggregateID,

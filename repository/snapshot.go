@@ -38,7 +38,10 @@ type Snapshots struct {
 // every takeover load a partition's newest usable snapshot and read only the
 // events after it, and the repository writes new snapshots in the
 // background (see Snapshots for the triggers, Snapshot to force one). New
-// refuses an aggregate type the registry's codec cannot carry whole.
+// refuses an aggregate type the registry's codec cannot carry whole; a
+// time.Time in the state comes back as the codec restores it (without its
+// monotonic clock reading, its location maybe another), so compare times
+// with Equal. Close stops the background snapshots.
 //
 // See the package documentation, "Snapshots", for why a snapshot is
 // consistent and what makes one unusable.
@@ -118,11 +121,13 @@ func checkSnapshottable(t reflect.Type, codec event.Codec) error {
 			for i := range t.NumField() {
 				f := t.Field(i)
 				name := path + "." + f.Name
-				if !f.IsExported() && !f.Anonymous {
+				// An embedded struct's exported fields are promoted, and
+				// encoded; any other unexported field is dropped.
+				if !f.IsExported() && !(f.Anonymous && f.Type.Kind() == reflect.Struct) {
 					return fmt.Errorf("%s is unexported: the codec would drop it (export it)", name)
 				}
 				for _, tag := range []string{"json", "msgpack"} {
-					if v, _, _ := strings.Cut(f.Tag.Get(tag), ","); v == "-" {
+					if f.Tag.Get(tag) == "-" { // "-," names a field "-"
 						return fmt.Errorf("%s is tagged %s:\"-\": a snapshot would drop it", name, tag)
 					}
 				}
@@ -212,6 +217,9 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 		ids[i], bounds[p.ID] = p.ID, p
 	}
 	s := r.snaps
+	decoded := make(map[int32]map[string]*entry[A], len(ps))
+	// Load calls accept newest first: a snapshot refused here, one that
+	// does not decode included, leaves the next older one to try.
 	loaded, err := s.store.Load(ctx, ids, func(sn *snapshot.Snapshot) error {
 		p := bounds[sn.Partition]
 		switch {
@@ -223,7 +231,14 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 			return fmt.Errorf("offset %d is below the partition's first offset %d: the events between are gone", sn.Offset, p.Low)
 		case sn.Offset > p.High:
 			return fmt.Errorf("offset %d is beyond the partition's end %d: a snapshot of another history (was the topic recreated?)", sn.Offset, p.High)
+		case sn.Anchor == (snapshot.Anchor{}) && sn.Offset > p.Low:
+			return fmt.Errorf("holds no event to check it against the partition's history")
 		}
+		aggs, err := r.decodeSnapshot(sn)
+		if err != nil {
+			return err
+		}
+		decoded[sn.Partition] = aggs
 		return nil
 	})
 	if err != nil {
@@ -233,23 +248,31 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 		}
 		return
 	}
+	foreign, err := r.checkAnchors(ctx, loaded)
+	if err != nil {
+		r.log.Error("snapshots not checked against the log: replaying every partition", "err", err)
+		for _, st := range out {
+			st.stats.Fallback = "snapshots not checked against the log: " + err.Error()
+		}
+		return
+	}
 	for _, id := range ids {
 		st, l := out[id], loaded[id]
 		var reasons []string
 		for _, rej := range l.Rejected {
 			reasons = append(reasons, rej.String())
 		}
-		if l.Snapshot != nil {
-			aggs, err := r.decodeSnapshot(l.Snapshot)
-			if err == nil {
-				st.aggs = aggs
-				st.stats.Snapshot, st.stats.Start = l.Snapshot.Offset, l.Snapshot.Offset
+		if sn := l.Snapshot; sn != nil {
+			if why, bad := foreign[id]; !bad {
+				st.aggs = decoded[id]
+				st.stats.Snapshot, st.stats.Start = sn.Offset, sn.Offset
 				if len(reasons) > 0 {
-					r.log.Warn("newer snapshots unusable", "partition", id, "used", l.Snapshot.Offset, "reasons", reasons)
+					r.log.Warn("newer snapshots unusable", "partition", id, "used", sn.Offset, "reasons", reasons)
 				}
 				continue
+			} else {
+				reasons = append(reasons, fmt.Sprintf("snapshot %s at offset %d: %s", sn.ID, sn.Offset, why))
 			}
-			reasons = append(reasons, fmt.Sprintf("snapshot %s at offset %d: %v", l.Snapshot.ID, l.Snapshot.Offset, err))
 		}
 		if len(reasons) == 0 {
 			reasons = append(reasons, "no snapshot stored")
@@ -257,6 +280,48 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 		st.stats.Fallback = strings.Join(reasons, "; ")
 		r.log.Warn("no usable snapshot: replaying the partition", "partition", id, "reasons", reasons)
 	}
+}
+
+// checkAnchors reads, in one read, the event each loaded snapshot is
+// anchored to, and returns the partitions whose snapshot is of another
+// history, with why: its anchor event is not in the partition at its
+// offset (the topic was deleted and created again, say).
+func (r *Repository[A]) checkAnchors(ctx context.Context, loaded map[int32]snapshot.Loaded) (map[int32]string, error) {
+	anchors := make(map[int32]snapshot.Anchor)
+	var ranges []provider.Range
+	for id, l := range loaded {
+		if l.Snapshot != nil && l.Snapshot.Anchor != (snapshot.Anchor{}) {
+			a := l.Snapshot.Anchor
+			anchors[id] = a
+			ranges = append(ranges, provider.Range{Partition: id, Start: a.Offset, End: a.Offset + 1})
+		}
+	}
+	found := make(map[int32]bool)
+	foreign := make(map[int32]string)
+	err := r.p.Read(ctx, ranges, 0, func(b provider.Batch) error {
+		a := anchors[b.Partition]
+		for _, rec := range b.Records {
+			if rec.Offset != a.Offset {
+				continue
+			}
+			found[b.Partition] = true
+			env, err := event.ParseRecord(rec)
+			if err != nil || env.AggregateID != a.AggregateID || a.Version != 0 && env.Version != a.Version {
+				foreign[b.Partition] = fmt.Sprintf("taken of another history: offset %d holds %s version %d, not %s version %d (was the topic recreated?)",
+					a.Offset, env.AggregateID, env.Version, a.AggregateID, a.Version)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for id, a := range anchors {
+		if !found[id] {
+			foreign[id] = fmt.Sprintf("taken of another history: no event at offset %d, where %s version %d was", a.Offset, a.AggregateID, a.Version)
+		}
+	}
+	return foreign, nil
 }
 
 // decodeSnapshot decodes a snapshot's entries into a partition's map.
@@ -285,8 +350,10 @@ func (r *Repository[A]) decodeSnapshot(sn *snapshot.Snapshot) (map[string]*entry
 
 // Snapshot writes now a snapshot of every partition this instance serves
 // that changed since its last one, and returns once they are stored (or
-// why not). Call it before a clean shutdown, so that the next start reads
-// almost nothing but snapshots. Without WithSnapshots it returns an error.
+// why not); a partition revoked or restored again while it is copied is
+// left out, not an error. Call it before a clean shutdown, so that the next
+// start reads almost nothing but snapshots. Without WithSnapshots it
+// returns an error.
 func (r *Repository[A]) Snapshot(ctx context.Context) error {
 	if r.snaps == nil {
 		return errors.New("repository: Snapshot: no snapshot store (WithSnapshots)")
@@ -334,6 +401,7 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 	// longest is the longest an aggregate's lock was held for the copy: the
 	// longest a command can have waited for the snapshot (reported).
 	var longest time.Duration
+	var anchor snapshot.Anchor // the entry of highest offset
 	for id, e := range pt.entries() {
 		e.mu.Lock()
 		locked := time.Now()
@@ -354,6 +422,9 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 		}
 		data = snapshot.AppendEntry(data, snapshot.Entry{ID: id, Version: e.version, Offset: e.offset, Deleted: e.deleted,
 			OtherType: e.otherType, State: state})
+		if e.offset >= 0 && e.offset > anchor.Offset || anchor.AggregateID == "" {
+			anchor = snapshot.Anchor{Offset: e.offset, AggregateID: id, Version: e.version}
+		}
 		e.mu.Unlock()
 		longest = max(longest, time.Since(locked))
 		n++
@@ -364,11 +435,17 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 	}
 	sn := &snapshot.Snapshot{Partition: pt.id, Offset: offset, StateVersion: r.snaps.cfg.StateVersion,
 		Codec: codec.ContentType(), Aggregates: n, Data: data}
+	if anchor.Offset >= 0 && anchor.AggregateID != "" {
+		sn.Anchor = anchor
+	}
 	if err := r.snaps.store.Save(ctx, sn); err != nil {
 		return fmt.Errorf("repository: snapshot of partition %d: %w", pt.id, err)
 	}
-	pt.changes.Add(-changes)
-	pt.lastSnapshot.Store(time.Now().UnixNano())
+	if pt.epoch.Load() == epoch {
+		// A restore meanwhile started the count again: leave it.
+		pt.changes.Add(-changes)
+		pt.lastSnapshot.Store(time.Now().UnixNano())
+	}
 	r.log.Info("snapshot saved", "partition", pt.id, "offset", offset, "aggregates", n, "bytes", len(data),
 		"copy", copied, "longest_lock", longest, "took", time.Since(began))
 	return nil
@@ -379,7 +456,7 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 func (r *Repository[A]) snapshotLoop() {
 	s := r.snaps
 	defer close(s.stopped)
-	tick := min(time.Second, s.cfg.Interval/4)
+	tick := max(time.Millisecond, min(time.Second, s.cfg.Interval/4))
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	retryAt := make(map[int32]time.Time)

@@ -82,6 +82,15 @@ func TestSnapshotFallbacks(t *testing.T) {
 		{"beyond the end of a recreated topic", func(t *testing.T, _, store provider.Provider) (provider.Provider, repository.Option) {
 			return newMemory(t, 3), withSnapshots(t, store, manual)
 		}, "beyond the partition's end"},
+		{"a recreated topic grown past the snapshot", func(t *testing.T, _, store provider.Provider) (provider.Provider, repository.Option) {
+			recreated := newMemory(t, 3)
+			r := rt.Restored(t, recreated)
+			for i := range 40 {
+				_, err := r.Create(t.Context(), fmt.Sprintf("new-%d", i), rt.Open("other"))
+				require.NoError(t, err)
+			}
+			return recreated, withSnapshots(t, store, manual)
+		}, "taken of another history"},
 		{"no snapshot", func(t *testing.T, events, _ provider.Provider) (provider.Provider, repository.Option) {
 			return events, withSnapshots(t, newMemory(t, 3), manual)
 		}, "no snapshot stored"},
@@ -256,6 +265,14 @@ func TestSnapshotsRefuseStatesTheCodecCannotCarry(t *testing.T) {
 	check(err, "")
 	_, err = repository.New[withUnexported](newMemory(t, 1), reg)
 	check(err, "") // without snapshots, any state goes
+}
+
+func TestSnapshotTinyIntervalDoesNotPanic(t *testing.T) {
+	r := rt.Restored(t, newMemory(t, 1), withSnapshots(t, newMemory(t, 1), repository.Snapshots{StateVersion: 1, Interval: 1}))
+	_, err := r.Create(t.Context(), "a", rt.Open("ada"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return r.Stats().Partitions[0].Aggregates == 1 }, time.Second, time.Millisecond)
+	require.NoError(t, r.Close())
 }
 
 func TestSnapshotWithoutStore(t *testing.T) {

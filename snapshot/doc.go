@@ -23,7 +23,9 @@
 //   - then one manifest, key "manifest/<id>", a JSON object: format,
 //     id, partition, offset, state_version, codec (the content type of the
 //     states), aggregates, chunks, size (bytes of data) and crc32c
-//     (Castagnoli, of the data), created (RFC 3339).
+//     (Castagnoli, of the data), created (RFC 3339), and anchor (offset,
+//     aggregate_id, version: the snapshot's latest event, which a restore
+//     checks is in the event partition; absent for an empty snapshot).
 //
 // The id is "<offset as 16 hex digits>-<8 random hex digits>": unique per
 // snapshot, and ordered chunks left without a manifest still tell their
@@ -60,7 +62,7 @@
 // offset lies below every event of the new owner (see the repository's
 // argument, "Snapshots"). It can only be older than the new owner's: Load
 // prefers the highest offset, whatever was written last, and Save deletes
-// only snapshots it has seen at lower offsets, so a stale writer neither
+// only snapshots it has seen at lower or equal offsets, so a stale writer neither
 // hides nor deletes a newer snapshot. Snapshots therefore need no fencing of
 // their own.
 package snapshot

@@ -149,6 +149,7 @@ type manifest struct {
 	Size         int       `json:"size"`
 	CRC32C       uint32    `json:"crc32c"`
 	Created      time.Time `json:"created"`
+	Anchor       *Anchor   `json:"anchor,omitempty"`
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

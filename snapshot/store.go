@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,10 +35,24 @@ type Snapshot struct {
 	Aggregates int
 	// Data is the entries, each encoded with AppendEntry.
 	Data []byte
+	// Anchor ties the snapshot to the history it was taken of; zero when
+	// the snapshot holds no entry.
+	Anchor Anchor
 
 	// ID and Created are set by Save, and by Load from the manifest.
 	ID      string
 	Created time.Time
+}
+
+// Anchor is the snapshot's entry of highest Offset: the event partition
+// holds, at Offset, an event of AggregateID (at Version, when it is not 0).
+// A restore reads that record and refuses a snapshot whose anchor is not
+// there: the snapshot is of another history (a topic deleted and created
+// again under the same name), whatever its offsets.
+type Anchor struct {
+	Offset      int64  `json:"offset"`
+	AggregateID string `json:"aggregate_id"`
+	Version     uint64 `json:"version,omitempty"`
 }
 
 // Loaded is what Load found for one partition.
@@ -103,6 +119,16 @@ type Store struct {
 type storedSnapshot struct {
 	offset int64
 	keys   []string
+	// kind is the state version and codec, "" for a snapshot without a
+	// readable manifest: Save deletes those of its own kind (and manifest-
+	// less leftovers) below it, and keeps the newest of every other kind,
+	// so that during a rolling upgrade of the state version the old and
+	// the new instances do not delete each other's newest snapshots.
+	kind string
+}
+
+func kindOf(stateVersion uint32, codec string) string {
+	return strconv.FormatUint(uint64(stateVersion), 10) + "/" + codec
 }
 
 // Option configures a Store.
@@ -176,13 +202,17 @@ func (s *Store) Save(ctx context.Context, snap *Snapshot) error {
 		StateVersion: snap.StateVersion, Codec: snap.Codec, Aggregates: snap.Aggregates,
 		Chunks: chunks, Size: len(snap.Data), CRC32C: checksum(snap.Data), Created: snap.Created,
 	}
+	if snap.Anchor != (Anchor{}) {
+		m.Anchor = &snap.Anchor
+	}
 	value, err := m.encode()
 	if err != nil {
 		return fail("manifest", err)
 	}
 	keys = append(keys, manifestKey(snap.ID))
 	// Remember the keys before writing: whatever lands is deleted later.
-	s.remember(snap.Partition, snap.ID, snap.Offset, keys)
+	kind := kindOf(snap.StateVersion, snap.Codec)
+	s.remember(snap.Partition, snap.ID, snap.Offset, keys, kind)
 	for len(recs) > 0 {
 		n := min(len(recs), chunksPerAppend)
 		if _, err := s.w.AppendPartition(ctx, snap.Partition, recs[:n]); err != nil {
@@ -193,11 +223,11 @@ func (s *Store) Save(ctx context.Context, snap *Snapshot) error {
 	if _, err := s.w.AppendPartition(ctx, snap.Partition, []event.Record{{Key: []byte(manifestKey(snap.ID)), Value: value}}); err != nil {
 		return fail("manifest", err)
 	}
-	s.deleteOlder(ctx, snap.Partition, snap.ID, snap.Offset)
+	s.deleteOlder(ctx, snap.Partition, snap.ID, snap.Offset, kind)
 	return nil
 }
 
-func (s *Store) remember(partition int32, id string, offset int64, keys []string) {
+func (s *Store) remember(partition int32, id string, offset int64, keys []string, kind string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.stored[partition]
@@ -210,24 +240,39 @@ func (s *Store) remember(partition int32, id string, offset int64, keys []string
 		slices.Sort(keys)
 		keys = slices.Compact(keys)
 	}
-	m[id] = &storedSnapshot{offset: offset, keys: keys}
+	m[id] = &storedSnapshot{offset: offset, keys: keys, kind: kind}
 }
 
 // deleteOlder writes tombstones for the snapshots of partition seen at or
-// below offset, other than keep.
-func (s *Store) deleteOlder(ctx context.Context, partition int32, keep string, offset int64) {
+// below offset, other than keep: those of keep's kind and the leftovers
+// without a manifest; of every other kind, all but the newest.
+func (s *Store) deleteOlder(ctx context.Context, partition int32, keep string, offset int64, kind string) {
 	s.mu.Lock()
-	var ids []string
-	var recs []event.Record
+	newest := make(map[string]string) // kind → id of its newest snapshot
 	for id, st := range s.stored[partition] {
-		if id == keep || st.offset > offset {
+		if n, ok := newest[st.kind]; !ok || st.offset > s.stored[partition][n].offset {
+			newest[st.kind] = id
+		}
+	}
+	var ids []string
+	var manifests, chunks []event.Record
+	for id, st := range s.stored[partition] {
+		if id == keep || st.offset > offset || st.kind != kind && st.kind != "" && newest[st.kind] == id {
 			continue
 		}
 		ids = append(ids, id)
 		for _, k := range st.keys {
-			recs = append(recs, event.Record{Key: []byte(k)})
+			if strings.HasPrefix(k, manifestPrefix) {
+				manifests = append(manifests, event.Record{Key: []byte(k)})
+			} else {
+				chunks = append(chunks, event.Record{Key: []byte(k)})
+			}
 		}
 	}
+	// Manifests first: a deletion cut short leaves chunks without a
+	// manifest, which Load ignores as such, rather than a manifest whose
+	// chunks are gone.
+	recs := append(manifests, chunks...)
 	s.mu.Unlock()
 	if len(recs) == 0 {
 		return
@@ -323,7 +368,11 @@ func (s *Store) pick(partition int32, vals map[string][]byte, accept func(*Snaps
 	}
 	ids := make([]string, 0, len(byID))
 	for id, f := range byID {
-		s.remember(partition, id, f.offset, f.keys)
+		kind := ""
+		if m, err := parseManifest(f.manifest); f.manifest != nil && err == nil {
+			kind = kindOf(m.StateVersion, m.Codec)
+		}
+		s.remember(partition, id, f.offset, f.keys, kind)
 		ids = append(ids, id)
 	}
 	// Newest first; the id breaks ties.
@@ -333,7 +382,7 @@ func (s *Store) pick(partition int32, vals map[string][]byte, accept func(*Snaps
 	var l Loaded
 	for _, id := range ids {
 		f := byID[id]
-		snap, err := assemble(partition, id, f.manifest, f.chunks)
+		snap, err := assemble(partition, id, f.offset, f.manifest, f.chunks)
 		if err == nil {
 			err = accept(snap)
 		}
@@ -348,7 +397,7 @@ func (s *Store) pick(partition int32, vals map[string][]byte, accept func(*Snaps
 }
 
 // assemble checks a snapshot's manifest and chunks and joins them.
-func assemble(partition int32, id string, manifestValue []byte, chunks map[int][]byte) (*Snapshot, error) {
+func assemble(partition int32, id string, offset int64, manifestValue []byte, chunks map[int][]byte) (*Snapshot, error) {
 	if manifestValue == nil {
 		return nil, errors.New("no manifest: it was being written when its writer stopped, or was deleted")
 	}
@@ -361,6 +410,8 @@ func assemble(partition int32, id string, manifestValue []byte, chunks map[int][
 		return nil, fmt.Errorf("format %d; this version reads format %d", m.Format, Format)
 	case m.ID != id:
 		return nil, fmt.Errorf("%w: manifest of %s under the key of %s", ErrCorrupt, m.ID, id)
+	case m.Offset != offset:
+		return nil, fmt.Errorf("%w: manifest of offset %d under a key of offset %d", ErrCorrupt, m.Offset, offset)
 	case m.Partition != partition:
 		return nil, fmt.Errorf("%w: snapshot of partition %d stored in partition %d", ErrCorrupt, m.Partition, partition)
 	}
@@ -381,8 +432,12 @@ func assemble(partition int32, id string, manifestValue []byte, chunks map[int][
 	if sum := checksum(data); sum != m.CRC32C {
 		return nil, fmt.Errorf("%w: checksum %08x, the manifest says %08x", ErrCorrupt, sum, m.CRC32C)
 	}
-	return &Snapshot{
+	sn := &Snapshot{
 		Partition: partition, Offset: m.Offset, StateVersion: m.StateVersion, Codec: m.Codec,
 		Aggregates: m.Aggregates, Data: data, ID: m.ID, Created: m.Created,
-	}, nil
+	}
+	if m.Anchor != nil {
+		sn.Anchor = *m.Anchor
+	}
+	return sn, nil
 }

@@ -332,3 +332,42 @@ func FuzzLoad(f *testing.F) {
 		require.Equal(t, int64(7), got.Snapshot.Offset)
 	})
 }
+
+// TestRollingStateVersionKeepsEachVersionsNewest: during a rolling upgrade
+// of the state version, old and new instances keep each other's newest
+// snapshot.
+func TestRollingStateVersionKeepsEachVersionsNewest(t *testing.T) {
+	p := newTopic(t, 1)
+	version := func(v uint32, offset int64) *snapshot.Snapshot {
+		s := snap(0, offset, 2)
+		s.StateVersion = v
+		return s
+	}
+	only := func(v uint32) func(*snapshot.Snapshot) error {
+		return func(s *snapshot.Snapshot) error {
+			if s.StateVersion != v {
+				return fmt.Errorf("state version %d", s.StateVersion)
+			}
+			return nil
+		}
+	}
+	old, upgraded := newStore(t, p), newStore(t, p)
+	v1 := version(1, 100)
+	require.NoError(t, old.Save(t.Context(), v1))
+	load(t, upgraded, 0, only(2))
+	require.NoError(t, upgraded.Save(t.Context(), version(2, 200)))
+	v2 := version(2, 300)
+	require.NoError(t, upgraded.Save(t.Context(), v2))
+
+	got := load(t, newStore(t, p), 0, only(1))
+	require.NotNil(t, got.Snapshot, "the old version's newest survives the new version's snapshots")
+	assert.Equal(t, v1.ID, got.Snapshot.ID)
+	got = load(t, newStore(t, p), 0, only(2))
+	require.NotNil(t, got.Snapshot)
+	assert.Equal(t, v2.ID, got.Snapshot.ID)
+	assert.Len(t, got.Rejected, 0)
+	keys := live(t, p, 0)
+	for _, k := range keys {
+		assert.NotContains(t, k, "00000000000000c8", "version 2 at offset 200 was replaced by 300")
+	}
+}
