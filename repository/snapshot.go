@@ -248,7 +248,7 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 		}
 		return
 	}
-	foreign, err := r.checkAnchors(ctx, loaded)
+	foreign, err := snapshot.CheckAnchors(ctx, r.p, loaded)
 	if err != nil {
 		r.log.Error("snapshots not checked against the log: replaying every partition", "err", err)
 		for _, st := range out {
@@ -280,48 +280,6 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 		st.stats.Fallback = strings.Join(reasons, "; ")
 		r.log.Warn("no usable snapshot: replaying the partition", "partition", id, "reasons", reasons)
 	}
-}
-
-// checkAnchors reads, in one read, the event each loaded snapshot is
-// anchored to, and returns the partitions whose snapshot is of another
-// history, with why: its anchor event is not in the partition at its
-// offset (the topic was deleted and created again, say).
-func (r *Repository[A]) checkAnchors(ctx context.Context, loaded map[int32]snapshot.Loaded) (map[int32]string, error) {
-	anchors := make(map[int32]snapshot.Anchor)
-	var ranges []provider.Range
-	for id, l := range loaded {
-		if l.Snapshot != nil && l.Snapshot.Anchor != (snapshot.Anchor{}) {
-			a := l.Snapshot.Anchor
-			anchors[id] = a
-			ranges = append(ranges, provider.Range{Partition: id, Start: a.Offset, End: a.Offset + 1})
-		}
-	}
-	found := make(map[int32]bool)
-	foreign := make(map[int32]string)
-	err := r.p.Read(ctx, ranges, 0, func(b provider.Batch) error {
-		a := anchors[b.Partition]
-		for _, rec := range b.Records {
-			if rec.Offset != a.Offset {
-				continue
-			}
-			found[b.Partition] = true
-			env, err := event.ParseRecord(rec)
-			if err != nil || env.AggregateID != a.AggregateID || a.Version != 0 && env.Version != a.Version {
-				foreign[b.Partition] = fmt.Sprintf("taken of another history: offset %d holds %s version %d, not %s version %d (was the topic recreated?)",
-					a.Offset, env.AggregateID, env.Version, a.AggregateID, a.Version)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for id, a := range anchors {
-		if !found[id] {
-			foreign[id] = fmt.Sprintf("taken of another history: no event at offset %d, where %s version %d was", a.Offset, a.AggregateID, a.Version)
-		}
-	}
-	return foreign, nil
 }
 
 // decodeSnapshot decodes a snapshot's entries into a partition's map.

@@ -67,6 +67,10 @@ func (rd *reader) seedFromSnapshots(ctx context.Context, store *snapshot.Store, 
 	if err != nil {
 		return nil, err
 	}
+	foreign, err := snapshot.CheckAnchors(ctx, rd.p, loaded)
+	if err != nil {
+		return nil, err
+	}
 	from := make(map[int32]int64)
 	var seeds []seed
 	for _, id := range ids {
@@ -75,6 +79,10 @@ func (rd *reader) seedFromSnapshots(ctx context.Context, store *snapshot.Store, 
 			rd.log.Warn("writer snapshot unusable", "partition", id, "reason", rej.String())
 		}
 		if l.Snapshot == nil {
+			continue
+		}
+		if why, bad := foreign[id]; bad {
+			rd.log.Warn("writer snapshot unusable: replaying the partition", "partition", id, "reason", why)
 			continue
 		}
 		before := len(seeds)
