@@ -3,6 +3,8 @@ package repository
 import (
 	"errors"
 	"fmt"
+
+	"github.com/rehydrate/rehydrate/provider"
 )
 
 var (
@@ -27,6 +29,21 @@ var (
 	// allows: a new one is refused (nothing was appended), a restore that
 	// would exceed it fails. The error is a *LimitError.
 	ErrLimit = errors.New("repository: aggregate limit reached")
+)
+
+// The provider's errors a caller of Execute must tell apart, here so that a
+// service needs only this package to check them; they are the provider's
+// values, so errors.Is matches either name.
+var (
+	// ErrOutcomeUnknown: the events may have been written (check it first:
+	// it may come with ErrUnavailable).
+	ErrOutcomeUnknown = provider.ErrOutcomeUnknown
+	// ErrUnavailable: the log could not be reached in time; nothing was
+	// written unless ErrOutcomeUnknown is there too.
+	ErrUnavailable = provider.ErrUnavailable
+	// ErrNotOwner: another instance of the group serves the aggregate (in
+	// a *PartitionError).
+	ErrNotOwner = provider.ErrNotOwner
 )
 
 // ConcurrencyError reports an expected-version mismatch.

@@ -2,6 +2,8 @@ package repository
 
 import (
 	"log/slog"
+
+	"github.com/rehydrate/rehydrate/event"
 	"reflect"
 	"time"
 )
@@ -30,7 +32,7 @@ type settings struct {
 // handlerSpec is what On records; New checks that its A is the repository's.
 type handlerSpec[A any] struct {
 	eventType reflect.Type
-	apply     func(state *A, payload any)
+	apply     func(state *A, payload any, env *event.Envelope)
 }
 
 // On registers how events of type E change an aggregate of type A. E must be
@@ -41,9 +43,16 @@ type handlerSpec[A any] struct {
 // State is updated in place: a handler that changes a map or slice held by A
 // must copy it first (copy on write) if callers keep values from Get.
 func On[A, E any](apply func(state *A, e E)) Option {
+	return OnEnvelope(func(state *A, e E, _ *event.Envelope) { apply(state, e) })
+}
+
+// OnEnvelope is On for a handler that also reads the event's envelope: its
+// time, metadata, version, and the partition and offset it was written at.
+// The handler must not keep env or change it.
+func OnEnvelope[A, E any](apply func(state *A, e E, env *event.Envelope)) Option {
 	spec := handlerSpec[A]{
 		eventType: reflect.TypeFor[E](),
-		apply:     func(state *A, payload any) { apply(state, *payload.(*E)) },
+		apply:     func(state *A, payload any, env *event.Envelope) { apply(state, *payload.(*E), env) },
 	}
 	return optionFunc(func(s *settings) { s.handlers = append(s.handlers, spec) })
 }

@@ -52,7 +52,7 @@ type Result struct {
 type Repository[A any] struct {
 	p        provider.Provider
 	reg      *event.Registry
-	handlers map[string]func(*A, any) // by event type name
+	handlers map[string]func(*A, any, *event.Envelope) // by event type name
 	deletes  map[string]bool
 	settings settings
 	log      *slog.Logger
@@ -144,7 +144,7 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 	r := &Repository[A]{
 		p:        p,
 		reg:      reg,
-		handlers: make(map[string]func(*A, any)),
+		handlers: make(map[string]func(*A, any, *event.Envelope)),
 		deletes:  make(map[string]bool),
 		ready:    make(chan struct{}),
 	}
@@ -485,8 +485,8 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 		return Result{}, fmt.Errorf("repository: %s: append %d events at version %d: %w", id, len(records), e.version+1, err)
 	}
 	for i, payload := range decoded {
-		r.apply(e, envs[i].Type, payload)
 		envs[i].Partition, envs[i].Offset = pos[i].Partition, pos[i].Offset
+		r.apply(e, &envs[i], payload)
 	}
 	e.version += uint64(len(records))
 	e.written = true

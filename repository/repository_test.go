@@ -317,3 +317,39 @@ func TestNewRefusesBadHandlers(t *testing.T) {
 	_, err = repository.New[rt.Account](nil, rt.Registry(t))
 	assert.Error(t, err)
 }
+
+// Handlers registered with OnEnvelope see the event's envelope, in a
+// command as in a restore.
+func TestOnEnvelopeSeesTheEnvelope(t *testing.T) {
+	type seen struct {
+		Versions     []uint64
+		Correlations []string
+		Offsets      []int64
+	}
+	p := newMemory(t, 1)
+	newRepo := func() *repository.Repository[seen] {
+		r, err := repository.New[seen](p, rt.Registry(t),
+			repository.OnEnvelope(func(s *seen, _ rt.Opened, env *event.Envelope) {
+				s.Versions = append(s.Versions, env.Version)
+				s.Correlations = append(s.Correlations, env.Metadata["correlation-id"])
+				s.Offsets = append(s.Offsets, env.Offset)
+			}),
+			repository.On(func(s *seen, e rt.Deposited) {}),
+			repository.Deletes[rt.Closed]())
+		require.NoError(t, err)
+		_, err = r.Restore(t.Context())
+		require.NoError(t, err)
+		return r
+	}
+	live := newRepo()
+	open := func(seen) ([]any, error) { return []any{rt.Opened{Owner: "ada"}}, nil }
+	_, err := live.Create(t.Context(), "a", open, repository.WithMetadata(map[string]string{"correlation-id": "c7"}))
+	require.NoError(t, err)
+	got, _, err := live.Get("a")
+	require.NoError(t, err)
+	want := seen{Versions: []uint64{1}, Correlations: []string{"c7"}, Offsets: []int64{0}}
+	assert.Equal(t, want, got)
+	restored, _, err := newRepo().Get("a")
+	require.NoError(t, err)
+	assert.Equal(t, want, restored)
+}

@@ -537,18 +537,18 @@ func (r *Repository[A]) applyEnvelope(e *entry[A], env *event.Envelope, payload 
 	case e.deleted:
 		return fail("event %s (version %d) after the aggregate was deleted", env.Type, env.Version)
 	}
-	r.apply(e, env.Type, payload)
+	r.apply(e, env, payload)
 	e.version = env.Version
 	e.offset = env.Offset
 	return true, nil
 }
 
 // apply runs the handler of an event type on a locked entry.
-func (r *Repository[A]) apply(e *entry[A], typ string, payload any) {
-	if h, ok := r.handlers[typ]; ok {
-		h(&e.state, payload)
+func (r *Repository[A]) apply(e *entry[A], env *event.Envelope, payload any) {
+	if h, ok := r.handlers[env.Type]; ok {
+		h(&e.state, payload, env)
 	}
-	if r.deletes[typ] {
+	if r.deletes[env.Type] {
 		var zero A
 		e.state, e.deleted = zero, true
 	}
