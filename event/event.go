@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,9 @@ const (
 	HeaderTime          = "event-time"
 	HeaderContentType   = "content-type"
 	HeaderAggregateType = "aggregate-type"
+	// HeaderSchema is the payload's schema version, a positive decimal;
+	// absent means 1. See WithSchema.
+	HeaderSchema = "schema-version"
 	// MetadataPrefix prefixes the header of each metadata entry: the entry
 	// "correlation-id" travels as the header "meta-correlation-id".
 	MetadataPrefix = "meta-"
@@ -59,6 +63,9 @@ type Envelope struct {
 	Metadata    map[string]string
 	ContentType string
 	Payload     []byte
+	// Schema is the payload's schema version (HeaderSchema); 0 and 1 both
+	// mean the first.
+	Schema uint32
 
 	// Partition and Offset say where the event was read from; they are zero
 	// for an event not yet appended.
@@ -108,6 +115,9 @@ func (e *Envelope) Record() Record {
 	)
 	if e.AggregateType != "" {
 		headers = append(headers, Header{HeaderAggregateType, []byte(e.AggregateType)})
+	}
+	if e.Schema > 1 {
+		headers = append(headers, Header{HeaderSchema, strconv.AppendUint(nil, uint64(e.Schema), 10)})
 	}
 	for k, v := range e.Metadata {
 		headers = append(headers, Header{MetadataPrefix + k, []byte(v)})
@@ -190,6 +200,12 @@ func ParseRecord(r Record) (Envelope, error) {
 			e.ContentType, seen = internContentType(h.Value), seen|hasContentType
 		case HeaderAggregateType:
 			e.AggregateType = string(h.Value)
+		case HeaderSchema:
+			v, ok := parseVersion(h.Value)
+			if !ok || v > math.MaxUint32 {
+				return malformed("header %s %q is not a positive decimal", HeaderSchema, h.Value)
+			}
+			e.Schema = uint32(v)
 		default:
 			if len(h.Key) > len(MetadataPrefix) && h.Key[:len(MetadataPrefix)] == MetadataPrefix {
 				if e.Metadata == nil {

@@ -48,6 +48,7 @@ func (h *Handlers) Handle(rec Record) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	env.Type, _ = h.reg.CurrentName(env.Type) // an alias dispatches as its type
 	fn, ok := h.byName[env.Type]
 	if !ok {
 		if h.skipUnknown {

@@ -17,6 +17,7 @@ type Validator interface {
 // Register every type before the registry is used; after that it is read-only
 // and safe for concurrent use.
 type Registry struct {
+	strict bool // WithStrictDecoding
 	codec  Codec
 	codecs map[string]Codec // by content type, for decoding
 	byName map[string]*typeInfo
@@ -24,9 +25,13 @@ type Registry struct {
 }
 
 type typeInfo struct {
-	name   string
-	codec  Codec
-	decode func(c Codec, data []byte) (any, error)
+	name      string
+	codec     Codec
+	decode    func(c Codec, data []byte) (any, error)
+	schema    uint32     // current schema version, 1 unless WithSchema
+	upcasters []Upcaster // upcasters[i]: schema i+1 → i+2
+	aliases   []string   // former names (WithAliases)
+	fields    fieldSet   // for strict decoding
 }
 
 // RegistryOption configures a Registry.
@@ -108,7 +113,19 @@ func Register[T any](r *Registry, name string, opts ...TypeOption) error {
 	for _, o := range opts {
 		o.applyType(r, t)
 	}
+	if err := t.checkSchema(); err != nil {
+		return fmt.Errorf("event: register %q: %w", name, err)
+	}
+	for _, alias := range t.aliases {
+		if _, ok := r.byName[alias]; ok || alias == name || alias == "" {
+			return fmt.Errorf("event: register %q: alias %q is empty or taken", name, alias)
+		}
+	}
+	t.fields = fieldsOf(typ)
 	r.byName[name] = t
+	for _, alias := range t.aliases {
+		r.byName[alias] = t
+	}
 	r.byType[typ] = t
 	return nil
 }
@@ -179,22 +196,30 @@ func (r *Registry) NewEnvelope(aggregateID string, version uint64, payload any) 
 		Time:        time.Now().UTC(),
 		ContentType: t.codec.ContentType(),
 		Payload:     data,
+		Schema:      t.schema,
 	}, nil
 }
 
 // Decode decodes the envelope's payload into a new value of its registered
-// type and returns a pointer to it (*T as any). Errors wrap ErrUnknownType or
-// ErrMalformed.
+// type and returns a pointer to it (*T as any): an event named by one of the
+// type's aliases gets the type's current name in e.Type, one of an older
+// schema version is upcast (WithSchema), and under WithStrictDecoding its
+// fields are checked. Errors wrap ErrUnknownType or ErrMalformed.
 func (r *Registry) Decode(e *Envelope) (any, error) {
 	t, ok := r.byName[e.Type]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, e.Type)
 	}
+	e.Type = t.name
 	c, ok := r.codecs[e.ContentType]
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: unsupported content-type %q", ErrMalformed, e.Type, e.ContentType)
 	}
-	v, err := t.decode(c, e.Payload)
+	data, err := r.evolve(t, c, e.Schema, e.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %s payload: %v", ErrMalformed, e.Type, e.ContentType, err)
+	}
+	v, err := t.decode(c, data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %s payload: %v", ErrMalformed, e.Type, e.ContentType, err)
 	}
