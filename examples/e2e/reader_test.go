@@ -6,11 +6,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/internal/users"
 	"github.com/rehydrate/rehydrate/provider"
 )
 
@@ -230,4 +232,70 @@ func TestReaderStartsFromWriterSnapshots(t *testing.T) {
 
 	full := start(t, readerBin, append(tp.env, "LAG_INTERVAL=100ms", "READ_SNAPSHOTS=off")...)
 	converges(t, full, c.writerState())
+}
+
+// A record the reader cannot apply: with a dead-letter topic, it is tried
+// again, written there with its error, and the reader goes on and says so;
+// without one, the reader stops naming the record.
+func TestReaderDeadLettersWhatItCannotApply(t *testing.T) {
+	tp := newTopic(t)
+	p := tp.provider(t)
+	reg, err := users.Registry()
+	require.NoError(t, err)
+	var recs []event.Record
+	for i, name := range []string{"Ada", "Alan"} {
+		env, err := reg.NewEnvelope(fmt.Sprint("u", i), 1, users.Created{FirstName: name, LastName: "X"})
+		require.NoError(t, err)
+		recs = append(recs, env.Record())
+	}
+	bad, err := reg.NewEnvelope("u-bad", 1, users.Created{FirstName: "B", LastName: "X"})
+	require.NoError(t, err)
+	bad.Payload = []byte("not msgpack at all")
+	pos, err := p.Append(t.Context(), append(recs[:1:1], bad.Record(), recs[1]))
+	require.NoError(t, err)
+
+	dlqTopic := tp.cfg.Topic + "-dlq"
+	r := start(t, readerBin, append(tp.env, "READ_RETRIES=1", "READ_DEAD_LETTER_TOPIC="+dlqTopic, "READ_SNAPSHOTS=off")...)
+	eventually(t, "the reader goes on past the bad record", func() (bool, string) {
+		status, body, err := r.call(http.MethodGet, "/readyz", "", nil)
+		if err != nil || status != http.StatusOK {
+			return false, fmt.Sprint(status, string(body), err)
+		}
+		var full struct {
+			Users          int    `json:"users"`
+			DeadLettered   int64  `json:"dead_lettered"`
+			Retries        int64  `json:"retries"`
+			LastDeadLetter string `json:"last_dead_letter"`
+		}
+		require.NoError(t, jsonUnmarshal(body, &full))
+		return full.Users == 2 && full.DeadLettered == 1 && full.Retries == 1 &&
+			strings.Contains(full.LastDeadLetter, fmt.Sprintf("offset %d", pos[1].Offset)), string(body)
+	})
+
+	dlqCfg := tp.cfg
+	dlqCfg.Topic = dlqTopic
+	dlq := topic{cfg: dlqCfg}.provider(t)
+	var dead []event.Record
+	require.NoError(t, provider.Stream(t.Context(), dlq, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+		dead = append(dead, b.Records...)
+		return nil
+	}))
+	require.Len(t, dead, 1)
+	assert.Equal(t, "u-bad", string(dead[0].Key))
+	headers := map[string]string{}
+	for _, h := range dead[0].Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	assert.Contains(t, headers[provider.HeaderDeadLetterError], "offset")
+	assert.Equal(t, fmt.Sprint(pos[1].Offset), headers[provider.HeaderDeadLetterOffset])
+	assert.Equal(t, "2", headers[provider.HeaderDeadLetterAttempts])
+
+	stops := start(t, readerBin, append(tp.env, "READ_RETRIES=0", "READ_SNAPSHOTS=off")...)
+	select {
+	case <-stops.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("the reader without a dead-letter topic did not stop")
+	}
+	assert.NotZero(t, stops.cmd.ProcessState.ExitCode())
+	assert.Positive(t, stops.countLogs(fmt.Sprintf("offset %d", pos[1].Offset)), "the reader names the record it stopped at")
 }

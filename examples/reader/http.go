@@ -34,6 +34,12 @@ type readiness struct {
 	// the partitions' ends, as last measured; null until measured.
 	Lag   *int64 `json:"lag"`
 	Error string `json:"error,omitempty"`
+	// Retries and DeadLettered count the records the handlers failed on:
+	// tried again, and given up to the dead-letter topic (LastDeadLetter
+	// says which and why).
+	Retries        int64  `json:"retries"`
+	DeadLettered   int64  `json:"dead_lettered"`
+	LastDeadLetter string `json:"last_dead_letter,omitempty"`
 	modelStats
 }
 
@@ -49,6 +55,10 @@ func (rd *reader) readiness() readiness {
 	}
 	if e := rd.lastErr.Load(); e != nil {
 		r.Error = *e
+	}
+	r.Retries, r.DeadLettered = rd.retries.Load(), rd.deadLettered.Load()
+	if f := rd.lastFailure.Load(); f != nil {
+		r.LastDeadLetter = *f
 	}
 	return r
 }

@@ -24,8 +24,15 @@
 // bounded by the state, not the history. READ_SNAPSHOTS=off replays every
 // event instead.
 //
+// A record the read model cannot take (undecodable, say) is tried
+// READ_RETRIES more times (default 3, with back-off); then, when
+// READ_DEAD_LETTER_TOPIC is set, it is written there with its error in
+// dead-letter-* headers and the reader goes on, else the reader stops naming
+// it. /readyz reports retries, dead_lettered and the last dead letter.
+//
 // Configuration: the KAFKA_* variables of kafka.FromEnv, KAFKA_TOPIC
-// (default users), PORT, READ_MODE, READ_SNAPSHOTS (on or off), LAG_INTERVAL
+// (default users), PORT, READ_MODE, READ_SNAPSHOTS (on or off), READ_RETRIES,
+// READ_DEAD_LETTER_TOPIC, LAG_INTERVAL
 // (default 2s: how often the lag is measured), LOG_FORMAT (text or json),
 // LOG_LEVEL and STARTUP_TIMEOUT (default 5s).
 package main
@@ -59,6 +66,10 @@ type config struct {
 	startupTimeout time.Duration
 	// snapshots is READ_SNAPSHOTS: start from the writer's snapshots.
 	snapshots bool
+	// retries is READ_RETRIES; deadLetterTopic is READ_DEAD_LETTER_TOPIC,
+	// "" to stop at a record that still fails.
+	retries         int
+	deadLetterTopic string
 }
 
 func loadConfig() (config, error) {
@@ -76,6 +87,12 @@ func loadConfig() (config, error) {
 		errs = append(errs, fmt.Errorf("PORT %q: want a port number", port))
 	} else {
 		c.addr = ":" + strconv.FormatUint(n, 10)
+	}
+	c.deadLetterTopic = os.Getenv("READ_DEAD_LETTER_TOPIC")
+	if n, err := strconv.Atoi(serve.EnvOr("READ_RETRIES", "3")); err != nil || n < 0 {
+		errs = append(errs, fmt.Errorf("READ_RETRIES %q: want a number of retries", os.Getenv("READ_RETRIES")))
+	} else {
+		c.retries = n
 	}
 	switch v := serve.EnvOr("READ_SNAPSHOTS", "on"); v {
 	case "on", "off":
@@ -133,6 +150,36 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	failures := provider.Failures{
+		Retries: cfg.retries,
+		OnRetry: func(rec event.Record, err error) {
+			rd.retries.Add(1)
+			log.Warn("record failed, retrying", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		},
+		OnDeadLetter: func(rec event.Record, err error) {
+			rd.deadLettered.Add(1)
+			msg := fmt.Sprintf("partition %d offset %d: %v", rec.Partition, rec.Offset, err)
+			rd.lastFailure.Store(&msg)
+			log.Error("record dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "topic", cfg.deadLetterTopic, "err", err)
+		},
+	}
+	if cfg.deadLetterTopic != "" {
+		dc := cfg.kafka
+		dc.Topic = cfg.deadLetterTopic
+		dlq, err := kafka.New(dc)
+		if err != nil {
+			return err
+		}
+		defer dlq.Close()
+		ectx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
+		err = dlq.EnsureTopic(ectx, kafka.TopicSpec{Partitions: 1})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("dead-letter topic %s: %w", cfg.deadLetterTopic, err)
+		}
+		failures.DeadLetter = dlq
+	}
+	rd.each = provider.EachRecord(ctx, failures, rd.handle)
 	if cfg.snapshots && cfg.mode != provider.Live {
 		store, closeStore, err := openSnapshots(ctx, cfg, len(start))
 		if err != nil {
@@ -237,6 +284,13 @@ type reader struct {
 	// Batch.Next of the last batch applied.
 	next map[int32]int64
 
+	// each hands a batch's records to the handlers under the failure
+	// policy; retries and deadLettered count what it did.
+	each         func(provider.Batch) error
+	retries      atomic.Int64
+	deadLettered atomic.Int64
+	lastFailure  atomic.Pointer[string]
+
 	caughtUp  atomic.Bool
 	lag       atomic.Int64 // records between next and the partitions' ends, -1 until measured
 	following atomic.Bool  // the stream is running
@@ -257,17 +311,23 @@ func newReader(p provider.Provider, mode provider.StreamMode, start []provider.P
 		}
 	}
 	rd.lag.Store(-1)
+	rd.each = provider.EachRecord(context.Background(), provider.Failures{}, rd.handle) // stop at a failure
 	return rd, nil
 }
 
-// apply is the stream's callback: it hands each record to its handler and
-// then moves the partition's position, in this order, so a position never
-// covers an event not applied.
+// handle applies one record to the read model.
+func (rd *reader) handle(rec event.Record) error {
+	_, err := rd.handlers.Handle(rec)
+	return err
+}
+
+// apply is the stream's callback: it hands each record to its handler
+// (retried, then dead-lettered or stopping, as READ_RETRIES and
+// READ_DEAD_LETTER_TOPIC say) and then moves the partition's position, in
+// this order, so a position never covers an event not applied.
 func (rd *reader) apply(b provider.Batch) error {
-	for _, rec := range b.Records {
-		if _, err := rd.handlers.Handle(rec); err != nil {
-			return err
-		}
+	if err := rd.each(b); err != nil {
+		return err
 	}
 	rd.mu.Lock()
 	rd.next[b.Partition] = b.Next
