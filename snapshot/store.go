@@ -302,6 +302,7 @@ func (s *Store) Load(ctx context.Context, partitions []int32, accept func(*Snaps
 	}
 	out := make(map[int32]Loaded, len(partitions))
 	values := make(map[int32]map[string][]byte, len(partitions))
+	ends := make(map[int32]int64, len(partitions))
 	var ranges []provider.Range
 	for _, id := range partitions {
 		i := slices.IndexFunc(ps, func(p provider.Partition) bool { return p.ID == id })
@@ -312,10 +313,13 @@ func (s *Store) Load(ctx context.Context, partitions []int32, accept func(*Snaps
 		values[id] = make(map[string][]byte)
 		if ps[i].High > ps[i].Low {
 			ranges = append(ranges, provider.Range{Partition: id, Start: ps[i].Low, End: ps[i].High})
+			ends[id] = ps[i].High
 		}
 	}
 	// Read as the log cleaner would compact: the last value of each key
-	// wins, and a tombstone (no value) deletes it.
+	// wins, and a tombstone (no value) deletes it. A partition read to its
+	// end is picked at once and its records let go, so that memory holds
+	// one partition's records at a time, not the topic's.
 	err = s.p.Read(ctx, ranges, 0, func(b provider.Batch) error {
 		vals := values[b.Partition]
 		for _, r := range b.Records {
@@ -328,12 +332,16 @@ func (s *Store) Load(ctx context.Context, partitions []int32, accept func(*Snaps
 				vals[string(r.Key)] = r.Value
 			}
 		}
+		if b.Next >= ends[b.Partition] {
+			out[b.Partition] = s.pick(b.Partition, vals, accept)
+			delete(values, b.Partition)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: load: %w", err)
 	}
-	for id, vals := range values {
+	for id, vals := range values { // empty partitions
 		out[id] = s.pick(id, vals, accept)
 	}
 	return out, nil
