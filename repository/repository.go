@@ -474,14 +474,8 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	if err != nil {
 		return Result{}, err
 	}
-	// An append that fails with an unknown outcome landed, if at all, after
-	// every record acknowledged or read so far: resolve reads from there.
-	after := max(pt.acked.Load(), pt.applied.Load()-1)
-	pos, err := r.append(ctx, records)
+	pos, err := r.appendTracked(ctx, pt, e, records)
 	if err != nil {
-		if errors.Is(err, provider.ErrOutcomeUnknown) {
-			e.unresolved = &after
-		}
 		return Result{}, fmt.Errorf("repository: %s: append %d events at version %d: %w", id, len(records), e.version+1, err)
 	}
 	for i, payload := range decoded {
@@ -491,28 +485,13 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	e.version += uint64(len(records))
 	e.written = true
 	pt.changes.Add(int64(len(records)))
-	last := pos[len(pos)-1]
-	e.offset = last.Offset
-	for {
-		if cur := pt.acked.Load(); last.Offset <= cur || pt.acked.CompareAndSwap(cur, last.Offset) {
-			break
-		}
-	}
+	e.offset = pos[len(pos)-1].Offset
 	return Result{Version: e.version, Positions: pos, Events: envs}, nil
 }
 
 // encode validates and encodes payloads as the events after version, and
 // decodes them back: memory is changed with exactly what a restore would
 // read, never with a value the codec cannot carry.
-// append appends through the group member when there is one: fenced, in a
-// transaction.
-func (r *Repository[A]) append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
-	if r.group != nil {
-		return r.group.member.Append(ctx, records)
-	}
-	return r.p.Append(ctx, records)
-}
-
 func (r *Repository[A]) encode(id string, version uint64, payloads []any, metadata map[string]string) (records []event.Record, envs []event.Envelope, decoded []any, err error) {
 	records = make([]event.Record, len(payloads))
 	envs = make([]event.Envelope, len(payloads))

@@ -497,6 +497,7 @@ func (r *Repository[A]) decode(rec *event.Record) (env event.Envelope, payload a
 	if err != nil {
 		return env, nil, false, err
 	}
+	env.Type, _ = r.reg.CurrentName(env.Type) // a former name is handled as the type's
 	if r.otherType(&env) {
 		return env, nil, true, nil
 	}
@@ -578,56 +579,4 @@ func (r *Repository[A]) Follow(ctx context.Context) error {
 		r.log.Error("follow stopped", "err", err)
 	}
 	return err
-}
-
-// resolve finds out what became of an append whose outcome was unknown. It
-// appends a fence record to the aggregate's partition first: the idempotent
-// producer delivers a partition's records in order and fences an earlier
-// request that timed out, so once the fence is acknowledged the earlier
-// append, if it was written at all, lies before it. Reading up to the fence
-// then finds it; reading up to the end offset alone could miss a request
-// still on its way to a slow broker. e is locked.
-func (r *Repository[A]) resolve(ctx context.Context, pt *partition[A], id string, e *entry[A]) error {
-	pos, err := r.append(ctx, []event.Record{event.FenceRecord(id)})
-	if err != nil {
-		// This command appended nothing, whatever became of the fence:
-		// the fence's own unknown outcome must not reach the caller as
-		// this command's (ErrOutcomeUnknown), only why it failed.
-		if errors.Is(err, provider.ErrUnavailable) {
-			return fmt.Errorf("%w: %s: fence: %w: %v", ErrUnresolved, id, provider.ErrUnavailable, err)
-		}
-		return fmt.Errorf("%w: %s: fence: %v", ErrUnresolved, id, err)
-	}
-	fence := pos[0]
-	if fence.Partition != pt.id {
-		return fmt.Errorf("%w: %s: fence landed in partition %d, not %d: the topic's partitions changed",
-			ErrUnresolved, id, fence.Partition, pt.id)
-	}
-	start := max(*e.unresolved+1, e.offset+1)
-	var c readCounts
-	err = r.p.Read(ctx, []provider.Range{{Partition: pt.id, Start: start, End: fence.Offset}}, 0, func(b provider.Batch) error {
-		for i := range b.Records {
-			rec := &b.Records[i]
-			if string(rec.Key) != id || event.IsControl(*rec) {
-				continue // another aggregate (restore or follow has it), or a fence
-			}
-			env, payload, skip, err := r.decode(rec)
-			if err != nil || skip {
-				return err
-			}
-			if _, err := r.applyEnvelope(e, &env, payload, false); err != nil {
-				return err
-			}
-			c.events++
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUnresolved, id, err)
-	}
-	e.unresolved = nil
-	e.written = e.written || c.events > 0
-	r.log.Info("unknown append outcome resolved", "aggregate", id, "partition", pt.id,
-		"from", start, "fence", fence.Offset, "events_found", c.events, "version", e.version)
-	return nil
 }
