@@ -254,7 +254,7 @@ func TestControlRecordsAreNotEvents(t *testing.T) {
 	assert.Equal(t, "user-1", string(fence.Key))
 	_, err := event.ParseRecord(fence)
 	assert.ErrorIs(t, err, event.ErrControlRecord)
-	ran, err := event.NewHandlers(event.NewRegistry(), false).Handle(fence)
+	ran, err := event.NewHandlers(event.NewRegistry()).Handle(fence)
 	require.NoError(t, err, "handlers skip control records")
 	assert.False(t, ran)
 	e := event.Envelope{ID: "x", Type: "T", AggregateID: "a", Version: 1, ContentType: event.ContentTypeJSON}

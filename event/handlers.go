@@ -14,15 +14,33 @@ type Handlers struct {
 	skipUnknown bool
 }
 
-// NewHandlers returns handlers decoding with reg. With skipUnknown, records of
-// types that have no handler are skipped by Handle; otherwise they are an
-// ErrUnknownType error.
-func NewHandlers(reg *Registry, skipUnknown bool) *Handlers {
-	return &Handlers{reg: reg, byName: make(map[string]func(*Envelope, any) error), skipUnknown: skipUnknown}
+// HandlersOption configures Handlers.
+type HandlersOption interface{ applyHandlers(*Handlers) }
+
+type handlersOptionFunc func(*Handlers)
+
+func (f handlersOptionFunc) applyHandlers(h *Handlers) { f(h) }
+
+// SkipUnhandled makes Handle skip records of event types that have no
+// handler (a projection reads what it needs from a shared topic) instead of
+// failing with ErrUnknownType.
+func SkipUnhandled() HandlersOption {
+	return handlersOptionFunc(func(h *Handlers) { h.skipUnknown = true })
 }
 
-// On adds fn as the handler of events of type T, which must be registered.
-func On[T any](h *Handlers, fn func(env *Envelope, e T) error) error {
+// NewHandlers returns handlers decoding with reg. A record of an event type
+// without a handler is an ErrUnknownType error, unless SkipUnhandled.
+func NewHandlers(reg *Registry, opts ...HandlersOption) *Handlers {
+	h := &Handlers{reg: reg, byName: make(map[string]func(*Envelope, any) error)}
+	for _, o := range opts {
+		o.applyHandlers(h)
+	}
+	return h
+}
+
+// AddHandler adds fn as the projection handler of events of type T, which
+// must be registered. (An aggregate's fold is repository.On.)
+func AddHandler[T any](h *Handlers, fn func(env *Envelope, e T) error) error {
 	if reflect.TypeFor[T]().Kind() == reflect.Pointer {
 		return fmt.Errorf("event: handler for %v: take the event by value, not by pointer", reflect.TypeFor[T]())
 	}

@@ -13,12 +13,12 @@ import (
 func TestHandlersDispatchTypedEvents(t *testing.T) {
 	reg := newRegistry(t)
 	names := map[string]string{}
-	h := event.NewHandlers(reg, false)
-	require.NoError(t, event.On(h, func(env *event.Envelope, e userCreated) error {
+	h := event.NewHandlers(reg)
+	require.NoError(t, event.AddHandler(h, func(env *event.Envelope, e userCreated) error {
 		names[env.AggregateID] = e.FirstName
 		return nil
 	}))
-	require.Error(t, event.On(h, func(*event.Envelope, userCreated) error { return nil }), "one handler per type")
+	require.Error(t, event.AddHandler(h, func(*event.Envelope, userCreated) error { return nil }), "one handler per type")
 
 	created, err := reg.NewEnvelope("u1", 1, userCreated{FirstName: "Ada"})
 	require.NoError(t, err)
@@ -32,14 +32,14 @@ func TestHandlersDispatchTypedEvents(t *testing.T) {
 	_, err = h.Handle(renamed.Record())
 	assert.ErrorIs(t, err, event.ErrUnknownType, "no handler for UserRenamed")
 
-	skipping := event.NewHandlers(reg, true)
+	skipping := event.NewHandlers(reg, event.SkipUnhandled())
 	ran, err = skipping.Handle(renamed.Record())
 	require.NoError(t, err)
 	assert.False(t, ran)
 
-	failing := event.NewHandlers(reg, false)
+	failing := event.NewHandlers(reg)
 	boom := errors.New("boom")
-	require.NoError(t, event.On(failing, func(*event.Envelope, userCreated) error { return boom }))
+	require.NoError(t, event.AddHandler(failing, func(*event.Envelope, userCreated) error { return boom }))
 	rec := created.Record()
 	rec.Partition, rec.Offset = 4, 2
 	_, err = failing.Handle(rec)

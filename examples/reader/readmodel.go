@@ -46,19 +46,19 @@ func (m *readModel) handlers() (*event.Handlers, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := event.NewHandlers(reg, true)
-	err = event.On(h, func(env *event.Envelope, e users.Created) error {
+	h := event.NewHandlers(reg, event.SkipUnhandled())
+	err = event.AddHandler(h, func(env *event.Envelope, e users.Created) error {
 		m.apply(env, func(v *userView) { v.FirstName, v.LastName = e.FirstName, e.LastName }, false)
 		return nil
 	})
 	if err == nil {
-		err = event.On(h, func(env *event.Envelope, e users.Modified) error {
+		err = event.AddHandler(h, func(env *event.Envelope, e users.Modified) error {
 			m.apply(env, func(v *userView) { v.FirstName, v.LastName = e.FirstName, e.LastName }, false)
 			return nil
 		})
 	}
 	if err == nil {
-		err = event.On(h, func(env *event.Envelope, _ users.Deleted) error {
+		err = event.AddHandler(h, func(env *event.Envelope, _ users.Deleted) error {
 			m.apply(env, nil, true)
 			return nil
 		})
