@@ -27,6 +27,7 @@ type settings struct {
 	group            *Group
 	snapshots        *snapshotSettings
 	limits           Limits
+	observer         Observer
 }
 
 // handlerSpec is what On records; New checks that its A is the repository's.

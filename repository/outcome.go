@@ -52,7 +52,9 @@ func (r *Repository[A]) append(ctx context.Context, records []event.Record) ([]p
 // acknowledged offset.
 func (r *Repository[A]) appendTracked(ctx context.Context, pt *partition[A], e *entry[A], records []event.Record) ([]provider.Position, error) {
 	after := max(pt.acked.Load(), pt.applied.Load()-1)
+	ctx, done := r.settings.observer.Append(ctx, pt.id, len(records))
 	pos, err := r.append(ctx, records)
+	done(err)
 	if err != nil {
 		if errors.Is(err, provider.ErrOutcomeUnknown) {
 			e.unresolved = &after

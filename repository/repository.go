@@ -194,6 +194,9 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 		return nil, fmt.Errorf("repository: WithLimits: %d aggregates", r.settings.limits.Aggregates)
 	}
 	r.held.max = r.settings.limits.Aggregates
+	if r.settings.observer == nil {
+		r.settings.observer = noObserver{}
+	}
 	r.log = r.settings.logger
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -418,7 +421,9 @@ func (r *Repository[A]) Execute(ctx context.Context, id string, cmd Command[A], 
 	return r.execute(ctx, id, false, cmd, opts)
 }
 
-func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd Command[A], opts []ExecOption) (Result, error) {
+func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd Command[A], opts []ExecOption) (res Result, err error) {
+	ctx, done := r.settings.observer.Command(ctx, id, create)
+	defer func() { done(len(res.Events), err) }()
 	if !r.isReady() {
 		return Result{}, ErrNotReady
 	}

@@ -221,7 +221,14 @@ func (r *Repository[A]) makePartitions(n int) error {
 // load restores the partitions ps from Low up to High, replacing what memory
 // held of them, and marks them serving. On error they are left empty and not
 // serving.
-func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error {
+func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) (err error) {
+	ids := make([]int32, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	ctx, done := r.settings.observer.Restore(ctx, ids)
+	var applied int64
+	defer func() { done(applied, err) }()
 	for _, p := range ps {
 		// Memory is replaced below: no command may run on it meanwhile.
 		if r.parts[p.ID].status.Load() == partServing {
@@ -231,7 +238,8 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 	if err := r.checkRetention(ctx); err != nil {
 		return fmt.Errorf("repository: restore: %w", err)
 	}
-	starts, err := r.starts(ctx, ps)
+	var starts map[int32]*start[A]
+	starts, err = r.starts(ctx, ps)
 	if err != nil {
 		return fmt.Errorf("repository: restore: %w", err)
 	}
@@ -325,6 +333,7 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) error
 	for _, p := range ps {
 		r.partStats[p.ID] = starts[p.ID].stats
 	}
+	applied = stats.Events
 	r.stats.Events += stats.Events
 	r.stats.Duplicates += stats.Duplicates
 	r.stats.Skipped += stats.Skipped

@@ -396,7 +396,9 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 	if anchor.Offset >= 0 && anchor.AggregateID != "" {
 		sn.Anchor = anchor
 	}
-	if err := r.snaps.store.Save(ctx, sn); err != nil {
+	err := r.snaps.store.Save(ctx, sn)
+	r.settings.observer.Snapshot(pt.id, offset, len(data), time.Since(began), err)
+	if err != nil {
 		return fmt.Errorf("repository: snapshot of partition %d: %w", pt.id, err)
 	}
 	if pt.epoch.Load() == epoch {

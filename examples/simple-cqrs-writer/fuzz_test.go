@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/observe/prom"
 )
 
 // fuzzUser is the user the fuzzed PUT and DELETE address; it exists before
@@ -178,7 +180,7 @@ func checkRoute(t *testing.T, route int, ifMatch string, body []byte, bad *badRe
 // fuzzMetrics serves every input: newMetrics costs more than the rest of
 // an input, and the command counters are all a route touches (the
 // gauges, which would read a nil repository, are never collected).
-var fuzzMetrics = sync.OnceValue(func() *metrics { return newMetrics(nil) })
+var fuzzMetrics = sync.OnceValue(func() *metrics { return newMetrics(nil, prom.New()) })
 
 // events is how many events p holds.
 func events(t *testing.T, p *faulty) int64 {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/observe/prom"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
 	"github.com/rehydrate/rehydrate/repository"
@@ -48,7 +49,7 @@ func newTestServer(t *testing.T, restored bool) (*httptest.Server, *faulty) {
 // newServer is the writer's API on a memory provider.
 func newServer(t testing.TB, restored bool) (*server, *faulty) {
 	s, p := newServerWith(t, restored, nil)
-	s.metrics = newMetrics(s.users)
+	s.metrics = newMetrics(s.users, prom.New())
 	return s, p
 }
 
@@ -91,7 +92,7 @@ func send(t *testing.T, ts *httptest.Server, method, path, body string) (*http.R
 
 func TestUserLimitAnswers507(t *testing.T) {
 	s, p := newServerWith(t, true, nil, repository.WithLimits(repository.Limits{Aggregates: 1}))
-	s.metrics = newMetrics(s.users)
+	s.metrics = newMetrics(s.users, prom.New())
 	ts := httptest.NewServer(s.routes())
 	t.Cleanup(ts.Close)
 	resp, _ := send(t, ts, "POST", "/users", `{"first_name":"Ada","last_name":"Lovelace"}`)

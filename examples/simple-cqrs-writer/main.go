@@ -67,6 +67,7 @@ import (
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/examples/internal/serve"
 	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/observe/prom"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
@@ -228,7 +229,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		return err
 	}
 
-	extra := []repository.Option{repository.WithLimits(repository.Limits{Aggregates: cfg.maxUsers})}
+	observer := prom.New()
+	extra := []repository.Option{repository.WithLimits(repository.Limits{Aggregates: cfg.maxUsers}), repository.WithObserver(observer)}
 	if cfg.snapshots != nil {
 		store, closeStore, err := openSnapshots(ctx, p, cfg, log)
 		if err != nil {
@@ -254,7 +256,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		ln.Close()
 		return err
 	}
-	m := newMetrics(repo)
+	m := newMetrics(repo, observer)
 	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second}
 	if group != nil {
 		srv.router = &router{users: repo, self: group.Address, client: &http.Client{Timeout: srv.timeout}}
@@ -418,7 +420,6 @@ func restore(ctx context.Context, repo *repository.Repository[users.User], srv *
 		stats, err := repo.Restore(ctx)
 		if err == nil {
 			srv.restoreErr.Store(nil)
-			srv.metrics.restoreSeconds.Set(stats.Duration.Seconds())
 			fromSnapshots := 0
 			for _, p := range stats.Partitions {
 				if p.Snapshot >= 0 {
@@ -438,7 +439,6 @@ func restore(ctx context.Context, repo *repository.Repository[users.User], srv *
 		}
 		msg := err.Error()
 		srv.restoreErr.Store(&msg)
-		srv.metrics.restoreAttempts.Inc()
 		log.Warn("restore failed, retrying", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():

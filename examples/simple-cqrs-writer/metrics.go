@@ -9,21 +9,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/observe/prom"
 	"github.com/rehydrate/rehydrate/repository"
 )
 
 // metrics are the writer's Prometheus metrics, on a registry of their own
 // (never the global one: a library or a test must not see them).
 type metrics struct {
-	reg             *prometheus.Registry
-	commands        *prometheus.CounterVec
-	appendSeconds   *prometheus.HistogramVec
-	restoreSeconds  prometheus.Gauge
-	restoreAttempts prometheus.Counter
-	forwards        *prometheus.CounterVec
+	reg           *prometheus.Registry
+	commands      *prometheus.CounterVec
+	appendSeconds *prometheus.HistogramVec
+	forwards      *prometheus.CounterVec
 }
 
-func newMetrics(repo *repository.Repository[users.User]) *metrics {
+// newMetrics registers the writer's own metrics (by HTTP command) beside
+// the repository's, which obs collects (rehydrate_*: commands, appends,
+// restores and their progress, partitions, memory, snapshots; obs must be
+// the repository's Observer to count commands).
+func newMetrics(repo *repository.Repository[users.User], obs *prom.Collector) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -35,14 +38,6 @@ func newMetrics(repo *repository.Repository[users.User]) *metrics {
 			Help:    "Time from a command's start to Kafka's acknowledgement of its events, for commands that appended.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms … 16 s
 		}, []string{"command"}),
-		restoreSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rehydrate_restore_duration_seconds",
-			Help: "Duration of the successful restore.",
-		}),
-		restoreAttempts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "rehydrate_restore_failures_total",
-			Help: "Restores that failed with a transient error and were retried.",
-		}),
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "users_forwarded_total",
 			Help: "Requests for users this instance does not own, by result: ok (answered by the owner) or unavailable (503, owner unknown, moving or unreachable).",
@@ -51,15 +46,7 @@ func newMetrics(repo *repository.Repository[users.User]) *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.commands, m.appendSeconds, m.restoreSeconds, m.restoreAttempts, m.forwards,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "rehydrate_restore_done_events",
-			Help: "Events restored so far.",
-		}, func() float64 { return float64(repo.Progress().Done) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "rehydrate_restore_total_events",
-			Help: "Events to restore: the topic's size when the restore began.",
-		}, func() float64 { return float64(repo.Progress().Total) }),
+		m.commands, m.appendSeconds, m.forwards,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rehydrate_ready",
 			Help: "1 once the first restore has succeeded and commands are served.",
@@ -76,6 +63,10 @@ func newMetrics(repo *repository.Repository[users.User]) *metrics {
 			Help: "Users in memory, deleted ones excluded.",
 		}, func() float64 { return float64(repo.Len()) }),
 	)
+	if repo != nil { // the fuzz tests' metrics watch no repository
+		obs.Watch(repo)
+	}
+	m.reg.MustRegister(obs)
 	return m
 }
 
