@@ -27,6 +27,14 @@ type Observer interface {
 	Snapshot(partition int32, offset int64, bytes int, took time.Duration, err error)
 }
 
+// MetadataInjector is an optional capability of an Observer: it adds
+// entries to the metadata of every event a command appends (a trace
+// context, say). ctx is the command's, as Observer.Command returned it;
+// metadata is the command's own copy.
+type MetadataInjector interface {
+	InjectMetadata(ctx context.Context, metadata map[string]string)
+}
+
 // WithObserver has o told what the repository does (see Observer).
 func WithObserver(o Observer) Option {
 	return optionFunc(func(s *settings) { s.observer = o })
@@ -48,3 +56,59 @@ func (noObserver) Restore(ctx context.Context, _ []int32) (context.Context, func
 }
 
 func (noObserver) Snapshot(int32, int64, int, time.Duration, error) {}
+
+// Observers returns an Observer that tells each of os, in order (their
+// MetadataInjectors too): metrics and tracing at once.
+func Observers(os ...Observer) Observer { return observers(os) }
+
+type observers []Observer
+
+func (os observers) Command(ctx context.Context, id string, create bool) (context.Context, func(int, error)) {
+	dones := make([]func(int, error), len(os))
+	for i, o := range os {
+		ctx, dones[i] = o.Command(ctx, id, create)
+	}
+	return ctx, func(events int, err error) {
+		for i := len(dones) - 1; i >= 0; i-- {
+			dones[i](events, err)
+		}
+	}
+}
+
+func (os observers) Append(ctx context.Context, partition int32, events int) (context.Context, func(error)) {
+	dones := make([]func(error), len(os))
+	for i, o := range os {
+		ctx, dones[i] = o.Append(ctx, partition, events)
+	}
+	return ctx, func(err error) {
+		for i := len(dones) - 1; i >= 0; i-- {
+			dones[i](err)
+		}
+	}
+}
+
+func (os observers) Restore(ctx context.Context, partitions []int32) (context.Context, func(int64, error)) {
+	dones := make([]func(int64, error), len(os))
+	for i, o := range os {
+		ctx, dones[i] = o.Restore(ctx, partitions)
+	}
+	return ctx, func(events int64, err error) {
+		for i := len(dones) - 1; i >= 0; i-- {
+			dones[i](events, err)
+		}
+	}
+}
+
+func (os observers) Snapshot(partition int32, offset int64, bytes int, took time.Duration, err error) {
+	for _, o := range os {
+		o.Snapshot(partition, offset, bytes, took, err)
+	}
+}
+
+func (os observers) InjectMetadata(ctx context.Context, metadata map[string]string) {
+	for _, o := range os {
+		if inj, ok := o.(MetadataInjector); ok {
+			inj.InjectMetadata(ctx, metadata)
+		}
+	}
+}

@@ -475,7 +475,15 @@ func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd
 	if len(payloads) == 0 {
 		return Result{Version: e.version}, nil
 	}
-	records, envs, decoded, err := r.encode(id, e.version, payloads, es.metadata)
+	metadata := es.metadata
+	if inj, ok := r.settings.observer.(MetadataInjector); ok {
+		metadata = maps.Clone(metadata)
+		if metadata == nil {
+			metadata = make(map[string]string, 2)
+		}
+		inj.InjectMetadata(ctx, metadata)
+	}
+	records, envs, decoded, err := r.encode(id, e.version, payloads, metadata)
 	if err != nil {
 		return Result{}, err
 	}

@@ -74,24 +74,22 @@ func (p *Provider) Partitions(ctx context.Context) ([]provider.Partition, error)
 // Append implements provider.Provider. Records are copied, so the caller may
 // reuse their memory.
 func (p *Provider) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkKeys(records); err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil, provider.ErrClosed
-	}
-	return p.appendLocked(records, -1), nil
+	return p.appendTo(ctx, -1, records)
 }
 
 var _ provider.PartitionAppender = (*Provider)(nil)
 
 // AppendPartition implements provider.PartitionAppender.
 func (p *Provider) AppendPartition(ctx context.Context, partition int32, records []event.Record) ([]provider.Position, error) {
+	if partition < 0 {
+		return nil, fmt.Errorf("memory: append to partition %d", partition)
+	}
+	return p.appendTo(ctx, partition, records)
+}
+
+// appendTo appends records to partition, or where their keys hash to when
+// it is -1.
+func (p *Provider) appendTo(ctx context.Context, partition int32, records []event.Record) ([]provider.Position, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -103,7 +101,7 @@ func (p *Provider) AppendPartition(ctx context.Context, partition int32, records
 	if p.closed {
 		return nil, provider.ErrClosed
 	}
-	if partition < 0 || int(partition) >= len(p.parts) {
+	if int(partition) >= len(p.parts) {
 		return nil, fmt.Errorf("memory: append to partition %d: the topic has %d", partition, len(p.parts))
 	}
 	return p.appendLocked(records, partition), nil
