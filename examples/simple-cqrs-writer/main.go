@@ -64,10 +64,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/examples/internal/serve"
 	"github.com/rehydrate/rehydrate/examples/internal/users"
 	"github.com/rehydrate/rehydrate/observe/prom"
+	"github.com/rehydrate/rehydrate/observe/tracing"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
@@ -229,8 +232,13 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		return err
 	}
 
+	// Metrics, and spans for whatever tracer provider the program sets
+	// (none here: the global no-op one); events carry the trace context.
 	observer := prom.New()
-	extra := []repository.Option{repository.WithLimits(repository.Limits{Aggregates: cfg.maxUsers}), repository.WithObserver(observer)}
+	extra := []repository.Option{
+		repository.WithLimits(repository.Limits{Aggregates: cfg.maxUsers}),
+		repository.WithObserver(repository.Observers(observer, tracing.New(otel.GetTracerProvider()))),
+	}
 	if cfg.snapshots != nil {
 		store, closeStore, err := openSnapshots(ctx, p, cfg, log)
 		if err != nil {
