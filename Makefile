@@ -36,7 +36,7 @@ test: ## go vet + go test -race against a real Kafka (starts/stops one when KAFK
 test-faults: ## the fault tests (internal/faults) on a three-broker Kafka they may crash (docker/kafka-local --brokers 3)
 	@bash scripts/test-faults.sh
 
-test-security: ## TLS, SASL/SCRAM and ACL tests of provider/kafka on a secured node (docker/kafka-local start --secure, ports 9592-9594)
+test-security: ## TLS, SASL/SCRAM and ACL tests of both Kafka providers (internal/security) on a secured node (docker/kafka-local start --secure, ports 9592-9594)
 	@bash scripts/test-security.sh
 
 fuzz: ## every fuzz target (func FuzzX in a _test.go), one after the other, for FUZZTIME each (default 30s)
@@ -54,7 +54,7 @@ vet: ## go vet ./...
 lint: vet ## go vet + staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-run: ## start Kafka if none answers (Docker, else docker/kafka-local, else in-memory devkafka), then the example writer on :4000
+run: ## start Kafka if none answers (Docker, else docker/kafka-local, else in-memory devkafka), then the example writer on :4000 (KAFKA_CLIENT=confluent|franz picks the client)
 	@KAFKA_MODE=$(KAFKA_MODE) GO=$(GO) bash examples/run.sh writer
 
 run-reader: ## the example reader (projection) on :4001, on the same Kafka as make run

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package main
 
 // Measurements of repositories that share a topic through a group

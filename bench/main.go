@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider/franz"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
 )
@@ -210,6 +211,15 @@ func runChild(ctx context.Context, cfg config, what, topic, codecName string) (r
 		defer p.Close()
 		codec := codecByName(codecName)
 		return restoreWith(ctx, "repository restore, Kafka, "+codecName, p, codec, cfg.batchSize)
+	case "bare-franz":
+		return bareFranz(ctx, cfg.brokers, topic)
+	case "restore-franz":
+		p, err := franz.New(franz.Config{Brokers: cfg.brokers, Topic: topic, BatchSize: cfg.batchSize})
+		if err != nil {
+			return restoreResult{}, err
+		}
+		defer p.Close()
+		return restoreWith(ctx, "repository restore, franz, "+codecName, p, codecByName(codecName), cfg.batchSize)
 	case "memory":
 		return restoreMemory(ctx, cfg.work, codecByName(codecName))
 	case "snapshot-restore":
@@ -342,8 +352,11 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 			return err
 		}
 		for _, m := range []struct{ what, topic, codec string }{
+			{"bare-franz", msgpackTopic, "msgpack"},
 			{"restore", msgpackTopic, "msgpack"},
 			{"restore", jsonTopic, "json"},
+			{"restore-franz", msgpackTopic, "msgpack"},
+			{"restore-franz", jsonTopic, "json"},
 			{"memory", "", "msgpack"},
 			{"memory", "", "json"},
 		} {

@@ -4,8 +4,9 @@
 // package event and the repository.
 //
 // Implementations: [github.com/rehydrate/rehydrate/provider/memory] (in
-// process, for tests and demos) and
-// [github.com/rehydrate/rehydrate/provider/kafka]. Every implementation passes
+// process, for tests and demos), [github.com/rehydrate/rehydrate/provider/kafka]
+// (confluent-kafka-go, cgo) and [github.com/rehydrate/rehydrate/provider/franz]
+// (franz-go, pure Go). Every implementation passes
 // the conformance suite in
 // [github.com/rehydrate/rehydrate/provider/providertest].
 package provider
@@ -25,8 +26,11 @@ var (
 	// ErrClosed means the provider was closed.
 	ErrClosed = errors.New("provider: closed")
 	// ErrOutcomeUnknown means an append may or may not have been written:
-	// the request left for the log but no acknowledgement came back. Reading
-	// the partition up to its current end tells which.
+	// the request left for the log but no acknowledgement came back.
+	// Reading the partition up to its current end does not tell which (the
+	// request may still land later); appending a record through the same
+	// provider and reading up to it does, because a partition's appends
+	// are ordered. The repository does that (repository/outcome.go).
 	ErrOutcomeUnknown = errors.New("provider: append outcome unknown")
 	// ErrNotRetained means the log may drop records on its own, or has
 	// dropped some (expired by retention, compacted away, deleted): a

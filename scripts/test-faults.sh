@@ -2,13 +2,16 @@
 # scripts/test-faults.sh — `make test-faults`: the fault tests of
 # internal/faults against a three-broker Kafka that they may crash, started
 # here with docker/kafka-local on KAFKA_FAULT_PORT (default 9192, 9193, 9194)
-# and stopped afterwards, also when the tests fail. The exit code is the
-# tests'.
+# and stopped afterwards, also when the tests fail. They run once per Kafka
+# client of KAFKA_CLIENTS (default "confluent franz"; KAFKA_CLIENT selects
+# the provider, internal/kafkaclient). The exit code is the first failing
+# run's, else 0.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 GO=${GO:-go}
 export KAFKA_FAULT_PORT=${KAFKA_FAULT_PORT:-9192}
+read -r -a TEST_FLAGS <<<"${GO_TEST_FLAGS:-}"
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
@@ -24,5 +27,13 @@ trap 'exit 143' TERM
 KAFKA_FAULT_BROKERS=$(KAFKA_PORT=$KAFKA_FAULT_PORT docker/kafka-local start --brokers 3 | tail -n 1)
 export KAFKA_FAULT_BROKERS
 echo "test-faults.sh: KAFKA_FAULT_BROKERS=$KAFKA_FAULT_BROKERS" >&2
-"$GO" test -race -count=1 -timeout 14m -v ./internal/faults/ 2>&1 | grep -v '^%[0-9]|' | tee "${FAULTS_LOG:-/dev/null}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|RESULT|Error Trace|Error:|Messages:'
-exit "${PIPESTATUS[0]}"
+rc=0
+for client in ${KAFKA_CLIENTS:-confluent franz}; do
+  echo "test-faults.sh: KAFKA_CLIENT=$client" >&2
+  set +e
+  KAFKA_CLIENT=$client "$GO" test -race -count=1 -timeout 14m -v "${TEST_FLAGS[@]}" ./internal/faults/ 2>&1 | grep -v '^%[0-9]|' | tee "${FAULTS_LOG:-/dev/null}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|RESULT|Error Trace|Error:|Messages:'
+  status=${PIPESTATUS[0]}
+  set -e
+  if ((status != 0 && rc == 0)); then rc=$status; fi
+done
+exit "$rc"

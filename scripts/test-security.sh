@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# scripts/test-security.sh — `make test-security`: the provider's security
-# tests (provider/kafka, TestSecurity*) against a single Kafka node started
+# scripts/test-security.sh — `make test-security`: the Kafka providers'
+# security tests (internal/security, TestSecurity*), once per client of
+# KAFKA_CLIENTS (default "confluent franz"), against a single Kafka node started
 # here with `docker/kafka-local start --secure` on KAFKA_SECURE_PORT (default
 # 9592: PLAINTEXT admin 9592, SSL 9593, SASL_SSL 9594), with ACLs on and
 # fresh certificates and passwords, and stopped afterwards, also when the
-# tests fail. The exit code is the tests'.
+# tests fail. The exit code is the first failing run's, else 0.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -29,4 +30,11 @@ eval "$(KAFKA_PORT=$KAFKA_SECURE_PORT docker/kafka-local secure-env)"
 echo "test-security.sh: SSL $KAFKA_SECURE_SSL, SASL_SSL $KAFKA_SECURE_SASL, admin $KAFKA_SECURE_ADMIN" >&2
 # KAFKA_BROKERS stays unset: every test here must use the secure listeners.
 unset KAFKA_BROKERS
-"$GO" test -race -count=1 -timeout 5m -run 'Security' "${TEST_FLAGS[@]}" ./provider/kafka/
+rc=0
+for client in ${KAFKA_CLIENTS:-confluent franz}; do
+  echo "test-security.sh: KAFKA_CLIENT=$client" >&2
+  status=0
+  KAFKA_CLIENT=$client "$GO" test -race -count=1 -timeout 5m -run 'Security' "${TEST_FLAGS[@]}" ./internal/security/ || status=$?
+  if ((status != 0 && rc == 0)); then rc=$status; fi
+done
+exit "$rc"

@@ -23,8 +23,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/rehydrate/rehydrate/event"
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
 )
 

@@ -69,10 +69,10 @@ import (
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/examples/internal/serve"
 	"github.com/rehydrate/rehydrate/examples/internal/users"
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/observe/prom"
 	"github.com/rehydrate/rehydrate/observe/tracing"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
 	"github.com/rehydrate/rehydrate/snapshot"
 )

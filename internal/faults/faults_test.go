@@ -16,13 +16,12 @@ import (
 	"testing"
 	"time"
 
-	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/event"
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )
@@ -74,18 +73,11 @@ func (c *cluster) resume(node int) { c.launcher("resume-broker", strconv.Itoa(no
 
 // leader returns the node leading a partition of topic.
 func (c *cluster) leader(topic string, partition int32) int {
-	admin, err := ckafka.NewAdminClient(&ckafka.ConfigMap{"bootstrap.servers": c.brokers})
-	require.NoError(c.t, err)
-	defer admin.Close()
-	md, err := admin.GetMetadata(&topic, false, 10_000)
-	require.NoError(c.t, err)
-	for _, p := range md.Topics[topic].Partitions {
-		if p.ID == partition {
-			return int(p.Leader)
-		}
+	leader, ok := c.leaders(topic)[partition]
+	if !ok {
+		c.t.Fatalf("no leader for %s/%d", topic, partition)
 	}
-	c.t.Fatalf("no leader for %s/%d", topic, partition)
-	return 0
+	return leader
 }
 
 // topic creates a replicated topic (3 replicas, min.insync.replicas 2).

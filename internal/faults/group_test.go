@@ -19,13 +19,14 @@ import (
 	"time"
 	"unicode/utf16"
 
-	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rehydrate/rehydrate/event"
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )
@@ -537,22 +538,27 @@ func (c *cluster) leaders(topic string) map[int32]int {
 }
 
 func (c *cluster) tryLeaders(topic string) (map[int32]int, error) {
-	admin, err := ckafka.NewAdminClient(&ckafka.ConfigMap{"bootstrap.servers": c.brokers})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.brokers, ",")...))
 	if err != nil {
 		return nil, err
 	}
-	defer admin.Close()
-	md, err := admin.GetMetadata(&topic, false, 10_000)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
+	defer cancel()
+	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
-	t := md.Topics[topic]
-	if t.Error.Code() != ckafka.ErrNoError {
-		return nil, t.Error
+	t, ok := md.Topics[topic]
+	if !ok {
+		return nil, fmt.Errorf("no metadata of %s", topic)
+	}
+	if t.Err != nil {
+		return nil, t.Err
 	}
 	leaders := make(map[int32]int, len(t.Partitions))
 	for _, p := range t.Partitions {
-		leaders[p.ID] = int(p.Leader)
+		leaders[p.Partition] = int(p.Leader)
 	}
 	return leaders, nil
 }

@@ -13,9 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rehydrate/rehydrate/provider/kafka"
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/franz"
+	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
+	"github.com/rehydrate/rehydrate/repository/repositorytest"
 )
 
 var (
@@ -52,20 +58,21 @@ func Brokers(t testing.TB) string {
 }
 
 // Config returns a provider configuration on a new topic of the given
-// partitions, created before it returns. The timeout bounds every broker wait.
-func Config(t testing.TB, partitions int, topicConfig map[string]string) kafka.Config {
+// partitions, created before it returns (with franz-go, which needs no cgo).
+// The timeout bounds every broker wait.
+func Config(t testing.TB, partitions int, topicConfig map[string]string) kafkaconfig.Config {
 	t.Helper()
-	cfg := kafka.Config{
+	cfg := kafkaconfig.Config{
 		Brokers: Brokers(t),
 		Topic:   fmt.Sprintf("test-%s-%d-%d", sanitize(t.Name()), time.Now().UnixNano(), topicSeq.Add(1)),
 		Timeout: 20 * time.Second,
 	}
-	p, err := kafka.New(cfg)
+	p, err := franz.New(cfg)
 	if err != nil {
-		t.Fatalf("kafka.New: %v", err)
+		t.Fatalf("franz.New: %v", err)
 	}
 	defer p.Close()
-	if err := p.EnsureTopic(t.Context(), kafka.TopicSpec{Partitions: partitions, ReplicationFactor: 1, Config: topicConfig}); err != nil {
+	if err := p.EnsureTopic(t.Context(), kafkaconfig.TopicSpec{Partitions: partitions, ReplicationFactor: 1, Config: topicConfig}); err != nil {
 		t.Fatalf("create topic %s on %s: %v", cfg.Topic, cfg.Brokers, err)
 	}
 	return cfg
@@ -86,4 +93,88 @@ func sanitize(name string) string {
 		s = s[len(s)-100:]
 	}
 	return s
+}
+
+// Compact returns a providertest.Harness.Compact for the provider of a
+// topic named by topic(p), on a real broker, whose log cleaner does the
+// work; nil on the in-process broker, which has none.
+func Compact(topic func(provider.Provider) string) func(*testing.T, provider.Provider) {
+	if !Real() {
+		return nil
+	}
+	return func(t *testing.T, p provider.Provider) {
+		name := topic(p)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(Brokers(t), ",")...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx := t.Context()
+		ps, err := p.Partitions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before int64
+		for _, part := range ps {
+			before += part.High - part.Low
+		}
+		set := func(v string) *string { return &v }
+		res, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{
+			{Name: "cleanup.policy", Value: set("compact")},
+			{Name: "segment.ms", Value: set("100")},
+			{Name: "min.cleanable.dirty.ratio", Value: set("0.001")},
+		}, name)
+		if err == nil {
+			_, err = res.On(name, nil)
+		}
+		if err != nil {
+			t.Fatalf("alter %s: %v", name, err)
+		}
+		// The cleaner leaves the active segment alone: keep appending, so
+		// that segments roll (segment.ms) and the older ones get cleaned.
+		deadline := time.Now().Add(90 * time.Second)
+		for i := 0; ; i++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("the log cleaner did not compact %s in time", name)
+			}
+			e := event.Envelope{ID: event.NewID(), Type: "Tested", AggregateID: fmt.Sprintf("roll-%d", i%2), Version: 1,
+				Time: time.Now(), ContentType: event.ContentTypeJSON, Payload: []byte(`{}`)}
+			if _, err := p.Append(ctx, []event.Record{e.Record()}); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			ps, err := p.Partitions(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Read(ctx, provider.Ranges(ps), 0, func(b provider.Batch) error {
+				n += len(b.Records)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if int64(n) < before {
+				return
+			}
+			time.Sleep(200 * time.Millisecond) // the cleaner runs on its own clock; poll it, bounded by the deadline
+		}
+	}
+}
+
+// Topics returns a repositorytest.NewProvider for a Kafka provider: each
+// call a new topic with the given config, the providers opened with open
+// on it and closed when the test ends.
+func Topics[P provider.Provider](open func(kafkaconfig.Config) (P, error), config map[string]string) repositorytest.NewProvider {
+	return func(t *testing.T, partitions int) (provider.Provider, func() provider.Provider) {
+		cfg := Config(t, partitions, config)
+		reopen := func() provider.Provider {
+			p, err := open(cfg)
+			if err != nil {
+				t.Fatalf("open a provider on %s: %v", cfg.Topic, err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			return p
+		}
+		return reopen(), reopen
+	}
 }

@@ -1,4 +1,4 @@
-package kafka_test
+package security_test
 
 import (
 	"context"
@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rehydrate/rehydrate/provider/kafka"
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 )
 
 // secureBroker describes the broker of `docker/kafka-local start --secure`
@@ -85,14 +86,14 @@ func (b secureBroker) scram(topic, password string) kafka.Config {
 // grant is a set of allowed operations for a principal on a topic.
 type grant struct {
 	principal string // e.g. "writer", "alice"
-	ops       []ckafka.ACLOperation
+	ops       []kadm.ACLOperation
 }
 
 var (
 	// DescribeConfigs lets a restore check that the topic keeps its
 	// events (CheckRetention).
-	readWrite = []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationDescribeConfigs, ckafka.ACLOperationRead, ckafka.ACLOperationWrite}
-	readOnly  = []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationDescribeConfigs, ckafka.ACLOperationRead}
+	readWrite = []kadm.ACLOperation{kadm.OpDescribe, kadm.OpDescribeConfigs, kadm.OpRead, kadm.OpWrite}
+	readOnly  = []kadm.ACLOperation{kadm.OpDescribe, kadm.OpDescribeConfigs, kadm.OpRead}
 )
 
 // topicName returns a new topic name for the test.
@@ -113,22 +114,22 @@ func (b secureBroker) topic(t *testing.T, partitions int, grants ...grant) strin
 	admin := b.adminClient(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	res, err := admin.CreateTopics(ctx, []ckafka.TopicSpecification{{Topic: name, NumPartitions: partitions, ReplicationFactor: 1,
-		Config: map[string]string{"retention.ms": "-1", "retention.bytes": "-1"}}}) // as EnsureTopic creates them
-	require.NoError(t, err)
-	for _, r := range res {
-		require.Equal(t, ckafka.ErrNoError, r.Error.Code(), "create topic %s: %v", name, r.Error)
+	res, err := admin.CreateTopic(ctx, int32(partitions), 1,
+		map[string]*string{"retention.ms": new("-1"), "retention.bytes": new("-1")}, name) // as EnsureTopic creates them
+	if err == nil {
+		err = res.Err
 	}
+	require.NoError(t, err, "create topic %s", name)
 	b.allow(t, name, grants...)
 	return name
 }
 
-func (b secureBroker) adminClient(t *testing.T) *ckafka.AdminClient {
+func (b secureBroker) adminClient(t *testing.T) *kadm.Client {
 	t.Helper()
-	admin, err := ckafka.NewAdminClient(&ckafka.ConfigMap{"bootstrap.servers": b.admin})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.admin))
 	require.NoError(t, err)
-	t.Cleanup(admin.Close)
-	return admin
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
 }
 
 // allow creates literal ACLs on topic name (which need not exist yet) for
@@ -138,37 +139,37 @@ func (b secureBroker) allow(t *testing.T, name string, grants ...grant) {
 	admin := b.adminClient(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var acls ckafka.ACLBindings
+	want := 0
 	for _, g := range grants {
-		for _, op := range g.ops {
-			acls = append(acls, ckafka.ACLBinding{
-				Type: ckafka.ResourceTopic, Name: name, ResourcePatternType: ckafka.ResourcePatternTypeLiteral,
-				Principal: "User:" + g.principal, Host: "*", Operation: op, PermissionType: ckafka.ACLPermissionTypeAllow,
-			})
+		if len(g.ops) == 0 {
+			continue
 		}
-	}
-	if len(acls) > 0 {
-		created, err := admin.CreateACLs(ctx, acls)
+		want += len(g.ops)
+		created, err := admin.CreateACLs(ctx, kadm.NewACLs().Topics(name).ResourcePatternType(kadm.ACLPatternLiteral).
+			Allow("User:"+g.principal).AllowHosts("*").Operations(g.ops...))
 		require.NoError(t, err)
 		for _, r := range created {
-			require.Equal(t, ckafka.ErrNoError, r.Error.Code(), "create ACLs on %s: %v", name, r.Error)
+			require.NoError(t, r.Err, "create ACLs on %s", name)
 		}
 	}
 	// ACLs reach the authorizer through the metadata log: poll until the
 	// broker describes them all.
-	filter := ckafka.ACLBindingFilter{
-		Type: ckafka.ResourceTopic, Name: name, ResourcePatternType: ckafka.ResourcePatternTypeLiteral,
-		Operation: ckafka.ACLOperationAny, PermissionType: ckafka.ACLPermissionTypeAny,
-	}
+	filter := kadm.NewACLs().Topics(name).ResourcePatternType(kadm.ACLPatternLiteral).
+		Allow().AllowHosts().Operations(kadm.OpAny)
 	for {
-		d, err := admin.DescribeACLs(ctx, filter)
+		described, err := admin.DescribeACLs(ctx, filter)
 		require.NoError(t, err)
-		if len(d.ACLBindings) == len(acls) {
-			break
+		n := 0
+		for _, d := range described {
+			require.NoError(t, d.Err)
+			n += len(d.Described)
+		}
+		if n == want {
+			return
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("ACLs on %s: broker describes %d of %d", name, len(d.ACLBindings), len(acls))
+			t.Fatalf("ACLs on %s: broker describes %d of %d", name, n, want)
 		case <-time.After(50 * time.Millisecond): // polling the authorizer, bounded by ctx
 		}
 	}

@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package kafka is the [provider.Provider] on Apache Kafka, built on
 // confluent-kafka-go v2 (librdkafka). It is the only package of rehydrate that
 // needs cgo.

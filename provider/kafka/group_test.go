@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kafka_test
 
 import (
@@ -79,16 +81,7 @@ func expel(t *testing.T, p provider.Provider, m provider.Member) {
 }
 
 func TestRepositoryGroupSuite(t *testing.T) {
-	repositorytest.RunGroup(t, func(t *testing.T, partitions int) (provider.Provider, func() provider.Provider) {
-		cfg := kafkatest.Config(t, partitions, nil)
-		open := func() provider.Provider {
-			p, err := kafka.New(cfg)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = p.Close() })
-			return p
-		}
-		return open(), open
-	})
+	repositorytest.RunGroup(t, kafkatest.Topics(kafka.New, nil))
 }
 
 // ---- Kafka-specific fencing tests ----

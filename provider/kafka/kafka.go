@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kafka
 
 import (
@@ -16,6 +18,7 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
 )
 
 var _ provider.Provider = (*Provider)(nil)
@@ -35,7 +38,7 @@ type Provider struct {
 	events  sync.WaitGroup       // the delivery report goroutine
 	members map[*member]struct{} // group members not closed yet, under mu
 
-	retention retentionCheck // CheckRetention's answer
+	retention *kafkaconfig.RetentionCheck // CheckRetention's answer
 
 	// handshake is the last failed TLS handshake or SASL login the
 	// producer reported, until a broker answers again: errors of calls
@@ -49,8 +52,8 @@ func New(cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	pc := cfg.common()
+	cfg = cfg.WithDefaults()
+	pc := common(cfg)
 	for k, v := range map[string]any{
 		"enable.idempotence": true,
 		"acks":               "all",
@@ -75,7 +78,7 @@ func New(cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("kafka: admin client: %w", err)
 	}
 	p := &Provider{cfg: cfg, producer: producer, admin: admin, log: cfg.Logger.With("topic", cfg.Topic),
-		retention: retentionCheck{sem: make(chan struct{}, 1)}}
+		retention: kafkaconfig.NewRetentionCheck()}
 	go forwardLogs(producer.Logs(), p.log)
 	p.events.Add(1)
 	go p.deliveries()

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kafka
 
 import (
@@ -59,7 +61,7 @@ func (p *Provider) Read(ctx context.Context, ranges []provider.Range, batchSize 
 }
 
 func (p *Provider) newConsumer() (*ckafka.Consumer, error) {
-	cc := p.cfg.common()
+	cc := common(p.cfg)
 	for k, v := range map[string]any{
 		"group.id":                 "rehydrate-read-" + event.NewID(),
 		"enable.auto.commit":       false,

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kafka
 
 import (
@@ -7,23 +9,12 @@ import (
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
 )
 
 // TopicSpec describes a topic for EnsureTopic.
-type TopicSpec struct {
-	Partitions        int
-	ReplicationFactor int               // 0 means the broker's default
-	Config            map[string]string // topic configs, e.g. min.insync.replicas
-}
-
-// keepEvents is the configuration EnsureTopic gives a topic unless told
-// otherwise: records never expire and are never compacted, so that a restore
-// from offset 0 sees every event (see CheckRetention).
-var keepEvents = map[string]string{
-	"retention.ms":    "-1",
-	"retention.bytes": "-1",
-	"cleanup.policy":  "delete",
-}
+type TopicSpec = kafkaconfig.TopicSpec
 
 // EnsureTopic creates the provider's topic if it does not exist and waits,
 // bounded by ctx and the configured Timeout, until its partitions have
@@ -44,7 +35,7 @@ func (p *Provider) EnsureTopic(ctx context.Context, spec TopicSpec) error {
 	if rf == 0 {
 		rf = -1
 	}
-	config := maps.Clone(keepEvents)
+	config := kafkaconfig.KeepEvents()
 	maps.Copy(config, spec.Config)
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()

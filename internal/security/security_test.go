@@ -1,28 +1,33 @@
-package kafka_test
+package security_test
 
-// Tests against the secured broker of `make test-security` (TLS with client
-// certificates, SASL/SCRAM over TLS, ACLs). Without it (KAFKA_SECURE_SSL
-// unset) they skip: kfake has no TLS, SASL or ACLs.
+// Tests of the Kafka providers against the secured broker of `make
+// test-security` (TLS with client certificates, SASL/SCRAM over TLS, ACLs),
+// on the client KAFKA_CLIENT names (internal/kafkaclient; the script runs
+// each). Without the broker (KAFKA_SECURE_SSL unset) they skip: kfake has no
+// TLS, SASL or ACLs.
 
 import (
 	"bufio"
 	"bytes"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/rehydrate/rehydrate/event"
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/provider/providertest"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
@@ -88,15 +93,15 @@ func seed(t *testing.T, b secureBroker, topic string) (rt.Account, uint64) {
 // names authorization, carries the broker's code, and is neither
 // provider.ErrOutcomeUnknown (nothing was written) nor
 // provider.ErrUnavailable (retrying will not help).
-func assertRefused(t *testing.T, err error, codes ...ckafka.ErrorCode) {
+func assertRefused(t *testing.T, err error, codes ...*kerr.Error) {
 	t.Helper()
 	require.Error(t, err)
 	assert.Contains(t, strings.ToLower(err.Error()), "authorization failed")
 	assert.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
 	assert.NotErrorIs(t, err, provider.ErrUnavailable)
-	var ke ckafka.Error
-	if assert.ErrorAs(t, err, &ke) {
-		assert.Contains(t, codes, ke.Code(), "code of %v", err)
+	code, ok := kafka.Code(err)
+	if assert.True(t, ok, "no Kafka error code in %v", err) {
+		assert.True(t, slices.ContainsFunc(codes, func(c *kerr.Error) bool { return c.Code == code }), "code %d of %v, want one of %v", code, err, codes)
 	}
 }
 
@@ -111,14 +116,14 @@ func TestSecurityACLWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T) kafka.Config
-		codes []ckafka.ErrorCode
+		codes []*kerr.Error
 	}{
 		{
 			name: "no Write anywhere",
 			setup: func(t *testing.T) kafka.Config {
 				return b.tls("reader", b.topic(t, 2, grant{"reader", readOnly}))
 			},
-			codes: []ckafka.ErrorCode{ckafka.ErrClusterAuthorizationFailed},
+			codes: []*kerr.Error{kerr.ClusterAuthorizationFailed},
 		},
 		{
 			name: "Write on another topic only",
@@ -126,7 +131,7 @@ func TestSecurityACLWrite(t *testing.T) {
 				b.topic(t, 1, grant{"nobody", readWrite})
 				return b.tls("nobody", b.topic(t, 2, grant{"nobody", readOnly}))
 			},
-			codes: []ckafka.ErrorCode{ckafka.ErrTopicAuthorizationFailed},
+			codes: []*kerr.Error{kerr.TopicAuthorizationFailed},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,7 +172,7 @@ func TestSecurityEnsureTopic(t *testing.T) {
 	spec := kafka.TopicSpec{Partitions: 3, ReplicationFactor: 1}
 
 	name := topicName(t)
-	b.allow(t, name, grant{"writer", []ckafka.ACLOperation{ckafka.ACLOperationCreate, ckafka.ACLOperationDescribe}})
+	b.allow(t, name, grant{"writer", []kadm.ACLOperation{kadm.OpCreate, kadm.OpDescribe}})
 	p, err := kafka.New(b.tls("writer", name))
 	require.NoError(t, err)
 	defer p.Close()
@@ -177,14 +182,14 @@ func TestSecurityEnsureTopic(t *testing.T) {
 	assert.Len(t, ps, 3)
 
 	name = topicName(t)
-	b.allow(t, name, grant{"writer", []ckafka.ACLOperation{ckafka.ACLOperationDescribe}})
+	b.allow(t, name, grant{"writer", []kadm.ACLOperation{kadm.OpDescribe}})
 	p, err = kafka.New(b.tls("writer", name))
 	require.NoError(t, err)
 	defer p.Close()
 	start := time.Now()
 	err = p.EnsureTopic(t.Context(), spec)
 	t.Logf("EnsureTopic: %v (%v)", err, time.Since(start))
-	assertRefused(t, err, ckafka.ErrTopicAuthorizationFailed)
+	assertRefused(t, err, kerr.TopicAuthorizationFailed)
 	assert.Less(t, time.Since(start), b.tls("writer", name).Timeout/2)
 }
 
@@ -201,11 +206,11 @@ func TestSecurityACLRead(t *testing.T) {
 	b := newSecureBroker(t)
 	for _, tc := range []struct {
 		name     string
-		ops      []ckafka.ACLOperation
+		ops      []kadm.ACLOperation
 		describe bool // Partitions works
 	}{
 		{name: "no Describe", ops: nil},
-		{name: "Describe without Read", ops: []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationDescribeConfigs}, describe: true},
+		{name: "Describe without Read", ops: []kadm.ACLOperation{kadm.OpDescribe, kadm.OpDescribeConfigs}, describe: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var grants []grant
@@ -215,7 +220,7 @@ func TestSecurityACLRead(t *testing.T) {
 			cfg := b.tls("nobody", b.topic(t, 2, grants...))
 			seed(t, b, cfg.Topic)
 			p := openSecure(t, cfg)
-			code := []ckafka.ErrorCode{ckafka.ErrTopicAuthorizationFailed}
+			code := []*kerr.Error{kerr.TopicAuthorizationFailed}
 
 			r := rt.NewRepository(t, p)
 			start := time.Now()
@@ -255,14 +260,14 @@ func TestSecurityACLRead(t *testing.T) {
 // naming the ACL it needs, unless AllowExpiringTopic skips the check.
 func TestSecurityACLDescribeConfigs(t *testing.T) {
 	b := newSecureBroker(t)
-	cfg := b.tls("reader", b.topic(t, 2, grant{"reader", []ckafka.ACLOperation{ckafka.ACLOperationDescribe, ckafka.ACLOperationRead}}))
+	cfg := b.tls("reader", b.topic(t, 2, grant{"reader", []kadm.ACLOperation{kadm.OpDescribe, kadm.OpRead}}))
 	seed(t, b, cfg.Topic)
 
 	r := rt.NewRepository(t, openSecure(t, cfg))
 	start := time.Now()
 	_, err := r.Restore(t.Context())
 	t.Logf("Restore: %v (%v)", err, time.Since(start))
-	assertRefused(t, err, ckafka.ErrTopicAuthorizationFailed)
+	assertRefused(t, err, kerr.TopicAuthorizationFailed)
 	assert.ErrorContains(t, err, "needs DescribeConfigs on the topic")
 	assert.NotErrorIs(t, err, provider.ErrNotRetained, "nothing is known of the topic's retention")
 	assert.Less(t, time.Since(start), cfg.Timeout/2, "bounded well below the timeout")
@@ -274,11 +279,11 @@ func TestSecurityACLDescribeConfigs(t *testing.T) {
 }
 
 // TestSecurityWrongPassword: a failed SCRAM login gives, within the
-// timeout, an error that names the authentication failure and wraps
-// provider.ErrUnavailable (the log cannot be reached with these
-// credentials); errors.As finds librdkafka's ErrAuthentication. Append waits
-// for the delivery timeout and reports an unknown outcome: librdkafka cannot
-// tell that nothing left. Read fails at once.
+// timeout, an error that names the authentication failure (the client's
+// error: librdkafka's ErrAuthentication, kerr.SaslAuthenticationFailed) and
+// wraps provider.ErrUnavailable (the log cannot be reached with these
+// credentials). Append waits for the delivery timeout and reports an unknown
+// outcome: the client cannot tell that nothing left. Read fails at once.
 func TestSecurityWrongPassword(t *testing.T) {
 	b := newSecureBroker(t)
 	topic := b.topic(t, 2, grant{b.scramUser, readWrite})
@@ -293,11 +298,7 @@ func TestSecurityWrongPassword(t *testing.T) {
 		t.Logf("%s: %v (%v)", what, err, elapsed)
 		require.Error(t, err)
 		assert.ErrorIs(t, err, provider.ErrUnavailable)
-		assert.Contains(t, err.Error(), "SASL authentication error")
-		var ke ckafka.Error
-		if assert.ErrorAs(t, err, &ke) {
-			assert.Equal(t, ckafka.ErrAuthentication, ke.Code())
-		}
+		assert.True(t, kafka.AuthenticationFailed(err), "names the failed login: %v", err)
 		assert.Less(t, elapsed, limit)
 	}
 
@@ -316,13 +317,27 @@ func TestSecurityWrongPassword(t *testing.T) {
 	check("Read", err, time.Since(start))
 }
 
-// TestSecuritySecretsNotLogged runs the provider over TLS with an encrypted
-// client key and over SASL_SSL, with librdkafka's debug logs on and every
-// log line going to a buffer, through appends, reads, an ACL refusal and a
+// traits are what the secrets test expects of each client's logs.
+var traits = map[string]struct {
+	encryptedKey bool              // reads an encrypted client key (ssl.key.password)
+	debug        map[string]string // Properties that turn its debug logs on
+	loginFailed  string            // what its logs say of a failed SASL login
+	configDump   string            // what its debug logs show of its configuration; "" none
+}{
+	kafka.Confluent: {encryptedKey: true, debug: map[string]string{"debug": "security,broker,conf,protocol,msg,metadata"},
+		loginFailed: "SASL authentication error", configDump: "sasl.password"},
+	// franz-go logs at slog's debug level; it has no configuration dump.
+	kafka.Franz: {loginFailed: "SASL_AUTHENTICATION_FAILED"},
+}
+
+// TestSecuritySecretsNotLogged runs the provider over TLS with a client key
+// (encrypted where the client reads one) and over SASL_SSL, with the
+// client's debug logs on and every log line going to a buffer, through appends, reads, an ACL refusal and a
 // failed login; then neither the buffer nor any error holds a password or a
 // line of private key material.
 func TestSecuritySecretsNotLogged(t *testing.T) {
 	b := newSecureBroker(t)
+	tr := traits[kafka.Client()]
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	wrongPassword := "wrong-" + b.scramPassword[:8] + "-secret"
@@ -337,14 +352,17 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 	refused := b.topic(t, 1, grant{"writer", readOnly})
 	tlsCfg := func(topic string) kafka.Config {
 		c := b.tls("writer", topic)
-		c.SSLKeyLocation = filepath.Join(b.tlsDir, "writer.enc.key")
-		c.Properties = map[string]string{"ssl.key.password": b.keyPassword, "debug": "security,broker,conf,protocol,msg,metadata"}
+		c.Properties = maps.Clone(tr.debug)
+		if tr.encryptedKey {
+			c.SSLKeyLocation = filepath.Join(b.tlsDir, "writer.enc.key")
+			c.Properties["ssl.key.password"] = b.keyPassword
+		}
 		c.Logger = logger
 		return c
 	}
 	saslCfg := func(password string) kafka.Config {
 		c := b.scram(topic, password)
-		c.Properties = map[string]string{"debug": "security,broker,conf,protocol,msg,metadata"}
+		c.Properties = tr.debug
 		c.Logger = logger
 		c.Timeout = 3 * time.Second
 		return c
@@ -385,8 +403,10 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 	}
 
 	out := logs.String()
-	require.Contains(t, out, "SASL authentication error", "the failed login was logged")
-	require.Contains(t, out, "sasl.password", "librdkafka's configuration dump was logged")
+	require.Contains(t, out, tr.loginFailed, "the failed login was logged")
+	if tr.configDump != "" {
+		require.Contains(t, out, tr.configDump, "the client's configuration dump was logged")
+	}
 	t.Logf("%d bytes of logs, %d errors", len(out), len(errs))
 
 	secrets := map[string]string{

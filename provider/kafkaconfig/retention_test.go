@@ -1,25 +1,24 @@
-package kafka
+package kafkaconfig
 
 import (
 	"testing"
 
-	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/assert"
 )
 
 // TestLosses covers the configurations brokers give that the integration
 // tests cannot set up: values missing, malformed, or an empty policy.
 func TestLosses(t *testing.T) {
-	topic := func(kv ...string) map[string]ckafka.ConfigEntryResult {
-		m := make(map[string]ckafka.ConfigEntryResult)
+	topic := func(kv ...string) map[string]Setting {
+		m := make(map[string]Setting)
 		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = ckafka.ConfigEntryResult{Name: kv[i], Value: kv[i+1], Source: ckafka.ConfigSourceDynamicTopic}
+			m[kv[i]] = Setting{Value: kv[i+1], From: "set on the topic"}
 		}
 		return m
 	}
 	for _, tc := range []struct {
 		name    string
-		configs map[string]ckafka.ConfigEntryResult
+		configs map[string]Setting
 		want    []string // names of the settings refused
 	}{
 		{"kept", topic("cleanup.policy", "delete", "retention.ms", "-1", "retention.bytes", "-1"), nil},
@@ -38,10 +37,10 @@ func TestLosses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, l := range losses(tc.configs) {
-				got = append(got, l.name)
-				assert.NotEmpty(t, l.why)
-				assert.NotEmpty(t, l.keep)
+			for _, l := range Losses(tc.configs) {
+				got = append(got, l.Name)
+				assert.NotEmpty(t, l.Why)
+				assert.NotEmpty(t, l.Keep)
 			}
 			assert.Equal(t, tc.want, got)
 		})

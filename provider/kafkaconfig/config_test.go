@@ -1,4 +1,4 @@
-package kafka_test
+package kafkaconfig_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rehydrate/rehydrate/provider/kafka"
+	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -35,9 +35,9 @@ func TestFromEnv(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, err := kafka.FromEnv()
+	cfg, err := kafkaconfig.FromEnv()
 	require.NoError(t, err)
-	assert.Equal(t, kafka.Config{
+	assert.Equal(t, kafkaconfig.Config{
 		Brokers: "a:1,b:2", Topic: "users", ClientID: "writer",
 		SecurityProtocol: "SASL_SSL", SASLMechanism: "SCRAM-SHA-512", SASLUsername: "alice", SASLPassword: "s3cret-pw",
 		SSLCALocation: "/ca.pem", SSLCertLocation: "/cert.pem", SSLKeyLocation: "/key.pem",
@@ -50,7 +50,7 @@ func TestFromEnv(t *testing.T) {
 	for env, bad := range map[string]string{"KAFKA_TIMEOUT": "soon", "KAFKA_TRANSACTION_TIMEOUT": "10", "KAFKA_GROUP_PRODUCERS": "two", "KAFKA_ALLOW_EXPIRING_TOPIC": "yes please"} {
 		t.Run(env, func(t *testing.T) {
 			t.Setenv(env, bad)
-			_, err = kafka.FromEnv()
+			_, err = kafkaconfig.FromEnv()
 			assert.ErrorContains(t, err, env)
 		})
 	}
@@ -58,13 +58,13 @@ func TestFromEnv(t *testing.T) {
 
 func TestFromEnvDefaultsToLocalhost(t *testing.T) {
 	t.Setenv("KAFKA_BROKERS", "")
-	cfg, err := kafka.FromEnv()
+	cfg, err := kafkaconfig.FromEnv()
 	require.NoError(t, err)
 	assert.Equal(t, "localhost:9092", cfg.Brokers)
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	err := kafka.Config{
+	err := kafkaconfig.Config{
 		Brokers: "nohost", SecurityProtocol: "carrier-pigeon", SASLMechanism: "PLAIN",
 		SSLCertLocation: "/cert.pem", Timeout: -time.Second,
 		TransactionTimeout: time.Millisecond, GroupProducers: 65,
@@ -74,12 +74,10 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"TransactionTimeout", "GroupProducers"} {
 		assert.ErrorContains(t, err, want)
 	}
-	_, err = kafka.New(kafka.Config{})
-	assert.Error(t, err, "New validates")
 }
 
 func TestSecretsStayOutOfLogsAndStrings(t *testing.T) {
-	cfg := kafka.Config{Brokers: "a:1", Topic: "t", SASLUsername: "alice", SASLPassword: "s3cret-pw",
+	cfg := kafkaconfig.Config{Brokers: "a:1", Topic: "t", SASLUsername: "alice", SASLPassword: "s3cret-pw",
 		SecurityProtocol: "sasl_ssl", SASLMechanism: "SCRAM-SHA-512",
 		Properties: map[string]string{"ssl.key.password": "k3y-pw"}}
 	var buf bytes.Buffer

@@ -1,0 +1,443 @@
+package franz
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/internal/ownership"
+)
+
+var _ provider.Grouper = (*Provider)(nil)
+
+// The argument for why a member that lost a partition cannot write to it is
+// in the package documentation ("Groups and fenced appends"). This file holds
+// its membership half: the group client that never fetches and whose
+// callbacks move ownership, the metadata refused before it is sent, and the
+// takeover wait (AwaitStable). txn.go holds the transaction half.
+
+// JoinGroup implements provider.Grouper. It initialises the member's
+// transactional producers (ending transactions a previous incarnation of
+// the same Instance left open), joins the group, and returns once the group
+// has assigned the member its first share, possibly none; the callbacks
+// start after it returned. ctx bounds all of that.
+func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
+	if gc.Group == "" {
+		return nil, errors.New("franz: join group: no group name")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if gc.Instance == "" {
+		gc.Instance = rand.Text()
+	}
+	n, topicID, err := p.partitionCount(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("franz: join group %s: %w", gc.Group, err)
+	}
+	m := &member{
+		p:          p,
+		cfg:        gc,
+		topic:      p.cfg.Topic,
+		topicID:    topicID,
+		own:        ownership.New("franz: group "+gc.Group, n, p.cfg.Timeout),
+		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
+		registered: make(chan struct{}),
+		started:    make(chan struct{}),
+		stop:       make(chan struct{}),
+		closed:     make(chan struct{}),
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, provider.ErrClosed
+	}
+	if p.members == nil {
+		p.members = make(map[*member]struct{})
+	}
+	p.members[m] = struct{}{}
+	p.mu.Unlock()
+
+	fail := func(err error) (provider.Member, error) {
+		_ = m.Close()
+		return nil, fmt.Errorf("franz: join group %s as %s: %w", gc.Group, gc.Instance, err)
+	}
+	// The producers first: a restarted instance ends its predecessor's open
+	// transactions before it is assigned anything, so that its own takeover
+	// (AwaitStable) does not wait for them.
+	lanes := make([]*lane, p.cfg.GroupProducers)
+	for i := range lanes {
+		lanes[i] = newLane(m, i)
+		if err := lanes[i].reset(ctx); err != nil {
+			for _, l := range lanes[:i] {
+				l.closeClient()
+			}
+			return fail(err)
+		}
+	}
+	opts, err := clientOpts(p.cfg, m.log)
+	if err != nil {
+		return fail(err)
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(gc.Group),
+		kgo.ConsumeTopics(m.topic),
+		// Classic protocol, cooperative: a partition moves only after
+		// its owner gave it up (OnPartitionsRevoked returned).
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		// A member learns that the group rebalances from its next
+		// heartbeat: a partition given up waits that long before the next
+		// owner gets it. Heartbeats are tiny.
+		kgo.HeartbeatInterval(min(max(p.cfg.SessionTimeout/20, 100*time.Millisecond), 500*time.Millisecond)),
+		kgo.DisableAutoCommit(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ClientID(ownership.ClientID(cmp.Or(p.cfg.ClientID, "rehydrate"), gc.Instance, gc.Address)),
+		kgo.OnPartitionsAssigned(m.assigned),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) { m.revoked(tps, false) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) { m.revoked(tps, true) }),
+	)
+	gcl, err := kgo.NewClient(opts...)
+	if err != nil {
+		for _, l := range lanes {
+			l.closeClient()
+		}
+		return fail(fmt.Errorf("group client: %w", err))
+	}
+	// The member never fetches: its topic is paused before anything is
+	// assigned, and stays paused across rebalances.
+	gcl.PauseFetchTopics(m.topic)
+	m.mu.Lock()
+	if m.own.Closing() { // Provider.Close came first
+		m.mu.Unlock()
+		gcl.Close()
+		for _, l := range lanes {
+			l.closeClient()
+		}
+		return fail(provider.ErrClosed)
+	}
+	m.gcl, m.lanes = gcl, lanes
+	for _, l := range lanes {
+		go l.run()
+	}
+	m.mu.Unlock()
+
+	select {
+	case <-m.registered:
+		close(m.started)
+		return m, nil
+	case <-m.stop:
+		return fail(provider.ErrClosed)
+	case <-ctx.Done():
+		return fail(fmt.Errorf("no assignment yet: %w", ctx.Err()))
+	}
+}
+
+// member is a provider.Member on franz-go.
+type member struct {
+	p       *Provider
+	cfg     provider.GroupConfig // Instance filled in
+	topic   string
+	topicID [16]byte // newer TxnOffsetCommit versions name topics by id
+	log     *slog.Logger
+	own     *ownership.Table
+
+	mu    sync.Mutex
+	gcl   *kgo.Client // the group client, set under mu at join
+	lanes []*lane
+
+	// callbacks is held while ownership moves and the GroupConfig
+	// callbacks run: kgo's goroutine and Close's revocation take turns, so
+	// that OnAssigned and OnRevoked are called one at a time.
+	callbacks sync.Mutex
+
+	registered   chan struct{} // closed at the first assignment
+	registerOnce sync.Once
+	started      chan struct{} // closed when JoinGroup returns: callbacks may run
+	stop         chan struct{} // closed by Close
+	closed       chan struct{} // closed when Close has finished
+
+	// Test hooks.
+	stayOut          atomic.Bool                   // after losing its partitions, the member leaves instead of rejoining
+	metadataOverride atomic.Pointer[groupMetadata] // sent instead of the group client's
+}
+
+var _ provider.Member = (*member)(nil)
+
+// ours returns the partitions of the member's topic among tps.
+func (m *member) ours(tps map[string][]int32) []int32 {
+	ids := m.own.Mine(tps[m.topic])
+	if len(ids) < len(tps[m.topic]) {
+		m.log.Warn("franz: the topic has more partitions than at join; rejoin to use them", "assigned", tps[m.topic], "at_join", m.own.Len())
+	}
+	return ids
+}
+
+// assigned is kgo's OnPartitionsAssigned, called after every rebalance, the
+// first included, also with nothing new. The first call registers the
+// member: JoinGroup returns, and only then are the callbacks called.
+func (m *member) assigned(_ context.Context, _ *kgo.Client, tps map[string][]int32) {
+	m.registerOnce.Do(func() { close(m.registered) })
+	select {
+	case <-m.started:
+	case <-m.stop:
+		return
+	}
+	select {
+	case <-m.stop:
+		return // assigned during Close: not ours to serve
+	default:
+	}
+	m.callbacks.Lock()
+	defer m.callbacks.Unlock()
+	select {
+	case <-m.stop:
+		return // Close revoked everything meanwhile
+	default:
+	}
+	ids := m.ours(tps)
+	m.own.Assign(ids)
+	m.log.Debug("franz: partitions assigned", "partitions", ids)
+	if m.cfg.OnAssigned != nil {
+		m.cfg.OnAssigned(ids)
+	}
+}
+
+// revoked is kgo's OnPartitionsRevoked and OnPartitionsLost: appends to the
+// partitions fail from now on, those in flight end, OnRevoked is told, and
+// only then does kgo let the group move them (cooperative: the member
+// rejoins after the callback returned).
+func (m *member) revoked(tps map[string][]int32, lost bool) {
+	m.revoke(m.ours(tps), lost)
+	if lost && m.stayOut.Load() {
+		m.mu.Lock()
+		gcl := m.gcl
+		m.mu.Unlock()
+		// A nil context triggers the leave without waiting for the
+		// callback that runs it (kgo's documented way).
+		//lint:ignore SA1012 a nil context is what kgo documents here
+		go gcl.LeaveGroupContext(nil)
+	}
+}
+
+func (m *member) revoke(ids []int32, lost bool) {
+	m.callbacks.Lock()
+	defer m.callbacks.Unlock()
+	told := m.own.Revoke(ids)
+	m.log.Debug("franz: partitions revoked", "partitions", ids, "lost", lost)
+	if len(told) > 0 && m.cfg.OnRevoked != nil {
+		m.cfg.OnRevoked(told, lost)
+	}
+}
+
+// Close implements provider.Member: it revokes every partition, leaves the
+// group (kgo's Close leaves it, so the others take the partitions over at
+// once), and closes the producers.
+func (m *member) Close() error {
+	if m.own.Close() {
+		<-m.closed
+		return nil
+	}
+	close(m.stop)
+	m.mu.Lock()
+	gcl, lanes := m.gcl, m.lanes
+	m.mu.Unlock()
+	if gcl != nil {
+		// A callback under way assigns nothing once it sees stop closed:
+		// after this barrier the partitions held are final.
+		m.callbacks.Lock()
+		//lint:ignore SA2001 an empty critical section, as a barrier
+		m.callbacks.Unlock()
+		m.revoke(m.own.Held(), false)
+		// kgo calls OnPartitionsRevoked as it leaves: nothing is left to
+		// revoke by then.
+		gcl.Close()
+	}
+	for _, l := range lanes {
+		close(l.stop)
+		<-l.done
+	}
+	m.p.mu.Lock()
+	delete(m.p.members, m)
+	m.p.mu.Unlock()
+	close(m.closed)
+	return nil
+}
+
+// Partitions implements provider.Member.
+func (m *member) Partitions() int { return m.own.Len() }
+
+// Owned implements provider.Member. A partition being revoked is not owned.
+func (m *member) Owned() []int32 { return m.own.Owned() }
+
+// Append implements provider.Member; see txn.go for the transaction.
+func (m *member) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
+	return m.own.Append(ctx, "franz", records, func(a *ownership.Append) { m.lanes[int(a.Parts[0])%len(m.lanes)].queue.Push(a) })
+}
+
+// groupMetadata is what a transaction sends the group coordinator of the
+// member: the generation and member id the fence checks.
+type groupMetadata struct {
+	generation int32
+	member     string
+}
+
+// metadata returns the member's group metadata now, refusing metadata that
+// names no membership: the coordinator would accept it without any check.
+func (m *member) metadata() (groupMetadata, error) {
+	m.mu.Lock()
+	gcl := m.gcl
+	m.mu.Unlock()
+	if gcl == nil || m.own.Closing() {
+		return groupMetadata{}, fmt.Errorf("franz: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
+	}
+	id, gen := gcl.GroupMetadata()
+	if o := m.metadataOverride.Load(); o != nil {
+		id, gen = o.member, o.generation
+	}
+	if gen < 0 || id == "" {
+		return groupMetadata{}, fmt.Errorf("franz: group %s: the member is not in the group now (generation %d, member %q): %w",
+			m.cfg.Group, gen, id, provider.ErrNotOwner)
+	}
+	return groupMetadata{generation: gen, member: id}, nil
+}
+
+// AwaitStable implements provider.Member: committed offsets read with
+// require_stable, which the coordinator answers only once no transaction
+// has offsets pending for the partitions, then last stable offsets that
+// reach them (the coordinator writes the commit markers of the offsets and
+// of the records separately).
+func (m *member) AwaitStable(ctx context.Context, partitions []int32) error {
+	return m.own.AwaitStable(ctx, partitions, func(ctx context.Context) (bool, error) { return m.stable(ctx, partitions) })
+}
+
+// stable reports whether partitions are stable now.
+func (m *member) stable(ctx context.Context, partitions []int32) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
+	defer cancel()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = m.cfg.Group
+	req.RequireStable = true
+	t := kmsg.NewOffsetFetchRequestTopic()
+	t.Topic = m.topic
+	t.Partitions = partitions
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, m.p.cl)
+	if err != nil {
+		return false, err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return false, err // UNSTABLE_OFFSET_COMMIT among others: ask again
+	}
+	committed := make(map[int32]int64)
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return false, fmt.Errorf("partition %d: %w", rp.Partition, err)
+			}
+			if rp.Offset >= 0 {
+				committed[rp.Partition] = rp.Offset
+			}
+		}
+	}
+	if len(committed) == 0 {
+		return true, nil
+	}
+	lso, err := m.p.admin.ListCommittedOffsets(ctx, m.topic)
+	if err == nil {
+		err = lso.Error()
+	}
+	if err != nil {
+		return false, err
+	}
+	var behind []int32
+	for _, id := range slices.Sorted(maps.Keys(committed)) {
+		if o, ok := lso.Lookup(m.topic, id); !ok || o.Offset < committed[id] {
+			behind = append(behind, id)
+		}
+	}
+	if len(behind) == 0 {
+		return true, nil
+	}
+	// A committed offset beyond the log's end was not written by a member
+	// (ours commit the end of what they wrote): do not wait for it.
+	hw, err := m.p.admin.ListEndOffsets(ctx, m.topic)
+	if err == nil {
+		err = hw.Error()
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, id := range behind {
+		o, _ := hw.Lookup(m.topic, id)
+		if committed[id] <= o.Offset {
+			return false, fmt.Errorf("partition %d: last stable offset below the committed offset %d", id, committed[id])
+		}
+		m.log.Warn("franz: await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", o.Offset)
+	}
+	return true, nil
+}
+
+// Owners implements provider.Member from the group's description: each
+// member's assignment and client.id, which carries its Address. This
+// member's own partitions come from its own state, which is fresher.
+func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if m.own.Closing() {
+		return nil, provider.ErrClosed
+	}
+	self := ""
+	if md, err := m.metadata(); err == nil {
+		self = md.member
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
+	defer cancel()
+	groups, err := m.p.admin.DescribeGroups(ctx, m.cfg.Group)
+	if err == nil {
+		err = groups.Error()
+	}
+	if err != nil {
+		return nil, m.p.brokerError("describe group "+m.cfg.Group, err)
+	}
+	owners := make(map[int32]string)
+	for _, g := range groups {
+		for _, mem := range g.Members {
+			if mem.MemberID == self {
+				continue
+			}
+			addr, _ := ownership.ParseClientID(mem.ClientID)
+			assigned, ok := mem.Assigned.AsConsumer()
+			if !ok {
+				continue
+			}
+			for _, t := range assigned.Topics {
+				if t.Topic != m.topic {
+					continue
+				}
+				for _, id := range m.own.Mine(t.Partitions) {
+					owners[id] = addr
+				}
+			}
+		}
+	}
+	for _, id := range m.Owned() {
+		owners[id] = m.cfg.Address
+	}
+	return owners, nil
+}

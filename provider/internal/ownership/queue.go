@@ -1,0 +1,288 @@
+package ownership
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// Append is a member's Append on its way through a transaction: queued,
+// then taken by one transaction, or cancelled by its caller first.
+type Append struct {
+	Records []event.Record
+	Parts   []int32 // the partition of each record
+	Touched []int32 // its distinct partitions, ascending
+	// Retried is set when the append runs again after another append's
+	// record spoiled its transaction.
+	Retried bool
+
+	state atomic.Int32
+	done  chan result
+}
+
+type result struct {
+	positions []provider.Position
+	err       error
+}
+
+const (
+	queued int32 = iota
+	taken
+	cancelled
+)
+
+// NewAppend returns the append of records to a topic of n partitions,
+// refusing a record without a key (it has no partition). prefix starts
+// errors.
+func NewAppend(prefix string, records []event.Record, n int) (*Append, error) {
+	a := &Append{Records: records, Parts: make([]int32, len(records)), done: make(chan result, 1)}
+	for i, rec := range records {
+		if len(rec.Key) == 0 {
+			return nil, fmt.Errorf("%s: append record %d: empty key", prefix, i)
+		}
+		a.Parts[i] = provider.PartitionFor(rec.Key, n)
+	}
+	a.Touched = slices.Compact(slices.Sorted(slices.Values(a.Parts)))
+	return a, nil
+}
+
+// Append is a member's Append up to its transaction: it refuses what
+// cannot be appended, admits the append (Admit), hands it to push (which
+// queues it for a producer) and waits for its outcome (Wait). prefix starts
+// errors.
+func (t *Table) Append(ctx context.Context, prefix string, records []event.Record, push func(*Append)) ([]provider.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if t.Closing() {
+		return nil, provider.ErrClosed
+	}
+	if len(records) == 0 {
+		return nil, nil
+	}
+	a, err := NewAppend(prefix, records, len(t.parts))
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Admit(ctx, a.Parts, a.Touched); err != nil {
+		return nil, err
+	}
+	push(a)
+	return t.Wait(ctx, a)
+}
+
+// The bounds of a member's transactions.
+const (
+	// MaxTxnRecords bounds the records of one transaction.
+	MaxTxnRecords = 10_000
+	// StaleGenerationWait is how long a transaction refused for an old
+	// generation waits for the member's metadata to show the new one
+	// before it runs again: a rebalance moves every member's generation
+	// on, also of members that keep their partitions, and the member's
+	// rejoin answer arrives within moments of the coordinator's move.
+	StaleGenerationWait = time.Second
+	// MaxTxnAttempts bounds the runs of one batch refused for an old
+	// generation.
+	MaxTxnAttempts = 3
+)
+
+// Finish ends an append a transaction took (or one never sent): its count
+// in flight ends, and its caller gets the outcome.
+func (t *Table) Finish(a *Append, positions []provider.Position, err error) {
+	t.Release(a.Touched)
+	a.done <- result{positions: positions, err: err}
+}
+
+// Wait returns the outcome of an admitted, queued append. When ctx ends
+// while no transaction has taken it, it is cancelled and released; once
+// taken, the outcome is waited for whatever ctx says, as the Member
+// contract wants (the transaction's own bounds bound it).
+func (t *Table) Wait(ctx context.Context, a *Append) ([]provider.Position, error) {
+	select {
+	case res := <-a.done:
+		return res.positions, res.err
+	case <-ctx.Done():
+		if a.state.CompareAndSwap(queued, cancelled) {
+			t.Release(a.Touched)
+			return nil, ctx.Err()
+		}
+		res := <-a.done
+		return res.positions, res.err
+	}
+}
+
+// Queue holds the appends waiting for a producer's next transaction. It is
+// safe for concurrent use.
+type Queue struct {
+	mu   sync.Mutex
+	q    []*Append
+	wake chan struct{} // a token when the queue grows
+
+	lastBatch int // appends in the last batch Next returned, for Next only
+}
+
+// NewQueue returns an empty queue.
+func NewQueue() *Queue { return &Queue{wake: make(chan struct{}, 1)} }
+
+// Push queues a.
+func (q *Queue) Push(a *Append) {
+	q.mu.Lock()
+	q.q = append(q.q, a)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Wake receives a token when the queue has grown since the last one.
+func (q *Queue) Wake() <-chan struct{} { return q.wake }
+
+// Len returns the number of appends queued.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.q)
+}
+
+// Pop removes the first queued appends, up to maxRecords records (at least
+// one append), and returns those not cancelled, now taken. removed is how
+// many it removed: 0 means the queue was empty.
+func (q *Queue) Pop(maxRecords int) (batch []*Append, removed int) {
+	q.mu.Lock()
+	n, records := 0, 0
+	for n < len(q.q) && (n == 0 || records+len(q.q[n].Records) <= maxRecords) {
+		records += len(q.q[n].Records)
+		n++
+	}
+	grabbed := slices.Clone(q.q[:n])
+	q.q = slices.Delete(q.q, 0, n)
+	q.mu.Unlock()
+	for _, a := range grabbed {
+		// An append whose context ended first has returned already.
+		if a.state.CompareAndSwap(queued, taken) {
+			batch = append(batch, a)
+		}
+	}
+	return batch, n
+}
+
+// GatherWait bounds how long Next waits for appends to join a batch.
+const GatherWait = time.Millisecond
+
+// Next waits for queued appends and returns the next batch (as Pop does),
+// for one transaction. ok is false once stop is closed. An op received on
+// ops (nil for none) is run on the caller's goroutine, and Next returns no
+// batch, so that the caller looks at its state again.
+//
+// When fewer appends are queued than the last batch carried, Next first
+// waits up to GatherWait for as many: appenders acknowledged by that
+// transaction are queueing their next appends at this moment, and without
+// the wait the next transaction would start with the quickest of them and
+// leave the others for the one after, halving the transactions' size under
+// steady load. A lone appender never waits (its last batch was one append).
+// Next is called from one goroutine at a time.
+func (q *Queue) Next(maxRecords int, stop <-chan struct{}, ops <-chan func()) (batch []*Append, ok bool) {
+	gathered := false
+	for {
+		if n := q.Len(); !gathered && n > 0 && n < q.lastBatch {
+			gathered = true
+			q.gather(stop)
+			continue
+		}
+		batch, removed := q.Pop(maxRecords)
+		if len(batch) > 0 {
+			q.lastBatch = len(batch)
+			return batch, true
+		}
+		if removed > 0 {
+			continue
+		}
+		select {
+		case <-q.wake:
+		case f := <-ops:
+			f()
+			return nil, true
+		case <-stop:
+			return nil, false
+		}
+	}
+}
+
+// gather waits, up to GatherWait, until as many appends are queued as the
+// last batch carried.
+func (q *Queue) gather(stop <-chan struct{}) {
+	t := time.NewTimer(GatherWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.wake:
+			if q.Len() >= q.lastBatch {
+				return
+			}
+		case <-t.C:
+			return
+		case <-stop:
+			return
+		}
+	}
+}
+
+// Fail ends every queued append with err (nothing of them was sent).
+func (t *Table) Fail(q *Queue, err error) {
+	q.mu.Lock()
+	all := q.q
+	q.q = nil
+	q.mu.Unlock()
+	for _, a := range all {
+		if a.state.CompareAndSwap(queued, taken) {
+			t.Finish(a, nil, err)
+		}
+	}
+}
+
+// Replace replaces a member's broken transactional producer: it calls
+// reset, which makes a new one under the same transactional id (whose
+// initialisation completes or aborts what the old one left open), until it
+// succeeds (true) or stop is closed (false), backing off from 100 ms to 5 s;
+// the appends queued meanwhile fail with reset's error. Once reset
+// succeeded, the partitions of a commit of unknown outcome (unsettled) are
+// settled.
+func (t *Table) Replace(q *Queue, stop <-chan struct{}, unsettled []int32, reset func(context.Context) error, log *slog.Logger) bool {
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := reset(context.Background())
+		if err == nil {
+			t.Settle(unsettled)
+			return true
+		}
+		log.Warn("replacing a transactional producer failed; retrying", "err", err, "in", backoff)
+		t.Fail(q, err)
+		select {
+		case <-stop:
+			return false
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// Shutdown ends a member's transactional producer's queue at Close. A
+// broken producer is replaced once more first (reset), so that a
+// transaction it left open ends now rather than at the transaction timeout,
+// which a successor would wait for. The caller then closes the producer.
+func (t *Table) Shutdown(q *Queue, broken bool, unsettled []int32, reset func(context.Context) error, log *slog.Logger) {
+	if broken {
+		if err := reset(context.Background()); err != nil {
+			log.Warn("close: could not end the open transaction; the broker aborts it after the transaction timeout", "err", err)
+		} else {
+			t.Settle(unsettled)
+		}
+	}
+	t.Fail(q, provider.ErrClosed)
+}
