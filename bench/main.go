@@ -213,6 +213,8 @@ func runChild(ctx context.Context, cfg config, what, topic, codecName string) (r
 		return restoreWith(ctx, "repository restore, Kafka, "+codecName, p, codec, cfg.batchSize)
 	case "bare-franz":
 		return bareFranz(ctx, cfg.brokers, topic)
+	case "kcat":
+		return kcatConsume(ctx, cfg.brokers, topic)
 	case "restore-franz":
 		p, err := franz.New(franz.Config{Brokers: cfg.brokers, Topic: topic, BatchSize: cfg.batchSize})
 		if err != nil {
@@ -351,7 +353,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		if rep.Bare, err = measure(ctx, cfg, "bare", msgpackTopic, "msgpack"); err != nil {
 			return err
 		}
-		for _, m := range []struct{ what, topic, codec string }{
+		measured := []struct{ what, topic, codec string }{
 			{"bare-franz", msgpackTopic, "msgpack"},
 			{"restore", msgpackTopic, "msgpack"},
 			{"restore", jsonTopic, "json"},
@@ -359,7 +361,13 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 			{"restore-franz", jsonTopic, "json"},
 			{"memory", "", "msgpack"},
 			{"memory", "", "json"},
-		} {
+		}
+		if _, err := exec.LookPath("kcat"); err == nil {
+			measured = append([]struct{ what, topic, codec string }{{"kcat", msgpackTopic, "msgpack"}}, measured...)
+		} else {
+			rep.Notes = append(rep.Notes, "kcat is not installed: no kcat row (apt-get install kcat)")
+		}
+		for _, m := range measured {
 			res, err := measure(ctx, cfg, m.what, m.topic, m.codec)
 			if err != nil {
 				return err

@@ -3,10 +3,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -278,4 +280,32 @@ func rawProduceBench(ctx context.Context, brokers, topic string, concurrency int
 		m := (<-reports[w]).(*ckafka.Message)
 		return m.TopicPartition.Error
 	})
+}
+
+// kcatConsume reads every partition of topic to its end with kcat
+// (librdkafka in C, read_committed), counting the records it prints: the
+// client's ceiling without Go.
+func kcatConsume(ctx context.Context, brokers, topic string) (restoreResult, error) {
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "kcat", "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q",
+		"-X", "isolation.level=read_committed", "-f", "%S\n")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return restoreResult{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return restoreResult{}, err
+	}
+	res := restoreResult{Name: "kcat (librdkafka in C), counting"}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		n, _ := strconv.ParseInt(sc.Text(), 10, 64)
+		res.Events++
+		res.Bytes += n
+	}
+	if err := cmd.Wait(); err != nil {
+		return res, fmt.Errorf("kcat: %w", err)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
 }

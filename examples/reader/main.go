@@ -30,7 +30,8 @@
 // dead-letter-* headers and the reader goes on, else the reader stops naming
 // it. /readyz reports retries, dead_lettered and the last dead letter.
 //
-// Configuration: the KAFKA_* variables of kafka.FromEnv, KAFKA_TOPIC
+// Configuration: KAFKA_CLIENT (confluent or franz), the KAFKA_* variables
+// of kafkaconfig.FromEnv, KAFKA_TOPIC
 // (default users), PORT, READ_MODE, READ_SNAPSHOTS (on or off), READ_RETRIES,
 // READ_DEAD_LETTER_TOPIC, LAG_INTERVAL
 // (default 2s: how often the lag is measured), LOG_FORMAT (text or json),

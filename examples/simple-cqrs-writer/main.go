@@ -14,8 +14,9 @@
 //	GET    /users/{id}       → 200 {"id","first_name","last_name","version"}
 //	GET    /healthz, /readyz (503 with restore progress until restored), /metrics
 //
-// Configuration comes from the environment: the KAFKA_* variables of
-// kafka.FromEnv (KAFKA_BROKERS, KAFKA_TIMEOUT, SASL/TLS, KAFKA_PROPERTY_*),
+// Configuration comes from the environment: KAFKA_CLIENT (confluent, the
+// default, or franz: the pure-Go client), the KAFKA_* variables of
+// kafkaconfig.FromEnv (KAFKA_BROKERS, KAFKA_TIMEOUT, SASL/TLS, KAFKA_PROPERTY_*),
 // KAFKA_TOPIC (default users, created with 6 partitions if missing), PORT
 // (default 4000; 0 picks a free port, logged as "listening"), LOG_FORMAT
 // (text or json), LOG_LEVEL (debug, info, warn, error), STARTUP_TIMEOUT

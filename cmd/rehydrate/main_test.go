@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/memory"
+)
+
+type (
+	created struct {
+		First string `json:"first_name"`
+		Last  string `json:"last_name"`
+	}
+	renamed struct {
+		First string `json:"first_name"`
+	}
+)
+
+// unclosed keeps the seeded log open across commands.
+type unclosed struct{ *memory.Provider }
+
+func (unclosed) Close() error { return nil }
+
+// seed writes two users' events to a log of 2 partitions, returning it and
+// the time between ada's two events.
+func seed(t *testing.T) (*memory.Provider, time.Time) {
+	p, err := memory.New(2)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	reg := event.NewRegistry()
+	require.NoError(t, event.Register[created](reg, "UserCreated"))
+	require.NoError(t, event.Register[renamed](reg, "UserRenamed", event.WithTypeCodec(event.JSON)))
+	add := func(id string, v uint64, payload any, at time.Time) {
+		env, err := reg.NewEnvelope(id, v, payload)
+		require.NoError(t, err)
+		env.Time = at
+		_, err = p.Append(t.Context(), []event.Record{env.Record()})
+		require.NoError(t, err)
+	}
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	add("ada", 1, created{First: "Ada", Last: "Lovelace"}, t0)
+	add("alan", 1, created{First: "Alan", Last: "Turing"}, t0)
+	add("ada", 2, renamed{First: "Augusta Ada"}, t0.Add(time.Hour))
+	_, err = p.Append(t.Context(), []event.Record{event.FenceRecord("ada")})
+	require.NoError(t, err)
+	return p, t0.Add(30 * time.Minute)
+}
+
+func cli(t *testing.T, p provider.Provider, args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut, func() (provider.Provider, error) { return p, nil })
+	return code, out.String(), errOut.String()
+}
+
+func TestTopicsAndHistory(t *testing.T) {
+	mem, _ := seed(t)
+	p := unclosed{mem}
+	code, out, _ := cli(t, p, "topics")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "2 partitions, 4 records; retention: keeps its events")
+
+	code, out, _ = cli(t, p, "history", "ada")
+	require.Equal(t, 0, code, out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, "ada's events only, no fence")
+	assert.Contains(t, lines[0], `ada v1  UserCreated`)
+	assert.Contains(t, lines[0], `"first_name":"Ada"`, "msgpack decoded")
+	assert.Contains(t, lines[1], `ada v2  UserRenamed`)
+
+	code, out, _ = cli(t, p, "-json", "history", "ada")
+	require.Equal(t, 0, code)
+	var row eventRow
+	require.NoError(t, json.Unmarshal([]byte(strings.Split(out, "\n")[1]), &row))
+	assert.Equal(t, uint64(2), row.Version)
+	assert.Equal(t, map[string]any{"first_name": "Augusta Ada"}, row.Payload)
+
+	code, _, errOut := cli(t, p, "history", "nobody")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "no events of aggregate nobody")
+}
+
+func TestStateAsOf(t *testing.T) {
+	mem, between := seed(t)
+	p := unclosed{mem}
+	code, out, _ := cli(t, p, "state", "ada")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, `ada v2 (last UserRenamed`)
+	assert.Contains(t, out, `{"first_name":"Augusta Ada","last_name":"Lovelace"}`)
+
+	code, out, _ = cli(t, p, "state", "-at", between.Format(time.RFC3339), "ada")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, `ada v1 (last UserCreated`)
+
+	code, out, _ = cli(t, p, "-json", "state", "-at", "1", "ada")
+	require.Equal(t, 0, code)
+	var s stateRow
+	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	assert.Equal(t, uint64(1), s.Version, "events before offset 1")
+
+	part := provider.PartitionFor([]byte("alan"), 2)
+	code, out, _ = cli(t, p, "state", "-partition", strconv.Itoa(int(part)))
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "alan v1")
+
+	code, _, _ = cli(t, p, "state")
+	assert.Equal(t, 2, code, "an id or a partition")
+	code, _, errOut := cli(t, p, "state", "-at", "yesterday", "ada")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "want an offset or an RFC 3339 time")
+}
+
+func TestVerify(t *testing.T) {
+	mem, _ := seed(t)
+	p := unclosed{mem}
+	code, out, _ := cli(t, p, "verify")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "3 events of 2 aggregates, 1 control records: 0 problems")
+
+	// Inject what restores trip on: a gap, a duplicate, a record in the
+	// wrong partition, an undecodable one.
+	ada := provider.PartitionFor([]byte("ada"), 2)
+	env := event.Envelope{ID: event.NewID(), Type: "UserRenamed", AggregateID: "ada", Version: 4, Time: time.Now(),
+		ContentType: event.ContentTypeJSON, Payload: []byte(`{"first_name":"A"}`)}
+	dup := env
+	dup.Version = 2
+	wrong := env
+	wrong.AggregateID, wrong.Version = "alan", 2
+	_, err := mem.AppendPartition(t.Context(), ada, []event.Record{env.Record(), dup.Record(), {Key: []byte("ada"), Value: []byte("?")}})
+	require.NoError(t, err)
+	_, err = mem.AppendPartition(t.Context(), 1-provider.PartitionFor([]byte("alan"), 2), []event.Record{wrong.Record()})
+	require.NoError(t, err)
+
+	code, out, _ = cli(t, p, "verify")
+	assert.Equal(t, 1, code, "problems found")
+	for _, want := range []string{"version gap: aggregate ada version 4 after version 2", "duplicate: aggregate ada version 2 after version 4",
+		"undecodable:", "foreign partition: aggregate alan belongs in partition", ": 4 problems"} {
+		assert.Contains(t, out, want)
+	}
+	code, out, _ = cli(t, p, "-json", "verify")
+	assert.Equal(t, 1, code)
+	var first problem
+	require.NoError(t, json.Unmarshal([]byte(strings.Split(out, "\n")[0]), &first))
+	assert.NotEmpty(t, first.Kind)
+}
+
+func TestTail(t *testing.T) {
+	mem, _ := seed(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"tail"}, &out, &bytes.Buffer{}, func() (provider.Provider, error) { return unclosed{mem}, nil })
+	}()
+	env := event.Envelope{ID: event.NewID(), Type: "UserRenamed", AggregateID: "grace", Version: 1, Time: time.Now(),
+		ContentType: event.ContentTypeJSON, Payload: []byte(`{"first_name":"Grace"}`)}
+	require.Eventually(t, func() bool {
+		// Appended until tail has started and shows one.
+		_, err := mem.Append(ctx, []event.Record{env.Record()})
+		require.NoError(t, err)
+		return strings.Contains(out.String(), "grace v1")
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.NotContains(t, out.String(), "ada", "only what is appended from now on")
+	cancel()
+	assert.Equal(t, 0, <-done)
+}
+
+func TestUsage(t *testing.T) {
+	code, _, errOut := cli(t, nil, "nonsense")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "usage: rehydrate")
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestOnKafka runs the commands through the Kafka client KAFKA_CLIENT
+// picks, on kfake or the broker of KAFKA_BROKERS.
+func TestOnKafka(t *testing.T) {
+	cfg := kafkatest.Config(t, 3, nil)
+	t.Setenv("KAFKA_BROKERS", cfg.Brokers)
+	t.Setenv("KAFKA_TOPIC", cfg.Topic)
+	p, err := openKafka()
+	require.NoError(t, err)
+	defer p.Close()
+	env := event.Envelope{ID: event.NewID(), Type: "UserRenamed", AggregateID: "ada", Version: 1, Time: time.Now(),
+		ContentType: event.ContentTypeJSON, Payload: []byte(`{"first_name":"Ada"}`)}
+	_, err = p.Append(t.Context(), []event.Record{env.Record()})
+	require.NoError(t, err)
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run(t.Context(), []string{"history", "ada"}, &out, &errOut, openKafka), errOut.String())
+	assert.Contains(t, out.String(), `ada v1  UserRenamed`)
+	out.Reset()
+	require.Equal(t, 0, run(t.Context(), []string{"verify"}, &out, &errOut, openKafka), errOut.String())
+	assert.Contains(t, out.String(), "1 events of 1 aggregates, 0 control records: 0 problems")
+	out.Reset()
+	require.Equal(t, 0, run(t.Context(), []string{"topics"}, &out, &errOut, openKafka), errOut.String())
+	assert.Contains(t, out.String(), "3 partitions, 1 records; retention: keeps its events")
+}
