@@ -67,7 +67,13 @@ func (msgpackCodec) Marshal(v any) ([]byte, error) {
 
 func (msgpackCodec) Unmarshal(data []byte, v any) error {
 	s := msgpackPool.Get().(*msgpackState)
-	defer msgpackPool.Put(s)
+	defer func() {
+		// A pooled reader must not keep data alive: a record's value may
+		// be a slice of a whole fetch buffer (franz-go reads without
+		// copying), which would then outlive the restore.
+		s.rd.Reset(nil)
+		msgpackPool.Put(s)
+	}()
 	s.rd.Reset(data)
 	s.dec.Reset(&s.rd)
 	s.dec.SetCustomStructTag("json")
