@@ -43,7 +43,9 @@ func (r *recorder) Restore(ctx context.Context, _ []int32) (context.Context, fun
 
 func (r *recorder) Snapshot(int32, int64, int, time.Duration, error) { r.note("snapshot") }
 
-func (r *recorder) InjectMetadata(_ context.Context, md map[string]string) { md["seen-by-"+r.name] = "yes" }
+func (r *recorder) InjectMetadata(_ context.Context, md map[string]string) {
+	md["seen-by-"+r.name] = "yes"
+}
 
 func TestObserversAreToldInOrder(t *testing.T) {
 	a, b := &recorder{name: "a"}, &recorder{name: "b"}
