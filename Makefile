@@ -48,11 +48,11 @@ fuzz: ## every fuzz target (func FuzzX in a _test.go), one after the other, for 
 		done; \
 	done
 
-vet: ## go vet ./...
-	$(GO) vet ./...
+vet: ## go vet, every module of the workspace (scripts/modules.sh)
+	$(GO) vet $$(scripts/modules.sh patterns)
 
 lint: vet ## go vet + staticcheck
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $$(scripts/modules.sh patterns)
 
 run: ## start Kafka if none answers (Docker, else docker/kafka-local, else in-memory devkafka), then the example writer on :4000 (KAFKA_CLIENT=confluent|franz picks the client)
 	@KAFKA_MODE=$(KAFKA_MODE) GO=$(GO) bash examples/run.sh writer

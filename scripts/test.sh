@@ -39,9 +39,16 @@ if [[ -z ${KAFKA_BROKERS:-} ]]; then
 fi
 echo "test.sh: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
 
-"$GO" vet ./...
+# Every module of the workspace (go.work): the library, its adapters, the
+# examples, the CLI, the bench and the test suites' own modules.
+read -r -a PACKAGES <<<"$(scripts/modules.sh patterns)"
+scripts/modules.sh tidy
+"$GO" vet "${PACKAGES[@]}"
 # Everything but provider/kafka (and the cgo-only bench) builds without cgo:
 # the examples then run on franz-go (internal/kafkaclient).
-CGO_ENABLED=0 "$GO" build ./...
-CGO_ENABLED=0 "$GO" vet ./...
-"$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" "${TEST_FLAGS[@]}" ./...
+CGO_ENABLED=0 "$GO" build "${PACKAGES[@]}"
+CGO_ENABLED=0 "$GO" vet "${PACKAGES[@]}"
+"$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" "${TEST_FLAGS[@]}" "${PACKAGES[@]}"
+# The modules that admit the oldest supported Go, tested with it too (the
+# go command fetches that toolchain through the module proxy).
+scripts/modules.sh oldest

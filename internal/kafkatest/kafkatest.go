@@ -5,7 +5,9 @@
 package kafkatest
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -19,7 +21,6 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/franz"
 	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
 	"github.com/rehydrate/rehydrate/repository/repositorytest"
 )
@@ -58,8 +59,9 @@ func Brokers(t testing.TB) string {
 }
 
 // Config returns a provider configuration on a new topic of the given
-// partitions, created before it returns (with franz-go, which needs no cgo).
-// The timeout bounds every broker wait.
+// partitions, created before it returns, with franz-go's admin client (no
+// cgo, and no provider: this package serves both providers' tests). The
+// timeout bounds every broker wait.
 func Config(t testing.TB, partitions int, topicConfig map[string]string) kafkaconfig.Config {
 	t.Helper()
 	cfg := kafkaconfig.Config{
@@ -67,15 +69,39 @@ func Config(t testing.TB, partitions int, topicConfig map[string]string) kafkaco
 		Topic:   fmt.Sprintf("test-%s-%d-%d", sanitize(t.Name()), time.Now().UnixNano(), topicSeq.Add(1)),
 		Timeout: 20 * time.Second,
 	}
-	p, err := franz.New(cfg)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(cfg.Brokers, ",")...))
 	if err != nil {
-		t.Fatalf("franz.New: %v", err)
+		t.Fatal(err)
 	}
-	defer p.Close()
-	if err := p.EnsureTopic(t.Context(), kafkaconfig.TopicSpec{Partitions: partitions, ReplicationFactor: 1, Config: topicConfig}); err != nil {
+	defer cl.Close()
+	admin := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(t.Context(), cfg.Timeout)
+	defer cancel()
+	config := kafkaconfig.KeepEvents()
+	maps.Copy(config, topicConfig)
+	configs := make(map[string]*string, len(config))
+	for k, v := range config {
+		configs[k] = &v
+	}
+	res, err := admin.CreateTopic(ctx, int32(partitions), 1, configs, cfg.Topic)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
 		t.Fatalf("create topic %s on %s: %v", cfg.Topic, cfg.Brokers, err)
 	}
-	return cfg
+	// Ready when every partition has a leader that answers offset queries.
+	for {
+		ends, err := admin.ListEndOffsets(ctx, cfg.Topic)
+		if err == nil && ends.Error() == nil && len(ends[cfg.Topic]) == partitions {
+			return cfg
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("topic %s on %s: partitions not ready: %v", cfg.Topic, cfg.Brokers, ctx.Err())
+		case <-time.After(50 * time.Millisecond): // polling metadata, bounded by ctx
+		}
+	}
 }
 
 func sanitize(name string) string {
