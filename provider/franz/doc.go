@@ -78,7 +78,7 @@
 //     alive and no max.poll.interval.ms to be dropped for. Its client.id
 //     carries the member's Address for Owners, as in provider/kafka.
 //   - Ownership held through the commit, as in provider/kafka (the table
-//     lives in provider/franz/internal/ownership): a revocation marks
+//     lives in provider/internal/ownership): a revocation marks
 //     the partitions not owned, waits for the appends in flight, calls
 //     OnRevoked, and only then returns to kgo, which rejoins and lets the
 //     group move them (cooperative).

@@ -19,7 +19,7 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/franz/internal/ownership"
+	"github.com/rehydrate/rehydrate/provider/internal/ownership"
 )
 
 var _ provider.Grouper = (*Provider)(nil)

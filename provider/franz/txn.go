@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/franz/internal/ownership"
+	"github.com/rehydrate/rehydrate/provider/internal/ownership"
 )
 
 // A member appends through GroupProducers transactional clients, its lanes.

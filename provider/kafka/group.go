@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/internal/ownership"
 )
 
 var _ provider.Grouper = (*Provider)(nil)
@@ -214,7 +214,7 @@ func (m *member) consumerConfig() *ckafka.ConfigMap {
 		"group.id":                      m.cfg.Group,
 		"group.protocol":                "classic",
 		"partition.assignment.strategy": "cooperative-sticky",
-		"client.id":                     memberClientID(cmp.Or(cfg.ClientID, "rehydrate"), m.cfg.Instance, m.cfg.Address),
+		"client.id":                     ownership.ClientID(cmp.Or(cfg.ClientID, "rehydrate"), m.cfg.Instance, m.cfg.Address),
 		"enable.auto.commit":            false,
 		"enable.auto.offset.store":      false,
 		// Committed() then asks for stable offsets (AwaitStable).
@@ -373,13 +373,33 @@ func (m *member) shutdown() {
 	}
 	m.mu.Unlock()
 	m.revoke(all, false)
+	m.leave()
 	m.cmu.Lock()
 	defer m.cmu.Unlock()
-	// Close polls, and its revocation callback finds nothing left to do.
 	if err := m.consumer.Close(); err != nil {
 		m.closeErr = fmt.Errorf("kafka: group %s: close consumer: %w", m.cfg.Group, err)
 	}
 	m.consumerClosed = true
+}
+
+// leave unsubscribes, and polls until librdkafka has taken every partition
+// back (the rebalance callback runs here, as at any rebalance, and finds
+// nothing left to do), for at most the session timeout. Only then does
+// shutdown close the consumer: an IncrementalUnassign called from the
+// revocation that Close itself runs can block inside librdkafka for good
+// (librdkafka #4884, confluent-kafka-go #1016; seen here as a member's Close
+// hung for minutes on kfake).
+func (m *member) leave() {
+	if err := m.consumer.Unsubscribe(); err != nil {
+		m.log.Warn("kafka: unsubscribe before close", "group", m.cfg.Group, "err", err)
+		return
+	}
+	for deadline := time.Now().Add(m.p.cfg.SessionTimeout); time.Now().Before(deadline); {
+		if tps, err := m.consumer.Assignment(); err != nil || len(tps) == 0 {
+			return
+		}
+		m.consumer.Poll(int(pollInterval.Milliseconds()))
+	}
 }
 
 // Close implements provider.Member. It must not be called from a callback.
@@ -794,7 +814,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 			if mem.ConsumerID == self {
 				continue
 			}
-			addr, _ := parseMemberClientID(mem.ClientID)
+			addr, _ := ownership.ParseClientID(mem.ClientID)
 			for _, tp := range mem.Assignment.TopicPartitions {
 				if tp.Topic != nil && *tp.Topic == m.topic && int(tp.Partition) < len(m.parts) {
 					owners[tp.Partition] = addr
@@ -806,71 +826,4 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 		owners[id] = m.cfg.Address
 	}
 	return owners, nil
-}
-
-// memberClientID is the client.id of a member's consumer. The group reports
-// it for each member (DescribeConsumerGroups): that is how Owners learns
-// another member's Address. Brokers take any string; '%', ';' and bytes
-// outside printable ASCII are percent-encoded so that it splits back.
-func memberClientID(base, instance, address string) string {
-	return escapeID(base) + ";instance=" + escapeID(instance) + ";address=" + escapeID(address)
-}
-
-// parseMemberClientID returns the address memberClientID put in id.
-func parseMemberClientID(id string) (address string, ok bool) {
-	fields := strings.Split(id, ";")
-	if len(fields) != 3 || !strings.HasPrefix(fields[1], "instance=") {
-		return "", false
-	}
-	enc, ok := strings.CutPrefix(fields[2], "address=")
-	if !ok {
-		return "", false
-	}
-	return unescapeID(enc)
-}
-
-func escapeID(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '%' || c == ';' || c < 0x21 || c > 0x7e {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
-func unescapeID(s string) (string, bool) {
-	unhex := func(c byte) (byte, bool) {
-		switch {
-		case '0' <= c && c <= '9':
-			return c - '0', true
-		case 'A' <= c && c <= 'F':
-			return c - 'A' + 10, true
-		}
-		return 0, false
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '%' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+2 >= len(s) {
-			return "", false
-		}
-		hi, ok1 := unhex(s[i+1])
-		lo, ok2 := unhex(s[i+2])
-		if !ok1 || !ok2 {
-			return "", false
-		}
-		b.WriteByte(hi<<4 | lo)
-		i += 2
-	}
-	return b.String(), true
 }
