@@ -74,7 +74,7 @@ type config struct {
 func main() {
 	var cfg config
 	var scaling, conc, instances, sections string
-	flag.StringVar(&cfg.brokers, "brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "bootstrap brokers")
+	flag.StringVar(&cfg.brokers, "brokers", cmp.Or(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:9092"), "bootstrap brokers")
 	flag.StringVar(&cfg.out, "out", "bench/results", "folder for results.md, results.csv and scaling.png")
 	flag.BoolVar(&cfg.quick, "quick", false, "a small run (about 100 000 events) that checks the harness")
 	flag.IntVar(&cfg.work.Events, "events", 1_000_000, "events in the restore workload")
@@ -173,13 +173,6 @@ func (cfg config) quickened() config {
 
 // allSections are the measurements, in the order they run.
 var allSections = []string{"restore", "scaling", "commands", "takeover", "instances", "snapshots"}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
 
 func parseInts(s string) []int {
 	var out []int
@@ -612,5 +605,5 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%s, %d cores (%s), %s %s/%s, Kafka at %s", host, runtime.NumCPU(), cpu,
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, envOr("KAFKA_BROKERS", "127.0.0.1:9092"))
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, cmp.Or(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:9092"))
 }

@@ -143,7 +143,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	}()
 
 	log.Info("connecting to Kafka", "brokers", cfg.kafka.Brokers, "topic", cfg.kafka.Topic, "mode", cfg.mode)
-	start, err := firstContact(ctx, p, cfg)
+	start, err := serve.EnsureTopic(ctx, p, kafka.TopicSpec{Partitions: 6}, cfg.kafka.Brokers, cfg.startupTimeout) // the reader may start before the writer
 	if err != nil {
 		return err
 	}
@@ -237,35 +237,6 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		log.Info("stopped")
 	}
 	return fatal
-}
-
-// firstContact makes sure the topic exists (the reader may start before the
-// writer) and returns its partitions, failing within the start-up timeout
-// when no broker answers. A topic just created may have partitions without
-// a leader for a moment: their offsets are asked again until the timeout.
-func firstContact(ctx context.Context, p *kafka.Provider, cfg config) ([]provider.Partition, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
-	defer cancel()
-	err := p.EnsureTopic(ctx, kafka.TopicSpec{Partitions: 6})
-	if errors.Is(err, provider.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return nil, fmt.Errorf("no Kafka broker answered at %s within %v: start one with `make kafka-up` "+
-			"(or `make run`, which starts one and the writer), or point KAFKA_BROKERS at yours: %w",
-			cfg.kafka.Brokers, cfg.startupTimeout, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	for {
-		ps, err := p.Partitions(ctx)
-		if err == nil {
-			return ps, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("end offsets of %s: %w", cfg.kafka.Topic, err)
-		case <-time.After(100 * time.Millisecond): // polling, bounded by ctx
-		}
-	}
 }
 
 // reader feeds the read model from the topic and tracks how far it is.

@@ -229,7 +229,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 
 	// kafka.Config logs itself without its secrets.
 	log.Info("connecting to Kafka", "kafka", cfg.kafka)
-	if err := ensureTopic(ctx, p, cfg); err != nil {
+	if _, err := serve.EnsureTopic(ctx, p, kafka.TopicSpec{Partitions: topicPartitions}, cfg.kafka.Brokers, cfg.startupTimeout); err != nil {
 		return err
 	}
 
@@ -364,26 +364,6 @@ func newHTTPServer(h http.Handler, readHeaderTimeout, commandTimeout time.Durati
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-}
-
-// ensureTopic creates the topic if it is missing, keeping its events for
-// good (EnsureTopic's retention.ms=-1, retention.bytes=-1,
-// cleanup.policy=delete: the restore refuses a topic that drops them), and
-// fails within the start-up timeout when no broker answers, instead of
-// hanging.
-func ensureTopic(ctx context.Context, p *kafka.Provider, cfg config) error {
-	ctx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
-	defer cancel()
-	err := p.EnsureTopic(ctx, kafka.TopicSpec{Partitions: topicPartitions})
-	if errors.Is(err, provider.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("no Kafka broker answered at %s within %v: start one with `make kafka-up` "+
-			"(or `make run`, which starts one), or point KAFKA_BROKERS at yours: %w",
-			cfg.kafka.Brokers, cfg.startupTimeout, err)
-	}
-	if err != nil {
-		return fmt.Errorf("topic %s: %w", cfg.kafka.Topic, err)
-	}
-	return nil
 }
 
 // openSnapshots opens the snapshot store on the event topic's snapshot

@@ -1,12 +1,19 @@
 // Package serve holds the plumbing the example services share: their main
 // (signals, the slog logger from LOG_FORMAT and LOG_LEVEL), environment
-// defaults, the chi router with access log and JSON errors, and JSON
-// responses.
+// defaults, the first contact with Kafka, the chi router with access log and
+// JSON errors, and JSON responses.
+//
+// Each service keeps its listen/serve/shutdown sequence in its own run, on
+// purpose: they share a dozen lines but not their order. The writer listens
+// before it restores (/readyz reports progress), keeps serving when the
+// restore ends, waits for commands in flight, then snapshots and leaves its
+// group; the reader stops when its stream fails.
 package serve
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,6 +25,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/provider"
 )
 
 // EnvOr returns the environment variable key, or def when it is unset or
@@ -27,6 +37,38 @@ func EnvOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// EnsureTopic creates p's topic if it is missing (keeping its events for
+// good: EnsureTopic's retention.ms=-1, retention.bytes=-1,
+// cleanup.policy=delete, which the restore requires) and waits until its
+// partitions answer offset queries. It fails within timeout when no broker
+// answers, saying how to start one, instead of hanging.
+func EnsureTopic(ctx context.Context, p *kafka.Provider, spec kafka.TopicSpec, brokers string, timeout time.Duration) ([]provider.Partition, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := p.EnsureTopic(ctx, spec)
+	if errors.Is(err, provider.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("no Kafka broker answered at %s within %v: start one with `make kafka-up` "+
+			"(or `make run`, which starts one and the writer), or point KAFKA_BROKERS at yours: %w",
+			brokers, timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: %w", p.Topic(), err)
+	}
+	// A topic just created may have partitions without a leader for a
+	// moment: their offsets are asked again until the timeout.
+	for {
+		ps, err := p.Partitions(ctx)
+		if err == nil {
+			return ps, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("end offsets of %s: %w", p.Topic(), err)
+		case <-time.After(100 * time.Millisecond): // polling, bounded by ctx
+		}
+	}
 }
 
 // NewLogger returns a logger on stderr: format text (default) or json, level
