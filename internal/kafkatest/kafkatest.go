@@ -22,6 +22,7 @@ import (
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
+	"github.com/rehydrate/rehydrate/provider/providertest"
 	"github.com/rehydrate/rehydrate/repository/repositorytest"
 )
 
@@ -184,6 +185,36 @@ func Compact(topic func(provider.Provider) string) func(*testing.T, provider.Pro
 			}
 			time.Sleep(200 * time.Millisecond) // the cleaner runs on its own clock; poll it, bounded by the deadline
 		}
+	}
+}
+
+// Kafka is what Harness needs of a Kafka provider.
+type Kafka interface {
+	provider.Provider
+	Topic() string
+}
+
+// Harness returns the providertest.Harness of a Kafka provider opened with
+// open: new topics on the test broker, compaction by the real broker's log
+// cleaner, and an unreachable broker (port 1 on loopback, where nothing
+// listens).
+func Harness[P Kafka](open func(kafkaconfig.Config) (P, error)) providertest.Harness {
+	return providertest.Harness{
+		New: func(t *testing.T, partitions int) provider.Provider {
+			p, err := open(Config(t, partitions, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
+		Compact: Compact(func(p provider.Provider) string { return p.(P).Topic() }),
+		Unreachable: func(t *testing.T, timeout time.Duration) provider.Provider {
+			p, err := open(kafkaconfig.Config{Brokers: "127.0.0.1:1", Topic: "nowhere", Timeout: timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
 	}
 }
 

@@ -2,12 +2,10 @@ package franz_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
-	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/franz"
 	"github.com/rehydrate/rehydrate/provider/providertest"
 	"github.com/rehydrate/rehydrate/repository/repositorytest"
@@ -15,20 +13,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	providertest.Run(t, providertest.Harness{
-		New: func(t *testing.T, partitions int) provider.Provider {
-			p, err := franz.New(kafkatest.Config(t, partitions, nil))
-			require.NoError(t, err)
-			return p
-		},
-		Compact: kafkatest.Compact(func(p provider.Provider) string { return p.(*franz.Provider).Topic() }),
-		Unreachable: func(t *testing.T, timeout time.Duration) provider.Provider {
-			// Port 1 on loopback: nothing listens, connections are refused.
-			p, err := franz.New(franz.Config{Brokers: "127.0.0.1:1", Topic: "nowhere", Timeout: timeout})
-			require.NoError(t, err)
-			return p
-		},
-	})
+	providertest.Run(t, kafkatest.Harness(franz.New))
 }
 
 func TestRepositorySuite(t *testing.T) {
