@@ -350,6 +350,14 @@ const (
 	classOther
 )
 
+// recordRefused reports whether the log refused a record for what it is,
+// whatever transaction it was in.
+func recordRefused(err error) bool {
+	var ke *kerr.Error
+	return errors.As(err, &ke) && (ke == kerr.MessageTooLarge || ke == kerr.RecordListTooLarge ||
+		ke == kerr.InvalidRecord || ke == kerr.CorruptMessage)
+}
+
 func classify(err error) class {
 	var ke *kerr.Error
 	if errors.As(err, &ke) {

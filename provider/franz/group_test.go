@@ -34,6 +34,9 @@ func TestGroupConformance(t *testing.T) {
 			return open(), open
 		},
 		Expel: expel,
+		// Above the client's default limits (librdkafka's message.max.bytes,
+		// franz-go's ProducerBatchMaxBytes) and the broker's.
+		TooLarge: 2 << 20,
 	})
 }
 

@@ -136,17 +136,24 @@ func (l *lane) closeClient() {
 // whatever is queued, replacing a broken client first.
 func (l *lane) run() {
 	defer close(l.done)
+	var again []*ownership.Append
 	for {
 		if l.broken && !l.settle() {
 			break
 		}
-		batch, ok := l.queue.Next(ownership.MaxTxnRecords, l.stop, nil)
-		if !ok {
-			break
+		batch := again
+		if len(batch) == 0 {
+			var ok bool
+			if batch, ok = l.queue.Next(ownership.MaxTxnRecords, l.stop, nil); !ok {
+				break
+			}
 		}
 		if len(batch) > 0 {
-			l.commit(batch)
+			again = l.commit(batch)
 		}
+	}
+	for _, r := range again {
+		l.m.own.Finish(r, nil, provider.ErrClosed)
 	}
 	l.shutdown()
 }
@@ -167,8 +174,10 @@ func (l *lane) shutdown() {
 	l.closeClient()
 }
 
-// commit runs batch in a transaction and ends its appends.
-func (l *lane) commit(batch []*ownership.Append) {
+// commit runs batch in a transaction and ends its appends. It returns the
+// appends to run again in a transaction of their own: those whose
+// transaction another append's refused record spoiled.
+func (l *lane) commit(batch []*ownership.Append) (again []*ownership.Append) {
 	m := l.m
 	for attempt := 1; ; attempt++ {
 		// A revocation that started since the append was queued does not
@@ -181,20 +190,26 @@ func (l *lane) commit(batch []*ownership.Append) {
 			return true
 		})
 		if len(batch) == 0 {
-			return
+			return nil
 		}
-		positions, stale, err := l.transact(batch)
-		if stale != nil && attempt < ownership.MaxTxnAttempts && l.awaitNewGeneration(*stale, batch) {
+		res := l.transact(batch)
+		if res.staleGeneration != nil && attempt < ownership.MaxTxnAttempts && l.awaitNewGeneration(*res.staleGeneration, batch) {
 			continue // nothing was written: run it under the new generation
 		}
 		for i, r := range batch {
-			if err != nil {
-				m.own.Finish(r, nil, err)
-			} else {
-				m.own.Finish(r, positions[i], nil)
+			switch {
+			case res.err == nil:
+				m.own.Finish(r, res.positions[i], nil)
+			case res.culprits[i] != nil:
+				m.own.Finish(r, nil, res.culprits[i])
+			case len(res.culprits) > 0 && !r.Retried:
+				r.Retried = true
+				again = append(again, r)
+			default:
+				m.own.Finish(r, nil, res.err)
 			}
 		}
-		return
+		return again
 	}
 }
 
@@ -219,13 +234,23 @@ func (l *lane) awaitNewGeneration(old groupMetadata, batch []*ownership.Append) 
 	return false
 }
 
-// transact runs one transaction of batch. stale is the metadata the
-// coordinator refused as an old generation of a member it still knows.
-func (l *lane) transact(batch []*ownership.Append) (_ [][]provider.Position, stale *groupMetadata, err error) {
+type txnResult struct {
+	positions [][]provider.Position // of each append, on success
+	err       error                 // for every append, on failure
+	// culprits are the appends whose own records the log refused (too
+	// large, invalid), by index: the others were not at fault.
+	culprits map[int]error
+	// staleGeneration is the metadata the coordinator refused as an old
+	// generation of a member it still knows.
+	staleGeneration *groupMetadata
+}
+
+// transact runs one transaction of batch.
+func (l *lane) transact(batch []*ownership.Append) txnResult {
 	m := l.m
 	if err := l.cl.BeginTransaction(); err != nil {
 		l.broken = true
-		return nil, nil, m.appendError(provider.ErrUnavailable, "begin transaction", err)
+		return txnResult{err: m.appendError(provider.ErrUnavailable, "begin transaction", err)}
 	}
 
 	// 1. Produce, and wait for every promise.
@@ -264,14 +289,19 @@ func (l *lane) transact(batch []*ownership.Append) (_ [][]provider.Position, sta
 	case <-waited:
 	case <-bound.C:
 		l.broken = true
-		return nil, nil, m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no answer within %v", l.deliveryBound()))
+		return txnResult{err: m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no answer within %v", l.deliveryBound()))}
 	}
 	next := make(map[int32]int64)
 	var failed error
+	culprits := make(map[int]error)
 	for bi := range batch {
 		for i, err := range errs[bi] {
 			if err != nil {
-				failed = cmpErr(failed, fmt.Errorf("record %d of %d: %w", i+1, len(batch[bi].Records), err))
+				err = fmt.Errorf("record %d of %d: %w", i+1, len(batch[bi].Records), err)
+				if recordRefused(err) {
+					culprits[bi] = cmpErr(culprits[bi], m.appendError(nil, "produce", err))
+				}
+				failed = cmpErr(failed, err)
 				continue
 			}
 			pos := positions[bi][i]
@@ -280,7 +310,10 @@ func (l *lane) transact(batch []*ownership.Append) (_ [][]provider.Position, sta
 	}
 	if failed != nil {
 		l.abort()
-		return nil, nil, m.appendError(provider.ErrUnavailable, "produce", failed)
+		if len(culprits) > 0 {
+			failed = fmt.Errorf("transaction aborted for another append's record: %w", failed)
+		}
+		return txnResult{err: m.appendError(provider.ErrUnavailable, "produce", failed), culprits: culprits}
 	}
 
 	// 2. The fence: offsets of every partition written, with fresh group
@@ -288,7 +321,7 @@ func (l *lane) transact(batch []*ownership.Append) (_ [][]provider.Position, sta
 	md, err := m.metadata()
 	if err != nil {
 		l.abort()
-		return nil, nil, err
+		return txnResult{err: err}
 	}
 	if err := l.sendOffsets(md, next); err != nil {
 		var ke *kerr.Error
@@ -297,15 +330,15 @@ func (l *lane) transact(batch []*ownership.Append) (_ [][]provider.Position, sta
 			l.abort()
 			refused := fmt.Errorf("franz: group %s refused member %s at generation %d: %w: %w", m.cfg.Group, md.member, md.generation, provider.ErrNotOwner, err)
 			if ke == kerr.IllegalGeneration {
-				return nil, &md, refused
+				return txnResult{err: refused, staleGeneration: &md}
 			}
-			return nil, nil, refused
+			return txnResult{err: refused}
 		case errors.As(err, &ke) && (ke == kerr.ProducerFenced || ke == kerr.InvalidProducerEpoch):
 			l.broken = true // replacing it aborts the transaction
 		default:
 			l.abort()
 		}
-		return nil, nil, m.appendError(provider.ErrUnavailable, "send offsets to transaction", err)
+		return txnResult{err: m.appendError(provider.ErrUnavailable, "send offsets to transaction", err)}
 	}
 
 	// 3. Commit.
@@ -315,13 +348,13 @@ func (l *lane) transact(batch []*ownership.Append) (_ [][]provider.Position, sta
 	if err != nil {
 		// Only a successful abort proves the commit did not happen.
 		if l.abort() {
-			return nil, nil, m.appendError(provider.ErrUnavailable, "commit", err)
+			return txnResult{err: m.appendError(provider.ErrUnavailable, "commit", err)}
 		}
 		l.unsettled = slices.Sorted(maps.Keys(next))
 		m.own.Unsettle(l.unsettled)
-		return nil, nil, m.appendError(provider.ErrOutcomeUnknown, "commit", err)
+		return txnResult{err: m.appendError(provider.ErrOutcomeUnknown, "commit", err)}
 	}
-	return positions, nil, nil
+	return txnResult{positions: positions}
 }
 
 // cmpErr keeps the first error.
@@ -416,6 +449,9 @@ func (l *lane) abort() bool {
 
 // appendError wraps err, marked with sentinel.
 func (m *member) appendError(sentinel error, step string, err error) error {
+	if sentinel == nil {
+		return fmt.Errorf("franz: group %s: append to %s: %s: %w", m.cfg.Group, m.topic, step, err)
+	}
 	return fmt.Errorf("franz: group %s: append to %s: %s: %w: %w", m.cfg.Group, m.topic, step, sentinel, err)
 }
 

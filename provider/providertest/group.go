@@ -35,6 +35,10 @@ type GroupHarness struct {
 	Expel func(t *testing.T, p provider.Provider, m provider.Member)
 	// Timeout bounds each wait for a rebalance; 0 means 60 s.
 	Timeout time.Duration
+	// TooLarge, if set, is a payload size the provider refuses a record
+	// for (a Kafka client's or broker's message size limit). Tests that
+	// need it skip when it is 0.
+	TooLarge int
 }
 
 // RunGroup runs the suite of the group capability. Every test uses a group
@@ -55,6 +59,7 @@ func RunGroup(t *testing.T, h GroupHarness) {
 		{"MembersSplitAndTakeOver", testSplitAndTakeOver},
 		{"AppendsDuringRebalance", testAppendsDuringRebalance},
 		{"AwaitStableAfterHandOver", testAwaitStable},
+		{"RefusedRecordFailsOnlyItsAppend", testRefusedRecordFailsAlone},
 		{"ClosedMemberRefuses", testClosedMember},
 		{"ExpelledMemberIsFenced", testExpelled},
 	}
@@ -315,6 +320,52 @@ func testMemberAppends(t *testing.T, h GroupHarness) {
 		env, ok := got[w.pos]
 		if assert.True(t, ok, "record %d at %+v reads back", i, w.pos) {
 			sameEnvelope(t, w.env, env)
+		}
+	}
+}
+
+// testRefusedRecordFailsAlone appends, at once, a record too large for the
+// log and others to the same partition, so that they share transactions: the
+// large one's append fails with an error that says nothing was written (not
+// ErrOutcomeUnknown); the others are written all the same.
+func testRefusedRecordFailsAlone(t *testing.T, h GroupHarness) {
+	if h.TooLarge == 0 {
+		t.Skip("GroupHarness.TooLarge is not set")
+	}
+	gt := newGroupTest(t, h, 1)
+	a := gt.join(gt.p, "a")
+	gt.waitCovered(a)
+
+	big := envelope(gt.keyIn(0, 0), 1)
+	big.Payload = fmt.Appendf(nil, `{"pad":%q}`, strings.Repeat("x", h.TooLarge))
+	const others = 8
+	envs := make([]event.Envelope, others)
+	positions := make([][]provider.Position, others)
+	errs := make([]error, others)
+	var bigErr error
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		<-start
+		_, bigErr = a.Append(gt.ctx, []event.Record{big.Record()})
+	})
+	for i := range others {
+		envs[i] = envelope(gt.keyIn(0, i+1), 1)
+		wg.Go(func() {
+			<-start
+			positions[i], errs[i] = a.Append(gt.ctx, []event.Record{envs[i].Record()})
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	require.Error(t, bigErr, "a record of %d bytes", h.TooLarge)
+	assert.NotErrorIs(t, bigErr, provider.ErrOutcomeUnknown, "the log refused the record: nothing was written")
+	visible := gt.visible(gt.p)
+	assert.NotContains(t, visible, big.ID)
+	for i := range others {
+		if assert.NoError(t, errs[i], "append %d, beside the refused one", i) {
+			assert.Equal(t, positions[i], visible[envs[i].ID], "append %d", i)
 		}
 	}
 }
