@@ -87,3 +87,15 @@ func DecodeGroupMetadata(md *ckafka.ConsumerGroupMetadata) (generation int32, gr
 // FailNextCommit makes the member's next successful commit report err, as a
 // commit whose answer was lost would.
 func FailNextCommit(m provider.Member, err error) { m.(*member).commitHook.Store(&err) }
+
+// StallSendOffsets makes the member's next SendOffsetsToTransaction calls
+// block until release is called, as librdkafka's can with the group
+// coordinator down (see lane.sendOffsets).
+func StallSendOffsets(m provider.Member) (release func()) {
+	stall := make(chan struct{})
+	m.(*member).stallSendOffsets.Store(&stall)
+	return func() {
+		m.(*member).stallSendOffsets.Store(nil)
+		close(stall)
+	}
+}

@@ -180,6 +180,7 @@ type member struct {
 	metadataOverride atomic.Pointer[ckafka.ConsumerGroupMetadata] // sent instead of the consumer's
 	stayOut          atomic.Bool                                  // after losing its partitions, the member does not rejoin
 	commitHook       atomic.Pointer[error]                        // reported once by a successful commit
+	stallSendOffsets atomic.Pointer[chan struct{}]                // SendOffsetsToTransaction waits for it to close
 }
 
 type partState struct {

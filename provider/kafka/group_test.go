@@ -295,6 +295,34 @@ func TestGroupStaleMetadataCannotCommit(t *testing.T) {
 	assert.Subset(t, values(t, cfg, 2, "read_uncommitted")[x], []string{"stale-previous-generation", "stale-no-generation", "stale-other-group"})
 }
 
+// TestGroupStalledSendOffsetsGivesProducerUp: librdkafka's
+// SendOffsetsToTransaction can block past its timeout while the group
+// coordinator is down (librdkafka #5456). The append fails as unavailable
+// within the bound, not as an unknown outcome; nothing of it becomes
+// visible; the next append succeeds on a new producer, before the stalled
+// call returns.
+func TestGroupStalledSendOffsetsGivesProducerUp(t *testing.T) {
+	cfg := kafkatest.Config(t, 1, nil)
+	cfg.Timeout = 2 * time.Second
+	ctx := t.Context()
+	a := join(t, openProvider(t, cfg), provider.GroupConfig{Group: groupName(t), Instance: "a"})
+	waitOwned(t, a, 1)
+	key := keyIn(0, 1, "acct")
+
+	release := kafka.StallSendOffsets(a)
+	defer release()
+	start := time.Now()
+	_, err := a.Append(ctx, []event.Record{rec(key, "stalled")})
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+	assert.Less(t, time.Since(start), 30*time.Second, "failed within the bound: %v", err)
+
+	kafka.StallSendOffsets(a)() // released at once: the next calls run
+	_, err = a.Append(ctx, []event.Record{rec(key, "after")})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"after"}, values(t, cfg, 1, "read_committed")[0])
+}
+
 // TestGroupAppendAcrossPartitionsIsAtomic: an append with records in two
 // partitions commits both or neither, even when both were written before
 // the transaction failed.

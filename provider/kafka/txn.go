@@ -43,7 +43,10 @@ import (
 //     just now (fresh) and refused locally when it names no membership
 //     (generation < 0 or no member id: the coordinator accepts those as
 //     "not a group member" instead of fencing them). The group coordinator
-//     checks generation and member id here: this is the fence.
+//     checks generation and member id here: this is the fence. librdkafka
+//     does not always keep this call's timeout (see lane.sendOffsets): past
+//     it, the lane gives the producer up, and the transaction stays
+//     uncommitted as below.
 //  3. CommitTransaction, retried within Config.Timeout while it times out.
 //
 // What a failure means for the appends of the transaction (classify is the
@@ -78,6 +81,10 @@ const staleGenerationWait = time.Second
 // gatherWait bounds how long a transaction waits for appends to join it
 // (see lane.gather).
 const gatherWait = time.Millisecond
+
+// sendOffsetsGrace is how long past its own timeout SendOffsetsToTransaction
+// may take before the lane gives its producer up (see lane.sendOffsets).
+const sendOffsetsGrace = 5 * time.Second
 
 // maxTxnAttempts bounds the runs of one batch refused for an old generation.
 const maxTxnAttempts = 3
@@ -121,11 +128,10 @@ type lane struct {
 	resets atomic.Int64 // producers replaced, for tests
 
 	// Owned by the lane's goroutine once it runs:
-	producer  *ckafka.Producer
-	drained   sync.WaitGroup // the producer's event and log goroutines
-	broken    bool           // the producer must be replaced before the next transaction
-	lastBatch int            // appends in the last transaction
-	unsettled []int32        // partitions of a commit of unknown outcome, until the replacement settles it
+	producer  *txnProducer
+	broken    bool    // the producer must be replaced before the next transaction
+	lastBatch int     // appends in the last transaction
+	unsettled []int32 // partitions of a commit of unknown outcome, until the replacement settles it
 }
 
 func newLane(m *member, id int) *lane {
@@ -140,6 +146,18 @@ func newLane(m *member, id int) *lane {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+}
+
+// txnProducer is a lane's transactional producer and the goroutines that
+// drain its channels.
+type txnProducer struct {
+	*ckafka.Producer
+	drained sync.WaitGroup
+}
+
+func (p *txnProducer) close() {
+	p.Close()
+	p.drained.Wait()
 }
 
 // newTxnProducer returns a transactional producer, not yet initialised.
@@ -183,17 +201,18 @@ func (l *lane) deliveryBound() time.Duration {
 // the instance left open.
 func (l *lane) reset(ctx context.Context) error {
 	l.closeProducer()
-	p, err := l.m.p.newTxnProducer(l.txid)
+	cp, err := l.m.p.newTxnProducer(l.txid)
 	if err != nil {
 		return fmt.Errorf("kafka: transactional producer %s: %w", l.txid, err)
 	}
-	l.drained.Add(2)
+	p := &txnProducer{Producer: cp}
+	p.drained.Add(2)
 	go func() {
-		defer l.drained.Done()
+		defer p.drained.Done()
 		forwardLogs(p.Logs(), l.log)
 	}()
 	go func() {
-		defer l.drained.Done()
+		defer p.drained.Done()
 		for ev := range p.Events() {
 			if e, ok := ev.(ckafka.Error); ok && l.m.errLog.allow(e.Code()) {
 				l.log.Warn("kafka transactional producer error", "err", e)
@@ -203,8 +222,7 @@ func (l *lane) reset(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, l.m.p.cfg.Timeout)
 	defer cancel()
 	if err := p.InitTransactions(ctx); err != nil {
-		p.Close()
-		l.drained.Wait()
+		p.close()
 		return l.m.unavailable(fmt.Sprintf("init transactions of %s", l.txid), err)
 	}
 	l.producer = p
@@ -214,8 +232,7 @@ func (l *lane) reset(ctx context.Context) error {
 
 func (l *lane) closeProducer() {
 	if l.producer != nil {
-		l.producer.Close()
-		l.drained.Wait()
+		l.producer.close()
 		l.producer = nil
 	}
 }
@@ -522,9 +539,11 @@ produce:
 	for _, part := range slices.Sorted(maps.Keys(next)) {
 		tps = append(tps, ckafka.TopicPartition{Topic: &m.topic, Partition: part, Offset: ckafka.Offset(next[part])})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.p.cfg.Timeout)
-	err = p.SendOffsetsToTransaction(ctx, tps, md.raw)
-	cancel()
+	answered, err := l.sendOffsets(tps, md.raw)
+	if !answered {
+		l.broken = true
+		return txnResult{err: m.appendError(provider.ErrUnavailable, "send offsets to transaction", err)}
+	}
 	if err != nil {
 		switch classify(err) {
 		case classRefused:
@@ -553,6 +572,42 @@ produce:
 		return txnResult{err: m.appendError(provider.ErrOutcomeUnknown, "commit", err)}
 	}
 	return txnResult{positions: positions}
+}
+
+// sendOffsets runs step 2's SendOffsetsToTransaction within Config.Timeout.
+// librdkafka does not always keep that bound: with the group coordinator
+// down, the call can block until the coordinator is back (librdkafka #5456,
+// #5511; here a member acknowledged nothing for minutes after its
+// coordinator was killed). Past the bound and a grace the lane stops
+// waiting: answered is false, and the producer is given up, to be closed
+// once the call returns. Its transaction is never committed (only the lane
+// commits, and never on that producer), and the replacement's
+// InitTransactions under the same transactional.id fences it and aborts the
+// transaction.
+func (l *lane) sendOffsets(tps []ckafka.TopicPartition, md *ckafka.ConsumerGroupMetadata) (answered bool, err error) {
+	p, timeout := l.producer, l.m.p.cfg.Timeout
+	done := make(chan error, 1)
+	go func() {
+		if stall := l.m.stallSendOffsets.Load(); stall != nil {
+			<-*stall
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done <- p.SendOffsetsToTransaction(ctx, tps, md)
+	}()
+	bound := time.NewTimer(timeout + sendOffsetsGrace)
+	defer bound.Stop()
+	select {
+	case err := <-done:
+		return true, err
+	case <-bound.C:
+	}
+	l.producer = nil
+	go func() {
+		<-done
+		p.close()
+	}()
+	return false, fmt.Errorf("no answer within %v: producer given up", timeout+sendOffsetsGrace)
 }
 
 // commitTransaction commits, calling again while the commit times out or
