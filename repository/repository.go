@@ -117,6 +117,13 @@ type partition[A any] struct {
 	snapMu       sync.Mutex
 }
 
+// upTo is the offset below which the partition has every record in
+// memory: its read position, or past this instance's last acknowledged
+// append (the partition's only writer has applied all it appended).
+func (pt *partition[A]) upTo() int64 {
+	return max(pt.applied.Load(), pt.acked.Load()+1)
+}
+
 type entry[A any] struct {
 	mu      sync.Mutex
 	state   A

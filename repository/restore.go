@@ -164,6 +164,7 @@ func (r *Repository[A]) Stats() Stats {
 	for i, ps := range s.Partitions {
 		if pt := r.parts[ps.Partition]; pt.status.Load() == partServing {
 			s.Partitions[i].Aggregates, s.Partitions[i].Bytes = pt.sampledBytes()
+			s.Partitions[i].Applied = pt.upTo()
 			s.Aggregates += s.Partitions[i].Aggregates
 		}
 	}

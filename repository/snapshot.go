@@ -169,6 +169,11 @@ type PartitionStats struct {
 	// partition this instance does not serve.
 	Aggregates int
 	Bytes      int64
+	// Applied is the offset up to which this instance has every record of
+	// the partition in memory: read by the restore or Follow, or
+	// acknowledged to its appends. The log's end offset minus Applied is
+	// how far it lags. Zero for a partition it does not serve.
+	Applied int64
 }
 
 // start is where a partition's restore begins: its aggregates from a
@@ -352,7 +357,7 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 	}
 	began := time.Now()
 	changes := pt.changes.Load()
-	offset := max(pt.applied.Load(), pt.acked.Load()+1)
+	offset := pt.upTo()
 	codec := r.snaps.codec
 	var data []byte
 	n := 0

@@ -23,6 +23,9 @@
 //	snapshots_total{result}             snapshots stored or failed
 //	snapshot_bytes{partition}           the last snapshot's size
 //	snapshot_age_seconds{partition}     time since the partition's last snapshot
+//	log_end_offset{partition}           the log's end (WatchLog), read-committed
+//	lag_records{partition}              records of the log not yet in memory here (WatchLog):
+//	                                    a follower's lag, or a writer's unsettled tail
 //
 // Results: ok, not_found, exists, conflict, invalid, not_ready, not_owner,
 // limit, unresolved, outcome_unknown, unavailable, canceled, error.
@@ -31,6 +34,7 @@ package prom
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -38,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/repository"
 )
 
@@ -61,10 +66,11 @@ type Collector struct {
 	snapshots      *prometheus.CounterVec
 	snapshotBytes  *prometheus.GaugeVec
 
-	restoreDone, restoreTotal, served, aggregates, aggregateBytes, snapshotAge *prometheus.Desc
+	restoreDone, restoreTotal, served, aggregates, aggregateBytes, snapshotAge, logEnd, lag *prometheus.Desc
 
 	mu           sync.Mutex
 	source       Source
+	log          provider.Provider
 	lastSnapshot map[int32]time.Time
 }
 
@@ -120,9 +126,24 @@ func New(opts ...Option) *Collector {
 		aggregates:     desc("aggregates", "Aggregates a partition holds in memory, deleted ones included.", "partition"),
 		aggregateBytes: desc("aggregate_bytes", "Estimated memory of a partition's aggregates.", "partition"),
 		snapshotAge:    desc("snapshot_age_seconds", "Time since the partition's last snapshot.", "partition"),
+		logEnd:         desc("log_end_offset", "The log's end offset (read-committed), of each partition served.", "partition"),
+		lag:            desc("lag_records", "Records of the log not yet in memory here, of each partition served.", "partition"),
 		lastSnapshot:   make(map[int32]time.Time),
 	}
 }
+
+// WatchLog makes the collector ask p, the provider of the watched
+// repository, for its partitions' end offsets on each scrape (within
+// logTimeout), and report the log's end and the lag of each partition the
+// repository serves.
+func (c *Collector) WatchLog(p provider.Provider) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log = p
+}
+
+// logTimeout bounds a scrape's wait for the log's end offsets.
+const logTimeout = 2 * time.Second
 
 // Watch makes the collector report src's progress, partitions and memory.
 func (c *Collector) Watch(src Source) {
@@ -141,7 +162,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, v := range c.vecs() {
 		v.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{c.restoreDone, c.restoreTotal, c.served, c.aggregates, c.aggregateBytes, c.snapshotAge} {
+	for _, d := range []*prometheus.Desc{c.restoreDone, c.restoreTotal, c.served, c.aggregates, c.aggregateBytes, c.snapshotAge, c.logEnd, c.lag} {
 		ch <- d
 	}
 }
@@ -152,7 +173,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		v.Collect(ch)
 	}
 	c.mu.Lock()
-	src := c.source
+	src, log := c.source, c.log
 	last := make(map[int32]time.Time, len(c.lastSnapshot))
 	for p, t := range c.lastSnapshot {
 		last[p] = t
@@ -169,7 +190,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.restoreTotal, float64(pr.Total))
 	owned := src.Owned()
 	gauge(c.served, float64(len(owned)))
-	for _, ps := range src.Stats().Partitions {
+	stats := src.Stats().Partitions
+	for _, ps := range stats {
 		if ps.Aggregates == 0 && ps.Bytes == 0 {
 			continue // not served here
 		}
@@ -177,10 +199,37 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.aggregates, float64(ps.Aggregates), p)
 		gauge(c.aggregateBytes, float64(ps.Bytes), p)
 	}
+	if log != nil {
+		c.collectLag(ch, log, owned, stats)
+	}
 	for _, id := range owned {
 		if t, ok := last[id]; ok {
 			gauge(c.snapshotAge, time.Since(t).Seconds(), strconv.Itoa(int(id)))
 		}
+	}
+}
+
+// collectLag reports the log's end and the lag of the partitions served. A
+// log that does not answer in time is left out of this scrape (the
+// repository's appends and restores report unavailability).
+func (c *Collector) collectLag(ch chan<- prometheus.Metric, log provider.Provider, owned []int32, stats []repository.PartitionStats) {
+	ctx, cancel := context.WithTimeout(context.Background(), logTimeout)
+	defer cancel()
+	ps, err := log.Partitions(ctx)
+	if err != nil {
+		return
+	}
+	applied := make(map[int32]int64, len(stats))
+	for _, s := range stats {
+		applied[s.Partition] = s.Applied
+	}
+	for _, p := range ps {
+		if !slices.Contains(owned, p.ID) {
+			continue
+		}
+		label := strconv.Itoa(int(p.ID))
+		ch <- prometheus.MustNewConstMetric(c.logEnd, prometheus.GaugeValue, float64(p.High), label)
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(max(p.High-applied[p.ID], 0)), label)
 	}
 }
 

@@ -66,6 +66,43 @@ func TestCollector(t *testing.T) {
 	assert.Equal(t, 1.0, got[fmt.Sprintf(`rehydrate_aggregates{aggregate="account",partition="%d"}`, part)])
 }
 
+// TestCollectorLag: a repository restored before another wrote lags by
+// what was written; the writer itself does not.
+func TestCollectorLag(t *testing.T) {
+	ctx := t.Context()
+	p, err := memory.New(2)
+	require.NoError(t, err)
+	writer := rt.NewRepository(t, p)
+	_, err = writer.Restore(ctx)
+	require.NoError(t, err)
+	standby := rt.NewRepository(t, p)
+	_, err = standby.Restore(ctx)
+	require.NoError(t, err)
+	_, err = writer.Create(ctx, "a", rt.Open("ada"))
+	require.NoError(t, err)
+	_, err = writer.Execute(ctx, "a", rt.Deposit(5, 6))
+	require.NoError(t, err)
+	part := writer.PartitionOf("a")
+
+	for name, tc := range map[string]struct {
+		r       *repository.Repository[rt.Account]
+		lagging float64
+	}{"writer": {writer, 0}, "standby": {standby, 3}} {
+		metrics := prom.New()
+		metrics.Watch(tc.r)
+		metrics.WatchLog(p)
+		reg := prometheus.NewPedanticRegistry()
+		require.NoError(t, reg.Register(metrics))
+		got := gather(t, reg)
+		assert.Equal(t, 3.0, got[fmt.Sprintf(`rehydrate_log_end_offset{partition="%d"}`, part)], name)
+		assert.Equal(t, tc.lagging, got[fmt.Sprintf(`rehydrate_lag_records{partition="%d"}`, part)], name)
+		other := fmt.Sprintf(`rehydrate_lag_records{partition="%d"}`, 1-part)
+		if assert.Contains(t, got, other, name) {
+			assert.Equal(t, 0.0, got[other], name)
+		}
+	}
+}
+
 // gather returns every series of reg by its name and labels, as Prometheus
 // writes them; histograms as their _count.
 func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
