@@ -143,7 +143,7 @@ func (p *Provider) deliveries() {
 			}
 			c.mu.Unlock()
 		case ckafka.Error:
-			if c := e.Code(); c == ckafka.ErrAuthentication || c == ckafka.ErrSsl {
+			if handshakeFailed(e) {
 				p.handshake.Store(&e)
 			}
 			if e.IsFatal() {
@@ -259,27 +259,6 @@ func toKafkaHeaders(hs []event.Header) []ckafka.Header {
 	return out
 }
 
-// notPersisted reports whether a delivery report's error proves its record
-// was not written. Few do: the idempotent producer retries a batch whose
-// request timed out, and the retry's refusal (NOT_ENOUGH_REPLICAS, say) says
-// nothing of the first attempt, which the leader may have appended. Only
-// refusals that no attempt could have passed over are proof: the record is
-// too large or malformed, or the principal may not write.
-func notPersisted(err error) bool {
-	var ke ckafka.Error
-	if !errors.As(err, &ke) {
-		return false
-	}
-	switch ke.Code() {
-	case ckafka.ErrMsgSizeTooLarge, ckafka.ErrUnknownTopic, ckafka.ErrUnknownPartition,
-		ckafka.ErrTopicAuthorizationFailed, ckafka.ErrClusterAuthorizationFailed,
-		ckafka.ErrTransactionalIDAuthorizationFailed, ckafka.ErrInvalidRecord,
-		ckafka.ErrRecordListTooLarge, ckafka.ErrInvalidMsg, ckafka.ErrInvalidRequiredAcks:
-		return true
-	}
-	return false
-}
-
 func allNotPersisted(errs []error) bool {
 	for _, err := range errs {
 		if err != nil && !notPersisted(err) {
@@ -301,11 +280,7 @@ func anyWritten(errs []error) bool {
 // appendError classifies an append failure for the caller. maybeWritten
 // false means the caller knows that no record was written.
 func (p *Provider) appendError(err error, maybeWritten bool) error {
-	var ke ckafka.Error
-	unavailable := errors.As(err, &ke) && (ke.IsTimeout() || ke.IsRetriable() ||
-		ke.Code() == ckafka.ErrQueueFull || ke.Code() == ckafka.ErrMsgTimedOut ||
-		ke.Code() == ckafka.ErrAllBrokersDown || ke.Code() == ckafka.ErrTransport ||
-		ke.Code() == ckafka.ErrNotEnoughReplicas)
+	unavailable := appendUnavailable(err)
 	if fatal := p.producer.GetFatalError(); fatal != nil {
 		// The idempotent producer is dead (e.g. the broker refused it a
 		// producer id: no Write ACL) and purges or refuses every record:
@@ -353,21 +328,6 @@ func (p *Provider) Partitions(ctx context.Context) ([]provider.Partition, error)
 	}
 }
 
-// retriable reports whether err is a client error worth another try.
-func retriable(err error) bool {
-	var ke ckafka.Error
-	if !errors.As(err, &ke) {
-		return false
-	}
-	switch ke.Code() {
-	case ckafka.ErrNotLeaderForPartition, ckafka.ErrLeaderNotAvailable, ckafka.ErrUnknownTopicOrPart,
-		ckafka.ErrNotCoordinator, ckafka.ErrRequestTimedOut, ckafka.ErrTransport,
-		ckafka.ErrAllBrokersDown, ckafka.ErrTimedOut:
-		return true
-	}
-	return ke.IsRetriable()
-}
-
 func (p *Provider) partitions(ctx context.Context) ([]provider.Partition, error) {
 	ids, err := p.partitionIDs(ctx)
 	if err != nil {
@@ -395,7 +355,7 @@ func (p *Provider) partitionIDs(ctx context.Context) ([]int32, error) {
 	}
 	p.handshake.Store(nil)
 	t, ok := md.Topics[p.cfg.Topic]
-	if !ok || t.Error.Code() == ckafka.ErrUnknownTopicOrPart || t.Error.Code() == ckafka.ErrUnknownTopic {
+	if !ok || topicGone(t.Error) {
 		return nil, fmt.Errorf("kafka: topic %q does not exist", p.cfg.Topic)
 	}
 	if t.Error.Code() != ckafka.ErrNoError {
@@ -446,11 +406,7 @@ func (p *Provider) listOffsetsAt(ctx context.Context, ids []int32, spec ckafka.O
 // brokerError wraps err, marking timeouts and transport failures as
 // provider.ErrUnavailable.
 func (p *Provider) brokerError(what string, err error) error {
-	var ke ckafka.Error
-	if errors.Is(err, context.DeadlineExceeded) ||
-		errors.As(err, &ke) && (ke.IsTimeout() || ke.Code() == ckafka.ErrTransport ||
-			ke.Code() == ckafka.ErrAllBrokersDown || ke.Code() == ckafka.ErrTimedOut ||
-			ke.Code() == ckafka.ErrTimedOutQueue) {
+	if brokerUnavailable(err) {
 		return fmt.Errorf("kafka: %s of %s: %w after %v: %w", what, p.cfg.Topic, provider.ErrUnavailable, p.cfg.Timeout, p.withHandshake(err))
 	}
 	return fmt.Errorf("kafka: %s of %s: %w", what, p.cfg.Topic, err)

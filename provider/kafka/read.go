@@ -4,7 +4,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -273,33 +272,19 @@ func (r *reader) check(ctx context.Context) error {
 }
 
 func (r *reader) clientError(e ckafka.Error) error {
-	if e.IsFatal() {
-		return fmt.Errorf("kafka: read %s: %w", r.p.cfg.Topic, e)
-	}
-	switch e.Code() {
-	case ckafka.ErrGroupAuthorizationFailed:
-		// The throwaway group fetches and commits no offset, so a read
-		// needs no group ACL; librdkafka still looks up the group's
-		// coordinator and reports the refusal, racing the read.
+	switch readError(e) {
+	case readIgnored:
+		// The throwaway group's coordinator refused it, racing the read.
 		if r.p.errLog.allow(e.Code()) {
 			r.p.log.Debug("kafka read: no access to the read's throwaway consumer group (not needed)", "err", e)
 		}
 		return nil
-	case ckafka.ErrAuthentication, ckafka.ErrSsl:
-		// A failed SASL login or TLS handshake: not transient.
+	case readUnavailable:
 		return fmt.Errorf("kafka: read %s: %w: %w", r.p.cfg.Topic, provider.ErrUnavailable, e)
-	case ckafka.ErrTransport, ckafka.ErrAllBrokersDown, ckafka.ErrTimedOut, ckafka.ErrResolve,
-		ckafka.ErrIntr, ckafka.ErrNetworkException, ckafka.ErrNotLeaderForPartition,
-		ckafka.ErrLeaderNotAvailable, ckafka.ErrBrokerNotAvailable:
-		// Transient: librdkafka retries; check() gives up after the timeout.
+	case readTransient:
+		// librdkafka retries; check() gives up after the timeout.
 		if r.p.errLog.allow(e.Code()) {
 			r.p.log.Warn("kafka read: transient error", "err", e)
-		}
-		return nil
-	}
-	if e.IsRetriable() {
-		if r.p.errLog.allow(e.Code()) {
-			r.p.log.Warn("kafka read: retriable error", "err", e)
 		}
 		return nil
 	}
@@ -307,11 +292,10 @@ func (r *reader) clientError(e ckafka.Error) error {
 }
 
 func (r *reader) partitionError(partition int32, offset int64, err error) error {
-	var ke ckafka.Error
-	if errors.As(err, &ke) && (ke.Code() == ckafka.ErrPartitionEOF) {
+	switch partitionReadError(err) {
+	case readEnd:
 		return r.moveTo(partition, offset)
-	}
-	if errors.As(err, &ke) && !ke.IsFatal() && ke.IsRetriable() {
+	case readTransient:
 		r.p.log.Warn("kafka read: retriable partition error", "partition", partition, "err", err)
 		return nil
 	}

@@ -72,7 +72,7 @@ func (p *Provider) describeTopic(ctx context.Context) (map[string]ckafka.ConfigE
 		p.log.Debug("kafka: describe configs: retrying", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			if errors.As(err, &ke) && ke.Code() == ckafka.ErrUnknownTopicOrPart {
+			if topicGone(err) {
 				return nil, fmt.Errorf("kafka: describe configs: topic %q does not exist: %w", p.cfg.Topic, err)
 			}
 			if errors.Is(err, provider.ErrUnavailable) {

@@ -49,8 +49,8 @@ import (
 //     uncommitted as below.
 //  3. CommitTransaction, retried within Config.Timeout while it times out.
 //
-// What a failure means for the appends of the transaction (classify is the
-// one table of client errors):
+// What a failure means for the appends of the transaction (classify, which
+// reads the table of client errors in errors.go):
 //
 //   - Before CommitTransaction was called, nothing can become visible: no
 //     commit is ever asked for, and the transaction ends aborted (by
@@ -549,7 +549,7 @@ produce:
 		case classRefused:
 			_ = l.abort()
 			res := txnResult{err: m.refused(md, err)}
-			if code(err) == ckafka.ErrIllegalGeneration {
+			if staleGeneration(err) {
 				res.staleGeneration = &md
 			}
 			return res
@@ -654,76 +654,6 @@ func (l *lane) abort() error {
 			return err
 		}
 	}
-}
-
-// txnClass is what a client error means for a transaction.
-type txnClass int
-
-const (
-	// classRefused: the group coordinator refused the member's metadata:
-	// the group has moved on without it. The transaction must be aborted.
-	classRefused txnClass = iota + 1
-	// classAbortable: the transaction failed and must be aborted; the
-	// producer stays usable.
-	classAbortable
-	// classRetriable: the same call may be made again (a timeout, a
-	// coordinator moving).
-	classRetriable
-	// classFatal: the producer is unusable (fenced by a newer producer
-	// with its transactional.id, refused an id, in a state no call gets
-	// it out of): it must be replaced.
-	classFatal
-)
-
-// classify is the one table of client errors for transactions.
-func classify(err error) txnClass {
-	var ke ckafka.Error
-	if !errors.As(err, &ke) {
-		return classFatal
-	}
-	switch ke.Code() {
-	case ckafka.ErrIllegalGeneration, ckafka.ErrUnknownMemberID, ckafka.ErrFencedInstanceID:
-		return classRefused
-	case ckafka.ErrFenced, ckafka.ErrProducerFenced, ckafka.ErrInvalidProducerEpoch, ckafka.ErrFatal:
-		return classFatal
-	}
-	switch {
-	case ke.IsFatal():
-		return classFatal
-	case ke.TxnRequiresAbort():
-		return classAbortable
-	case ke.IsRetriable(), ke.IsTimeout(), ke.Code() == ckafka.ErrTimedOut:
-		return classRetriable
-	}
-	// Anything else (an invalid state, a conflicting call) is not worth
-	// reasoning about: replace the producer.
-	return classFatal
-}
-
-func code(err error) ckafka.ErrorCode {
-	var ke ckafka.Error
-	if errors.As(err, &ke) {
-		return ke.Code()
-	}
-	return ckafka.ErrUnknown
-}
-
-// recordRefused reports whether the log refused a record for what it is,
-// whatever transaction it was in.
-func recordRefused(err error) bool {
-	switch code(err) {
-	case ckafka.ErrMsgSizeTooLarge, ckafka.ErrInvalidRecord, ckafka.ErrRecordListTooLarge,
-		ckafka.ErrInvalidMsg, ckafka.ErrInvalidMsgSize:
-		return true
-	}
-	return false
-}
-
-// purged reports the error of a record librdkafka dropped because another
-// one failed the transaction: it says nothing of its own.
-func purged(err error) bool {
-	c := code(err)
-	return c == ckafka.ErrPurgeQueue || c == ckafka.ErrPurgeInflight
 }
 
 // groupMetadata is a member's consumer group metadata as
