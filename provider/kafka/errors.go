@@ -23,7 +23,7 @@ const (
 	// says nothing of the first attempt, which the leader may have
 	// appended. Only refusals that no attempt could have passed over are
 	// proof: the record is too large or malformed, the principal may not
-	// write, there is no such topic or partition.
+	// write, librdkafka knows no such topic or partition.
 	notWritten
 	// timedOut: the call timed out locally (ckafka.Error.IsTimeout).
 	timedOut
@@ -43,8 +43,9 @@ const (
 	// is full, or too few replicas are in sync: appends are unavailable
 	// for now, and the record may have been written.
 	backpressure
-	// handshake: a TLS handshake or SASL login failed. Not transient, but
-	// what every later timeout of the same client is really about.
+	// handshake: a TLS handshake or SASL login failed. Not transient: until
+	// a broker answers, the client's timeouts name it as their cause
+	// (withHandshake).
 	handshake
 	// fencedByGroup: the group coordinator refused the member's metadata
 	// (illegal generation, unknown member, fenced instance): the group has
@@ -58,7 +59,7 @@ const (
 	// whatever flags the error carries.
 	fencedProducer
 	// purgedRecord: librdkafka dropped the record because another one
-	// failed the transaction: the error says nothing of the record itself.
+	// failed its transaction: the error says nothing of the record itself.
 	purgedRecord
 	// partitionEnd: a read reached the end of a partition (not an error).
 	partitionEnd

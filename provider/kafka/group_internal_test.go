@@ -4,8 +4,6 @@ package kafka
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -82,25 +80,4 @@ func FuzzDecodeGroupMetadata(f *testing.F) {
 			t.Fatalf("decoded a NUL into %q/%q", group, member)
 		}
 	})
-}
-
-func TestClassify(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want txnClass
-	}{
-		{ckafka.NewError(ckafka.ErrIllegalGeneration, "", false), classRefused},
-		{ckafka.NewError(ckafka.ErrUnknownMemberID, "", false), classRefused},
-		{fmt.Errorf("wrapped: %w", ckafka.NewError(ckafka.ErrFencedInstanceID, "", false)), classRefused},
-		{ckafka.NewError(ckafka.ErrFenced, "", true), classFatal},
-		{ckafka.NewError(ckafka.ErrProducerFenced, "", false), classFatal},
-		{ckafka.NewError(ckafka.ErrMsgTimedOut, "", true), classFatal},
-		{ckafka.NewError(ckafka.ErrTimedOut, "", false), classRetriable},
-		{ckafka.NewError(ckafka.ErrState, "", false), classFatal},
-		{errors.New("not a client error"), classFatal},
-	} {
-		if got := classify(tc.err); got != tc.want {
-			t.Errorf("classify(%v) = %d, want %d", tc.err, got, tc.want)
-		}
-	}
 }
