@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,6 +65,8 @@ type config struct {
 	isolate     bool // run each restore in a child process
 	keep        bool // keep the seeded topics, for profiling with -child
 	cpuProfile  string
+	memProfile  string            // allocations of a -child run
+	traceFile   string            // execution trace of a -child run
 	sections    map[string]bool   // what to measure (-sections)
 	groupParts  int               // partitions of the group topic
 	instances   []int             // instance counts of the group restores
@@ -91,6 +94,8 @@ func main() {
 	flag.IntVar(&cfg.repeat, "repeat", 3, "runs of each restore measurement; the median is reported (shared machines are noisy)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the seeded topics (to profile a -child run on them)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the run (with -child, of the child) here")
+	flag.StringVar(&cfg.memProfile, "memprofile", "", "with -child: write the child's allocation profile here")
+	flag.StringVar(&cfg.traceFile, "trace", "", "with -child: write the child's execution trace here (go tool trace: where workers wait)")
 	props := flag.String("props", "", "extra librdkafka properties k=v,k=v for every consumer (bare and provider)")
 	child := flag.String("child", "", "internal: run one restore measurement and print it as JSON")
 	topic := flag.String("topic", "", "internal: the child's topic")
@@ -137,7 +142,12 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	if *child != "" {
+		stopProfiles, err := profileChild(cfg)
+		if err != nil {
+			log.Fatal(err)
+		}
 		res, err := runChild(ctx, cfg, *child, *topic, *codec)
+		stopProfiles()
 		if err != nil {
 			pprof.StopCPUProfile()
 			log.Fatal(err)
@@ -150,6 +160,36 @@ func main() {
 		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
+}
+
+// profileChild starts the child's trace (-trace); the returned function
+// stops it and writes the allocation profile (-memprofile).
+func profileChild(cfg config) (stop func(), err error) {
+	var tf *os.File
+	if cfg.traceFile != "" {
+		if tf, err = os.Create(cfg.traceFile); err != nil {
+			return nil, err
+		}
+		if err := trace.Start(tf); err != nil {
+			return nil, err
+		}
+	}
+	return func() {
+		if tf != nil {
+			trace.Stop()
+			_ = tf.Close()
+		}
+		if cfg.memProfile != "" {
+			f, err := os.Create(cfg.memProfile)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+			if err != nil {
+				log.Printf("-memprofile: %v", err)
+			}
+		}
+	}, nil
 }
 
 // quickened is the -quick configuration: every measurement, small.
