@@ -97,7 +97,11 @@ type fetched struct {
 }
 
 // deliver hands the fetched records over in batches until every partition
-// reached its end.
+// reached its end. The batches of one fetch take turns, one batch of each
+// partition at a time: a caller applying partitions in parallel (a restore
+// spreads them over workers with short queues) then has work for every
+// worker at once, where a fetch handed over partition after partition kept
+// one worker busy while the others waited.
 func (p *Provider) deliver(ctx context.Context, in <-chan fetched, ends map[int32]int64, batchSize int, fn func(provider.Batch) error) error {
 	next := make(map[int32]int64, len(ends))
 	left := len(ends)
@@ -110,6 +114,14 @@ func (p *Provider) deliver(ctx context.Context, in <-chan fetched, ends map[int3
 		}
 		return handle(b)
 	}
+	// runs are the records of one fetch still to hand over, by partition,
+	// each ending at the position its last batch reports.
+	type run struct {
+		partition int32
+		records   []event.Record
+		next      int64
+	}
+	var runs []run
 	for left > 0 {
 		var f fetched
 		select {
@@ -123,6 +135,7 @@ func (p *Provider) deliver(ctx context.Context, in <-chan fetched, ends map[int3
 		if p.isClosed() {
 			return provider.ErrClosed
 		}
+		runs = runs[:0]
 		for _, pf := range f.parts {
 			end := ends[pf.partition]
 			recs := pf.records
@@ -130,30 +143,37 @@ func (p *Provider) deliver(ctx context.Context, in <-chan fetched, ends map[int3
 			if i := slices.IndexFunc(recs, func(r *kgo.Record) bool { return r.Offset >= end }); i >= 0 {
 				recs = recs[:i]
 			}
+			at := min(pf.next, end)
+			if len(recs) == 0 && at <= next[pf.partition] {
+				continue // nothing moved
+			}
 			// One allocation for the fetch's records of the partition;
 			// batches are sub-slices of it, each its own to keep.
 			all := make([]event.Record, len(recs))
 			for i, r := range recs {
 				all[i] = event.Record{Key: r.Key, Value: r.Value, Headers: headers(r.Headers), Partition: pf.partition, Offset: r.Offset}
 			}
-			for len(all) > batchSize {
-				b := provider.Batch{Partition: pf.partition, Records: all[:batchSize:batchSize], Next: all[batchSize].Offset}
+			runs = append(runs, run{partition: pf.partition, records: all, next: at})
+		}
+		for len(runs) > 0 {
+			rest := runs[:0]
+			for _, r := range runs {
+				b := provider.Batch{Partition: r.partition, Records: r.records, Next: r.next}
+				if len(r.records) > batchSize {
+					b.Records, b.Next = r.records[:batchSize:batchSize], r.records[batchSize].Offset
+					r.records = r.records[batchSize:]
+					rest = append(rest, r)
+				} else {
+					next[r.partition] = r.next
+					if r.next >= ends[r.partition] {
+						left--
+					}
+				}
 				if err := fn(b); err != nil {
 					return err
 				}
-				all = all[batchSize:]
 			}
-			at := min(pf.next, end)
-			if len(all) == 0 && at <= next[pf.partition] {
-				continue // nothing moved
-			}
-			next[pf.partition] = at
-			if err := fn(provider.Batch{Partition: pf.partition, Records: all, Next: at}); err != nil {
-				return err
-			}
-			if at >= end {
-				left--
-			}
+			runs = rest
 		}
 	}
 	return nil
