@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -400,43 +401,63 @@ func (f *fetcher) fetchFrom(ctx context.Context, leader int32, parts []int32) ([
 			anyBatch = anyBatch || len(rp.RecordBatches) > 0
 		}
 	}
-	var out []partFetch
-	var retry error
+	// Decoding is most of a read's work besides the caller's: the
+	// partitions of a response are decoded at once, on every core, so
+	// that the response is ready to hand over sooner (until the first one
+	// is, every apply worker of a restore waits).
+	type decoded struct {
+		rp   *kmsg.FetchResponseTopicPartition
+		at   int64
+		fp   kgo.FetchPartition
+		next int64
+	}
+	var ds []decoded
 	for _, rt := range resp.Topics {
 		for i := range rt.Partitions {
 			rp := &rt.Partitions[i]
-			at, ok := f.pos[rp.Partition]
-			if !ok {
-				continue
+			if at, ok := f.pos[rp.Partition]; ok {
+				ds = append(ds, decoded{rp: rp, at: at})
 			}
-			fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-				Offset:         at,
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range ds {
+		d := &ds[i]
+		wg.Go(func() {
+			d.fp, d.next = kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+				Offset:         d.at,
 				IsolationLevel: kgo.ReadCommitted(),
 				Topic:          f.p.cfg.Topic,
-				Partition:      rp.Partition,
-			}, rp, decompressor, nil)
-			if fp.Err != nil {
-				if errors.Is(fp.Err, kerr.OffsetOutOfRange) {
-					return out, &fatalError{fmt.Errorf("franz: read %s partition %d at offset %d (log start %d): %w",
-						f.p.cfg.Topic, rp.Partition, at, rp.LogStartOffset, fp.Err)}
-				}
-				var ke *kerr.Error
-				if errors.As(fp.Err, &ke) && ke.Retriable {
-					retry = fmt.Errorf("franz: read %s partition %d: %w", f.p.cfg.Topic, rp.Partition, fp.Err)
-					continue
-				}
-				return out, &fatalError{fmt.Errorf("franz: read %s partition %d at offset %d: %w", f.p.cfg.Topic, rp.Partition, at, fp.Err)}
+				Partition:      d.rp.Partition,
+			}, d.rp, decompressor, nil)
+		})
+	}
+	wg.Wait()
+	var out []partFetch
+	var retry error
+	for _, d := range ds {
+		rp, at, fp, next := d.rp, d.at, d.fp, d.next
+		if fp.Err != nil {
+			if errors.Is(fp.Err, kerr.OffsetOutOfRange) {
+				return out, &fatalError{fmt.Errorf("franz: read %s partition %d at offset %d (log start %d): %w",
+					f.p.cfg.Topic, rp.Partition, at, rp.LogStartOffset, fp.Err)}
 			}
-			if !anyBatch && rp.LastStableOffset > next {
-				// The broker returns the batches from the fetch offset
-				// on, up to the last stable offset, and at least one
-				// when the response has room: none means that no record
-				// is left below it (the tail was compacted away).
-				next = rp.LastStableOffset
+			var ke *kerr.Error
+			if errors.As(fp.Err, &ke) && ke.Retriable {
+				retry = fmt.Errorf("franz: read %s partition %d: %w", f.p.cfg.Topic, rp.Partition, fp.Err)
+				continue
 			}
-			if next > at || len(fp.Records) > 0 {
-				out = append(out, partFetch{partition: rp.Partition, records: fp.Records, next: next})
-			}
+			return out, &fatalError{fmt.Errorf("franz: read %s partition %d at offset %d: %w", f.p.cfg.Topic, rp.Partition, at, fp.Err)}
+		}
+		if !anyBatch && rp.LastStableOffset > next {
+			// The broker returns the batches from the fetch offset
+			// on, up to the last stable offset, and at least one
+			// when the response has room: none means that no record
+			// is left below it (the tail was compacted away).
+			next = rp.LastStableOffset
+		}
+		if next > at || len(fp.Records) > 0 {
+			out = append(out, partFetch{partition: rp.Partition, records: fp.Records, next: next})
 		}
 	}
 	return out, retry
