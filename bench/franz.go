@@ -41,7 +41,7 @@ func bareFranz(ctx context.Context, brokers, topic string) (restoreResult, error
 		kgo.SeedBrokers(strings.Split(brokers, ",")...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20), kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(2<<20), kgo.FetchMaxWait(100*time.Millisecond),
 	)
 	if err != nil {
 		return restoreResult{}, err
