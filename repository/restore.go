@@ -406,8 +406,12 @@ type readCounts struct {
 // applyBatch applies a batch read from the log. follow is set when the
 // repository is live: it then checks for another writer's events.
 func (r *Repository[A]) applyBatch(pt *partition[A], b provider.Batch, c *readCounts, follow bool) error {
+	// One envelope for the batch: handlers do not keep theirs (OnEnvelope),
+	// and one escaping to the heap per event (handlers are func values)
+	// was a restore's most frequent allocation after the payloads.
+	env := new(event.Envelope)
 	for i := range b.Records {
-		if err := r.applyRecord(pt, &b.Records[i], c, follow); err != nil {
+		if err := r.applyRecord(pt, &b.Records[i], env, c, follow); err != nil {
 			return err
 		}
 	}
@@ -416,7 +420,8 @@ func (r *Repository[A]) applyBatch(pt *partition[A], b provider.Batch, c *readCo
 	return nil
 }
 
-func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *readCounts, follow bool) error {
+// applyRecord applies one record, decoded into env.
+func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, env *event.Envelope, c *readCounts, follow bool) error {
 	c.bytes += int64(len(rec.Key) + len(rec.Value))
 	for _, h := range rec.Headers {
 		c.bytes += int64(len(h.Key) + len(h.Value))
@@ -428,12 +433,13 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *read
 	if event.IsControl(*rec) {
 		return nil
 	}
-	env, payload, skip, err := r.decode(rec)
+	parsed, payload, skip, err := r.decode(rec)
+	*env = parsed
 	if err != nil || skip {
 		if skip {
 			c.skipped++
-			if r.otherType(&env) {
-				return r.noteOtherType(pt, &env)
+			if r.otherType(env) {
+				return r.noteOtherType(pt, env)
 			}
 		}
 		return err
@@ -448,7 +454,7 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, c *read
 		return &event.RecordError{Partition: rec.Partition, Offset: rec.Offset, Err: err}
 	}
 	defer e.mu.Unlock()
-	applied, err := r.applyEnvelope(e, &env, payload, follow)
+	applied, err := r.applyEnvelope(e, env, payload, follow)
 	if err != nil {
 		return err
 	}
