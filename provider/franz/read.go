@@ -122,14 +122,13 @@ func (p *Provider) deliver(ctx context.Context, in <-chan fetched, ends map[int3
 		}
 		return handle(b)
 	}
-	// runs are the records of one fetch still to hand over, by partition,
-	// each ending at the position its last batch reports.
+	// A run is a partition's records of one fetch still to hand over,
+	// ending at the position its last batch reports.
 	type run struct {
 		partition int32
 		records   []event.Record
 		next      int64
 	}
-	var runs []run
 	for left > 0 {
 		var f fetched
 		select {
@@ -143,7 +142,7 @@ func (p *Provider) deliver(ctx context.Context, in <-chan fetched, ends map[int3
 		if p.isClosed() {
 			return provider.ErrClosed
 		}
-		runs = runs[:0]
+		var runs []run
 		for _, pf := range f.parts {
 			end := ends[pf.partition]
 			recs := pf.records
