@@ -9,6 +9,7 @@ package security_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -117,9 +118,12 @@ func TestSecurityACLWrite(t *testing.T) {
 		name  string
 		setup func(t *testing.T) kafka.Config
 		codes []*kerr.Error
+		// refusesID: the broker refuses the idempotent producer its id.
+		refusesID bool
 	}{
 		{
-			name: "no Write anywhere",
+			name:      "no Write anywhere",
+			refusesID: true,
 			setup: func(t *testing.T) kafka.Config {
 				return b.tls("reader", b.topic(t, 2, grant{"reader", readOnly}))
 			},
@@ -139,6 +143,9 @@ func TestSecurityACLWrite(t *testing.T) {
 			before, version := seed(t, b, cfg.Topic)
 			p := openSecure(t, cfg)
 			r := rt.Restored(t, p)
+			if tc.refusesID {
+				awaitDeadProducer(t, p, cfg.Timeout)
+			}
 
 			for i := range 2 {
 				start := time.Now()
@@ -161,6 +168,26 @@ func TestSecurityACLWrite(t *testing.T) {
 			assertRefused(t, err, tc.codes...)
 			assert.Less(t, time.Since(start), cfg.Timeout/2)
 		})
+	}
+}
+
+// awaitDeadProducer appends until the provider's producer has failed for
+// good, which a broker refusing its id makes it do within moments of its
+// start. An append queued before that refusal arrives is purged by
+// librdkafka, which proves nothing of a producer that may have had an id
+// (the provider cannot tell it never had one): its outcome is reported
+// unknown, honestly. From then on every append is refused at once, which is
+// what the test checks.
+func awaitDeadProducer(t *testing.T, p provider.Provider, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := p.Append(t.Context(), []event.Record{testRecord("probe", 1)})
+		require.Error(t, err)
+		if !errors.Is(err, provider.ErrOutcomeUnknown) {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "the producer did not fail for good within %v: %v", timeout, err)
 	}
 }
 
