@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider/franz"
 )
 
@@ -71,4 +73,29 @@ func bareFranz(ctx context.Context, brokers, topic string) (restoreResult, error
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// rawFranzProduceBench is rawProduceBench with a bare franz-go producer
+// (idempotent, acks=all, the provider's partitioner): Execute with franz's
+// ceiling.
+func rawFranzProduceBench(ctx context.Context, brokers, topic string, concurrency int, d time.Duration) (commandResult, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(time.Millisecond),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))) // murmur2 of the key, as Kafka's Java client
+	if err != nil {
+		return commandResult{}, err
+	}
+	defer cl.Close()
+	reg := registry(event.Msgpack)
+	return runConcurrent(ctx, "bare franz-go idempotent acks=all producer", concurrency, d, func(ctx context.Context, _ int, rng *rand.Rand) error {
+		rec, err := eventRecord(reg, rng.IntN(1_000_000), 10_000)
+		if err != nil {
+			return err
+		}
+		kr := &kgo.Record{Key: rec.Key, Value: rec.Value, Headers: make([]kgo.RecordHeader, len(rec.Headers))}
+		for j, h := range rec.Headers {
+			kr.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+		return cl.ProduceSync(ctx, kr).FirstErr()
+	})
 }

@@ -341,6 +341,7 @@ type scalingPoint struct {
 type commandRow struct {
 	Concurrency          int
 	Kafka, Raw, InMemory commandResult
+	Franz, RawFranz      commandResult // the same with franz-go: provider/franz, a bare kgo producer
 	Txn                  commandResult // Execute through WithGroup: fenced transactions
 	TxnMarkers           int64         // commit markers the transactions left in the log
 	Txns                 float64       // transactions, estimated from the markers
@@ -495,6 +496,24 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 	if _, err := repo.Restore(ctx); err != nil {
 		return nil, err
 	}
+	// franz-go's repository writes a topic of its own: a plain repository
+	// is its topic's only writer.
+	franzTopic, err := seed(fmt.Sprintf("commands-franz-%d", aggregates), cfg.work.Partitions, aggregates, aggregates, event.Msgpack)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := franz.New(franz.Config{Brokers: cfg.brokers, Topic: franzTopic})
+	if err != nil {
+		return nil, err
+	}
+	defer fp.Close()
+	franzRepo, err := newRepository(fp, event.Msgpack)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := franzRepo.Restore(ctx); err != nil {
+		return nil, err
+	}
 	txnRepo, txnLog, closeTxn, err := groupRepository(ctx, cfg, seed, group, aggregates)
 	if err != nil {
 		return nil, err
@@ -511,6 +530,12 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 			return nil, err
 		}
 		if row.Raw, err = rawProduceBench(ctx, cfg.brokers, topic, c, cfg.duration); err != nil {
+			return nil, err
+		}
+		if row.Franz, err = executeBench(ctx, "Execute, franz", franzRepo, aggregates, c, cfg.duration); err != nil {
+			return nil, err
+		}
+		if row.RawFranz, err = rawFranzProduceBench(ctx, cfg.brokers, franzTopic, c, cfg.duration); err != nil {
 			return nil, err
 		}
 		before, err := logEnd(ctx, txnLog)
@@ -532,8 +557,8 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 		if row.InMemory, err = executeBench(ctx, "Execute, memory", memRepo, aggregates, c, cfg.duration); err != nil {
 			return nil, err
 		}
-		log.Printf("concurrency %d: Execute %.0f/s, bare producer %.0f/s, Execute in transactions %.0f/s",
-			c, row.Kafka.opsPerSec(), row.Raw.opsPerSec(), row.Txn.opsPerSec())
+		log.Printf("concurrency %d: Execute %.0f/s, bare producer %.0f/s, Execute with franz %.0f/s, bare franz producer %.0f/s, Execute in transactions %.0f/s",
+			c, row.Kafka.opsPerSec(), row.Raw.opsPerSec(), row.Franz.opsPerSec(), row.RawFranz.opsPerSec(), row.Txn.opsPerSec())
 		rows = append(rows, row)
 	}
 	return rows, nil

@@ -79,6 +79,15 @@ func markdown(rep report) string {
 				c.Kafka.opsPerSec(), c.Kafka.P50Ms, c.Kafka.P99Ms, c.Raw.opsPerSec(), c.Raw.P50Ms, c.Raw.P99Ms,
 				c.Kafka.opsPerSec()/c.Raw.opsPerSec(), c.InMemory.opsPerSec(), c.InMemory.P99Ms)
 		}
+		b.WriteString("\n### Commands with each Kafka client: Execute beside each client's bare idempotent acks=all producer\n\n")
+		b.WriteString("Same run; each repository on a topic of its own (10 000 aggregates).\n\n")
+		b.WriteString("| concurrency | Execute, confluent ops/s | p99 ms | bare confluent ops/s | Execute, franz ops/s | p99 ms | bare franz ops/s | franz/confluent Execute |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range rep.Commands {
+			fmt.Fprintf(&b, "| %d | %.0f | %.2f | %.0f | %.0f | %.2f | %.0f | %.2f |\n", c.Concurrency,
+				c.Kafka.opsPerSec(), c.Kafka.P99Ms, c.Raw.opsPerSec(), c.Franz.opsPerSec(), c.Franz.P99Ms, c.RawFranz.opsPerSec(),
+				c.Franz.opsPerSec()/c.Kafka.opsPerSec())
+		}
 		fmt.Fprintf(&b, "\n### Commands in fenced transactions: Execute through WithGroup, one instance owning all %d partitions\n\n", rep.Work.Partitions)
 		b.WriteString("Group settings at their defaults (1 transactional producer, session timeout 10 s); group commit. Same run, same concurrency as the table above. " +
 			"Each transaction leaves a commit marker in every partition it wrote; commands per transaction is estimated from those markers.\n\n")
@@ -208,7 +217,7 @@ func writeCSV(path string, rep report) error {
 		}
 	}
 	for _, c := range rep.Commands {
-		for _, r := range []commandResult{c.Kafka, c.Raw, c.InMemory} {
+		for _, r := range []commandResult{c.Kafka, c.Raw, c.Franz, c.RawFranz, c.InMemory} {
 			row("commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms))
 		}
 		r := c.Txn
