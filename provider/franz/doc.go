@@ -77,8 +77,8 @@
 //     OnPartitionsLost on its own goroutine; there is no poll loop to keep
 //     alive and no max.poll.interval.ms to be dropped for. Its client.id
 //     carries the member's Address for Owners, as in provider/kafka.
-//   - Ownership held through the commit, as in provider/kafka (the table
-//     lives in provider/internal/ownership): a revocation marks
+//   - Ownership held through the commit: the same table
+//     (provider/internal/ownership) as provider/kafka: a revocation marks
 //     the partitions not owned, waits for the appends in flight, calls
 //     OnRevoked, and only then returns to kgo, which rejoins and lets the
 //     group move them (cooperative).

@@ -27,9 +27,9 @@ var _ provider.Grouper = (*Provider)(nil)
 // The argument for why a member that lost a partition cannot write to it is
 // in the package documentation ("Groups and fenced appends"). This file holds
 // its membership half: the consumer that never fetches and whose rebalance
-// callback moves ownership (assigned, revoked), the count of appends in
-// flight per partition that a revocation waits for (admit, release), the
-// metadata that is refused before it is sent (metadata), and the takeover
+// callback moves ownership (assigned, revoked) in the member's
+// ownership.Table (shared with provider/franz: which partitions it owns, the
+// appends in flight on each that a revocation waits for), the metadata that is refused before it is sent (metadata), and the takeover
 // wait (AwaitStable). txn.go holds the transaction half.
 
 // JoinGroup implements provider.Grouper. It initialises the member's
@@ -63,7 +63,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		p:          p,
 		cfg:        gc,
 		topic:      p.cfg.Topic,
-		parts:      make([]partState, len(ids)),
+		own:        ownership.New("kafka: group "+gc.Group, len(ids), p.cfg.Timeout),
 		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
 		registered: make(chan struct{}),
 		started:    make(chan struct{}),
@@ -71,7 +71,6 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		done:       make(chan struct{}),
 		closed:     make(chan struct{}),
 	}
-	m.cond = sync.NewCond(&m.mu)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -92,7 +91,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	// (AwaitStable) does not wait for them.
 	ready := make(chan error, p.cfg.GroupProducers)
 	m.mu.Lock()
-	if m.closing { // Provider.Close came first
+	if m.own.Closing() { // Provider.Close came first
 		m.mu.Unlock()
 		return fail(provider.ErrClosed)
 	}
@@ -120,7 +119,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		return fail(fmt.Errorf("subscribe to %s: %w", m.topic, err))
 	}
 	m.mu.Lock()
-	if m.closing {
+	if m.own.Closing() {
 		m.mu.Unlock()
 		_ = c.Close()
 		return fail(provider.ErrClosed)
@@ -161,10 +160,8 @@ type member struct {
 	cmu            sync.RWMutex
 	consumerClosed bool
 
-	mu      sync.Mutex
-	cond    *sync.Cond  // broadcast when an append ends
-	parts   []partState // by partition
-	closing bool        // Close was called: appends are refused
+	mu  sync.Mutex // guards consumer and lanes while they are set
+	own *ownership.Table
 
 	lastErr      atomic.Pointer[ckafka.Error] // the consumer's last error, for JoinGroup's
 	registered   chan struct{}                // closed at the first assignment
@@ -181,16 +178,6 @@ type member struct {
 	stayOut          atomic.Bool                                  // after losing its partitions, the member does not rejoin
 	commitHook       atomic.Pointer[error]                        // reported once by a successful commit
 	stallSendOffsets atomic.Pointer[chan struct{}]                // SendOffsetsToTransaction waits for it to close
-}
-
-type partState struct {
-	owned    bool // assigned and not being revoked: appends are accepted
-	told     bool // OnAssigned reported it and OnRevoked has not yet
-	inflight int  // appends accepted for it whose outcome is not decided yet
-	// unsettled counts the lanes with a commit of unknown outcome that
-	// wrote it, until their producers are replaced; settled is closed then.
-	unsettled int
-	settled   chan struct{}
 }
 
 var _ provider.Member = (*member)(nil)
@@ -277,10 +264,10 @@ func (m *member) ours(tps []ckafka.TopicPartition) []int32 {
 		if tp.Topic == nil || *tp.Topic != m.topic {
 			continue
 		}
-		if int(tp.Partition) >= len(m.parts) {
+		if int(tp.Partition) >= m.own.Len() {
 			// Keys are partitioned by the count at join: a member cannot
 			// append to a partition added since.
-			m.log.Warn("kafka: the topic has more partitions than at join; rejoin to use them", "partition", tp.Partition, "at_join", len(m.parts))
+			m.log.Warn("kafka: the topic has more partitions than at join; rejoin to use them", "partition", tp.Partition, "at_join", m.own.Len())
 			continue
 		}
 		ids = append(ids, tp.Partition)
@@ -315,12 +302,7 @@ func (m *member) assigned(c *ckafka.Consumer, tps []ckafka.TopicPartition) {
 	default:
 	}
 	ids := m.ours(tps)
-	m.mu.Lock()
-	for _, id := range ids {
-		m.parts[id].owned = true
-		m.parts[id].told = true
-	}
-	m.mu.Unlock()
+	m.own.Assign(ids)
 	m.log.Debug("kafka: partitions assigned", "partitions", ids)
 	if m.cfg.OnAssigned != nil {
 		m.cfg.OnAssigned(ids)
@@ -343,18 +325,7 @@ func (m *member) revoked(c *ckafka.Consumer, tps []ckafka.TopicPartition, lost b
 }
 
 func (m *member) revoke(ids []int32, lost bool) {
-	m.mu.Lock()
-	for _, id := range ids {
-		m.parts[id].owned = false
-	}
-	for slices.ContainsFunc(ids, func(id int32) bool { return m.parts[id].inflight > 0 }) {
-		m.cond.Wait()
-	}
-	told := slices.DeleteFunc(slices.Clone(ids), func(id int32) bool { return !m.parts[id].told })
-	for _, id := range told {
-		m.parts[id].told = false
-	}
-	m.mu.Unlock()
+	told := m.own.Revoke(ids)
 	m.log.Debug("kafka: partitions revoked", "partitions", ids, "lost", lost)
 	if len(told) > 0 && m.cfg.OnRevoked != nil {
 		m.cfg.OnRevoked(told, lost)
@@ -365,15 +336,7 @@ func (m *member) revoke(ids []int32, lost bool) {
 // as a rebalance would, then closes the consumer, which leaves the group so
 // that the others take the partitions over at once.
 func (m *member) shutdown() {
-	var all []int32
-	m.mu.Lock()
-	for id, st := range m.parts {
-		if st.owned || st.told {
-			all = append(all, int32(id))
-		}
-	}
-	m.mu.Unlock()
-	m.revoke(all, false)
+	m.revoke(m.own.Held(), false)
 	m.leave()
 	m.cmu.Lock()
 	defer m.cmu.Unlock()
@@ -405,13 +368,11 @@ func (m *member) leave() {
 
 // Close implements provider.Member. It must not be called from a callback.
 func (m *member) Close() error {
-	m.mu.Lock()
-	if m.closing {
-		m.mu.Unlock()
+	if m.own.Close() {
 		<-m.closed
 		return nil
 	}
-	m.closing = true
+	m.mu.Lock()
 	polling, lanes := m.consumer != nil, m.lanes
 	m.mu.Unlock()
 	close(m.stop)
@@ -429,169 +390,38 @@ func (m *member) Close() error {
 	return m.closeErr
 }
 
-func (m *member) isClosing() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.closing
-}
-
 // Partitions implements provider.Member.
-func (m *member) Partitions() int { return len(m.parts) }
+func (m *member) Partitions() int { return m.own.Len() }
 
 // Owned implements provider.Member. A partition being revoked is not owned.
-func (m *member) Owned() []int32 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	owned := []int32{}
-	for id, st := range m.parts {
-		if st.owned {
-			owned = append(owned, int32(id))
-		}
-	}
-	return owned
-}
+func (m *member) Owned() []int32 { return m.own.Owned() }
 
 // Append implements provider.Member; see txn.go for the transaction.
 func (m *member) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if m.isClosing() {
-		return nil, provider.ErrClosed
-	}
-	if len(records) == 0 {
-		return nil, nil
-	}
-	r := &appendReq{records: records, parts: make([]int32, len(records)), done: make(chan appendResult, 1)}
-	for i, rec := range records {
-		if len(rec.Key) == 0 {
-			return nil, fmt.Errorf("kafka: append record %d: empty key", i)
-		}
-		r.parts[i] = provider.PartitionFor(rec.Key, len(m.parts))
-	}
-	r.touched = slices.Compact(slices.Sorted(slices.Values(r.parts)))
-	if err := m.admit(ctx, r); err != nil {
-		return nil, err
-	}
-	m.lanes[int(r.parts[0])%len(m.lanes)].enqueue(r)
-	select {
-	case res := <-r.done:
-		return res.positions, res.err
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
-			m.release(r)
-			return nil, ctx.Err()
-		}
-		// It is in a transaction: wait for the outcome, as the contract
-		// says (bounded by the transaction's own bounds).
-		res := <-r.done
-		return res.positions, res.err
-	}
-}
-
-// admit checks that the member owns every partition of r and counts r in
-// flight on them, in one critical section: a revocation that starts later
-// waits for r. An append to a partition with a commit of unknown outcome
-// waits until it is settled (bounded by ctx and Config.Timeout).
-func (m *member) admit(ctx context.Context, r *appendReq) error {
-	var bound <-chan time.Time
-	m.mu.Lock()
-	for {
-		if m.closing {
-			m.mu.Unlock()
-			return provider.ErrClosed
-		}
-		for i, part := range r.parts {
-			if !m.parts[part].owned {
-				m.mu.Unlock()
-				return fmt.Errorf("kafka: group %s: append record %d: partition %d: %w", m.cfg.Group, i, part, provider.ErrNotOwner)
-			}
-		}
-		var settled chan struct{}
-		var unsettled int32
-		for _, part := range r.touched {
-			if st := &m.parts[part]; st.unsettled > 0 {
-				settled, unsettled = st.settled, part
-				break
-			}
-		}
-		if settled == nil {
-			for _, part := range r.touched {
-				m.parts[part].inflight++
-			}
-			m.mu.Unlock()
-			return nil
-		}
-		m.mu.Unlock()
-		if bound == nil {
-			t := time.NewTimer(m.p.cfg.Timeout)
-			defer t.Stop()
-			bound = t.C
-		}
-		select {
-		case <-settled:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-bound:
-			return fmt.Errorf("kafka: group %s: partition %d: a commit of unknown outcome is not settled after %v: %w", m.cfg.Group, unsettled, m.p.cfg.Timeout, provider.ErrUnavailable)
-		}
-		m.mu.Lock()
-	}
-}
-
-// release ends r's count in flight.
-func (m *member) release(r *appendReq) {
-	m.mu.Lock()
-	for _, part := range r.touched {
-		m.parts[part].inflight--
-	}
-	m.mu.Unlock()
-	m.cond.Broadcast()
-}
-
-// finish ends an append taken by a lane.
-func (m *member) finish(r *appendReq, positions []provider.Position, err error) {
-	m.release(r)
-	r.done <- appendResult{positions: positions, err: err}
+	return m.own.Append(ctx, "kafka", records, func(a *ownership.Append) { m.lanes[int(a.Parts[0])%len(m.lanes)].queue.Push(a) })
 }
 
 // stillOwned ends the appends of batch whose partitions are no longer
 // owned and returns the others.
-func (m *member) stillOwned(batch []*appendReq) []*appendReq {
-	var refused []*appendReq
-	m.mu.Lock()
-	kept := slices.DeleteFunc(batch, func(r *appendReq) bool {
-		if slices.ContainsFunc(r.touched, func(part int32) bool { return !m.parts[part].owned }) {
-			refused = append(refused, r)
-			return true
+func (m *member) stillOwned(batch []*ownership.Append) []*ownership.Append {
+	return slices.DeleteFunc(batch, func(r *ownership.Append) bool {
+		if m.own.OwnsAll(r.Touched) {
+			return false
 		}
-		return false
+		m.own.Finish(r, nil, fmt.Errorf("kafka: group %s: partitions %v: revoked before the append was sent: %w", m.cfg.Group, r.Touched, provider.ErrNotOwner))
+		return true
 	})
-	m.mu.Unlock()
-	for _, r := range refused {
-		m.finish(r, nil, fmt.Errorf("kafka: group %s: partitions %v: revoked before the append was sent: %w", m.cfg.Group, r.touched, provider.ErrNotOwner))
-	}
-	return kept
 }
 
-func (m *member) ownsAll(batch []*appendReq) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, r := range batch {
-		for _, part := range r.touched {
-			if !m.parts[part].owned {
-				return false
-			}
-		}
-	}
-	return true
+func (m *member) ownsAll(batch []*ownership.Append) bool {
+	return !slices.ContainsFunc(batch, func(r *ownership.Append) bool { return !m.own.OwnsAll(r.Touched) })
 }
 
 // awaitNewGeneration waits, briefly, for the member's metadata to move past
 // the generation the coordinator refused, as long as the member still owns
 // batch's partitions.
-func (m *member) awaitNewGeneration(old groupMetadata, batch []*appendReq) bool {
-	deadline := time.Now().Add(staleGenerationWait)
+func (m *member) awaitNewGeneration(old groupMetadata, batch []*ownership.Append) bool {
+	deadline := time.Now().Add(ownership.StaleGenerationWait)
 	for time.Now().Before(deadline) && m.ownsAll(batch) {
 		if md, err := m.metadata(); err == nil && (md.generation != old.generation || md.member != old.member) {
 			return true
@@ -603,31 +433,6 @@ func (m *member) awaitNewGeneration(old groupMetadata, batch []*appendReq) bool 
 		}
 	}
 	return false
-}
-
-// unsettle marks partitions written by a commit of unknown outcome.
-func (m *member) unsettle(parts []int32) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, part := range parts {
-		st := &m.parts[part]
-		if st.unsettled == 0 {
-			st.settled = make(chan struct{})
-		}
-		st.unsettled++
-	}
-}
-
-// settled ends unsettle once the lane's new producer has settled the commit.
-func (m *member) settled(parts []int32) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, part := range parts {
-		st := &m.parts[part]
-		if st.unsettled--; st.unsettled == 0 {
-			close(st.settled)
-		}
-	}
 }
 
 // metadata returns the member's consumer group metadata now, refusing
@@ -684,42 +489,11 @@ func (m *member) unavailable(step string, err error) error {
 // require_stable, then last stable offsets that reach them. See the comment
 // at the top of the file.
 func (m *member) AwaitStable(ctx context.Context, partitions []int32) error {
-	if m.isClosing() {
-		return provider.ErrClosed
-	}
 	tps := make([]ckafka.TopicPartition, len(partitions))
 	for i, part := range partitions {
-		if part < 0 || int(part) >= len(m.parts) {
-			return fmt.Errorf("kafka: await stable: no partition %d (the topic has %d)", part, len(m.parts))
-		}
 		tps[i] = ckafka.TopicPartition{Topic: &m.topic, Partition: part}
 	}
-	if len(tps) == 0 {
-		return nil
-	}
-	var last error
-	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
-		if err := ctx.Err(); err != nil {
-			if last != nil {
-				return fmt.Errorf("kafka: group %s: await stable offsets of partitions %v: %w (last: %v)", m.cfg.Group, partitions, err, last)
-			}
-			return err
-		}
-		done, err := m.stable(ctx, tps)
-		if errors.Is(err, provider.ErrClosed) {
-			return err
-		}
-		if done {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff): // polling the coordinator, bounded by ctx
-		}
-	}
+	return m.own.AwaitStable(ctx, partitions, func(ctx context.Context) (bool, error) { return m.stable(ctx, tps) })
 }
 
 // stable reports whether tps are stable now.
@@ -793,7 +567,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if m.isClosing() {
+	if m.own.Closing() {
 		return nil, provider.ErrClosed
 	}
 	self := ""
@@ -817,7 +591,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 			}
 			addr, _ := ownership.ParseClientID(mem.ClientID)
 			for _, tp := range mem.Assignment.TopicPartitions {
-				if tp.Topic != nil && *tp.Topic == m.topic && int(tp.Partition) < len(m.parts) {
+				if tp.Topic != nil && *tp.Topic == m.topic && int(tp.Partition) < m.own.Len() {
 					owners[tp.Partition] = addr
 				}
 			}

@@ -19,8 +19,8 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/internal/ownership"
 )
 
 // A member appends through GroupProducers transactional producers, its
@@ -69,46 +69,9 @@ import (
 //     unknown outcome: an append that starts after another returned lands
 //     after it, if at all.
 
-// maxTxnRecords bounds the records of one transaction.
-const maxTxnRecords = 10_000
-
-// staleGenerationWait is how long a transaction refused for an old
-// generation waits for the member's metadata to show the new one before it
-// runs again: the member's rejoin answer arrives within moments of the
-// coordinator moving the generation on.
-const staleGenerationWait = time.Second
-
-// gatherWait bounds how long a transaction waits for appends to join it
-// (see lane.gather).
-const gatherWait = time.Millisecond
-
 // sendOffsetsGrace is how long past its own timeout SendOffsetsToTransaction
 // may take before the lane gives its producer up (see lane.sendOffsets).
 const sendOffsetsGrace = 5 * time.Second
-
-// maxTxnAttempts bounds the runs of one batch refused for an old generation.
-const maxTxnAttempts = 3
-
-// appendReq is a Member.Append waiting for its transaction.
-type appendReq struct {
-	records []event.Record
-	parts   []int32 // the partition of each record
-	touched []int32 // its distinct partitions, ascending
-	state   atomic.Int32
-	retried bool // run again once after another append's record spoiled its transaction
-	done    chan appendResult
-}
-
-const (
-	reqQueued int32 = iota
-	reqTaken
-	reqCancelled
-)
-
-type appendResult struct {
-	positions []provider.Position
-	err       error
-}
 
 // lane is one transactional producer of a member and the appends queued for
 // it.
@@ -118,10 +81,8 @@ type lane struct {
 	txid string
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	queue []*appendReq
-	wake  chan struct{} // a token when the queue grows
-	ops   chan func()   // run on the lane's goroutine between transactions
+	queue *ownership.Queue
+	ops   chan func() // run on the lane's goroutine between transactions
 	stop  chan struct{}
 	done  chan struct{}
 
@@ -130,21 +91,20 @@ type lane struct {
 	// Owned by the lane's goroutine once it runs:
 	producer  *txnProducer
 	broken    bool    // the producer must be replaced before the next transaction
-	lastBatch int     // appends in the last transaction
 	unsettled []int32 // partitions of a commit of unknown outcome, until the replacement settles it
 }
 
 func newLane(m *member, id int) *lane {
 	txid := m.cfg.Group + "-" + m.cfg.Instance + "-" + strconv.Itoa(id)
 	return &lane{
-		m:    m,
-		id:   id,
-		txid: txid,
-		log:  m.log.With("transactional_id", txid),
-		wake: make(chan struct{}, 1),
-		ops:  make(chan func()),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		m:     m,
+		id:    id,
+		txid:  txid,
+		log:   m.log.With("transactional_id", txid),
+		queue: ownership.NewQueue(),
+		ops:   make(chan func()),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 }
 
@@ -237,16 +197,6 @@ func (l *lane) closeProducer() {
 	}
 }
 
-func (l *lane) enqueue(r *appendReq) {
-	l.mu.Lock()
-	l.queue = append(l.queue, r)
-	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
-}
-
 // run is the lane's goroutine, which owns the producer: it initialises one
 // and reports how that went on ready, then runs one transaction after the
 // other with whatever is queued, replacing a broken producer first.
@@ -258,7 +208,7 @@ func (l *lane) run(ctx context.Context, ready chan<- error) {
 		<-l.stop
 		return
 	}
-	var again []*appendReq
+	var again []*ownership.Append
 	for {
 		if l.broken && !l.settle() {
 			break
@@ -266,7 +216,7 @@ func (l *lane) run(ctx context.Context, ready chan<- error) {
 		batch := again
 		if len(batch) == 0 {
 			var ok bool
-			if batch, ok = l.take(); !ok {
+			if batch, ok = l.queue.Next(ownership.MaxTxnRecords, l.stop, l.ops); !ok {
 				break
 			}
 		}
@@ -275,138 +225,30 @@ func (l *lane) run(ctx context.Context, ready chan<- error) {
 		}
 	}
 	for _, r := range again {
-		l.m.finish(r, nil, provider.ErrClosed)
+		l.m.own.Finish(r, nil, provider.ErrClosed)
 	}
 	l.shutdown()
 }
 
-// take waits for queued appends and returns those not cancelled, up to
-// maxTxnRecords records (at least one append). ok is false once the lane
-// stops.
-func (l *lane) take() (batch []*appendReq, ok bool) {
-	gathered := false
-	for {
-		l.mu.Lock()
-		if !gathered && len(l.queue) > 0 && len(l.queue) < l.lastBatch {
-			l.mu.Unlock()
-			gathered = true
-			l.gather()
-			continue
-		}
-		n, records := 0, 0
-		for n < len(l.queue) && (n == 0 || records+len(l.queue[n].records) <= maxTxnRecords) {
-			records += len(l.queue[n].records)
-			n++
-		}
-		grabbed := slices.Clone(l.queue[:n])
-		l.queue = slices.Delete(l.queue, 0, n)
-		l.mu.Unlock()
-		for _, r := range grabbed {
-			// An append whose context ended first has returned already.
-			if r.state.CompareAndSwap(reqQueued, reqTaken) {
-				batch = append(batch, r)
-			}
-		}
-		if len(batch) > 0 {
-			l.lastBatch = len(batch)
-			return batch, true
-		}
-		if n > 0 {
-			continue
-		}
-		select {
-		case <-l.wake:
-		case f := <-l.ops:
-			f()
-			if l.broken {
-				return nil, true
-			}
-		case <-l.stop:
-			return nil, false
-		}
-	}
-}
-
-// gather waits, up to gatherWait, until as many appends are queued as the
-// last transaction carried. Appenders acknowledged by that transaction are
-// queueing their next appends at this moment: without the wait, the next
-// transaction would start with the quickest of them and leave the others for
-// the one after, halving the transactions' size under steady load. A lone
-// appender never waits (its last transaction carried one append).
-func (l *lane) gather() {
-	t := time.NewTimer(gatherWait)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.wake:
-			l.mu.Lock()
-			enough := len(l.queue) >= l.lastBatch
-			l.mu.Unlock()
-			if enough {
-				return
-			}
-		case <-t.C:
-			return
-		case <-l.stop:
-			return
-		}
-	}
-}
-
-// failQueued ends every queued append with err: nothing of them was sent.
-func (l *lane) failQueued(err error) {
-	l.mu.Lock()
-	q := l.queue
-	l.queue = nil
-	l.mu.Unlock()
-	for _, r := range q {
-		if r.state.CompareAndSwap(reqQueued, reqTaken) {
-			l.m.finish(r, nil, err)
-		}
-	}
-}
-
-// settle replaces the broken producer, retrying until it succeeds or the
-// lane stops; appends queued meanwhile fail as unavailable. Only then are the
-// partitions of an unknown commit settled.
+// settle replaces the broken producer (ownership.Table.Replace).
 func (l *lane) settle() bool {
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		err := l.reset(context.Background())
-		if err == nil {
-			l.broken = false
-			l.m.settled(l.unsettled)
-			l.unsettled = nil
-			return true
-		}
-		l.log.Warn("kafka: replacing a transactional producer failed; retrying", "err", err, "in", backoff)
-		l.failQueued(err)
-		select {
-		case <-l.stop:
-			return false
-		case <-time.After(backoff):
-		}
+	if !l.m.own.Replace(l.queue, l.stop, l.unsettled, l.reset, l.log) {
+		return false
 	}
+	l.broken, l.unsettled = false, nil
+	return true
 }
 
-// shutdown releases the producer. A broken one is replaced once more
-// first, so that a transaction it left open ends now rather than at the
-// transaction timeout, which a successor would wait for.
+// shutdown ends the lane at Close (ownership.Table.Shutdown) and releases
+// the producer.
 func (l *lane) shutdown() {
-	if l.broken {
-		if err := l.reset(context.Background()); err != nil {
-			l.log.Warn("kafka: close: could not end the open transaction; the broker aborts it after the transaction timeout", "err", err)
-		} else {
-			l.m.settled(l.unsettled)
-			l.unsettled = nil
-		}
-	}
-	l.failQueued(provider.ErrClosed)
+	l.m.own.Shutdown(l.queue, l.broken, l.unsettled, l.reset, l.log)
 	l.closeProducer()
 }
 
 // commit runs batch in a transaction and ends its appends. It returns the
 // appends to run again in a transaction of their own.
-func (l *lane) commit(batch []*appendReq) (again []*appendReq) {
+func (l *lane) commit(batch []*ownership.Append) (again []*ownership.Append) {
 	m := l.m
 	for attempt := 1; ; attempt++ {
 		// A revocation that started since the append was queued does not
@@ -416,20 +258,20 @@ func (l *lane) commit(batch []*appendReq) (again []*appendReq) {
 			return nil
 		}
 		res := l.transact(batch)
-		if res.staleGeneration != nil && attempt < maxTxnAttempts && m.awaitNewGeneration(*res.staleGeneration, batch) {
+		if res.staleGeneration != nil && attempt < ownership.MaxTxnAttempts && m.awaitNewGeneration(*res.staleGeneration, batch) {
 			continue // nothing was written: run it under the new generation
 		}
 		for i, r := range batch {
 			switch {
 			case res.err == nil:
-				m.finish(r, res.positions[i], nil)
+				m.own.Finish(r, res.positions[i], nil)
 			case res.culprits[i] != nil:
-				m.finish(r, nil, res.culprits[i])
-			case len(res.culprits) > 0 && !r.retried:
-				r.retried = true
+				m.own.Finish(r, nil, res.culprits[i])
+			case len(res.culprits) > 0 && !r.Retried:
+				r.Retried = true
 				again = append(again, r)
 			default:
-				m.finish(r, nil, res.err)
+				m.own.Finish(r, nil, res.err)
 			}
 		}
 		return again
@@ -449,7 +291,7 @@ type txnResult struct {
 
 // transact runs one transaction of batch. See the comment at the top of
 // the file for what each step and failure means.
-func (l *lane) transact(batch []*appendReq) txnResult {
+func (l *lane) transact(batch []*ownership.Append) txnResult {
 	m := l.m
 	p := l.producer
 	if err := p.BeginTransaction(); err != nil {
@@ -460,7 +302,7 @@ func (l *lane) transact(batch []*appendReq) txnResult {
 	// 1. Produce, and wait for every delivery report.
 	n := 0
 	for _, r := range batch {
-		n += len(r.records)
+		n += len(r.Records)
 	}
 	reports := make(chan ckafka.Event, n)
 	owner := make([]int, 0, n) // the batch index of each record produced
@@ -468,16 +310,16 @@ func (l *lane) transact(batch []*appendReq) txnResult {
 	var failed error
 produce:
 	for bi, r := range batch {
-		for i, rec := range r.records {
+		for i, rec := range r.Records {
 			err := p.Produce(&ckafka.Message{
-				TopicPartition: ckafka.TopicPartition{Topic: &m.topic, Partition: r.parts[i]},
+				TopicPartition: ckafka.TopicPartition{Topic: &m.topic, Partition: r.Parts[i]},
 				Key:            rec.Key,
 				Value:          rec.Value,
 				Headers:        toKafkaHeaders(rec.Headers),
 				Opaque:         len(owner),
 			}, reports)
 			if err != nil {
-				failed = fmt.Errorf("record %d of %d: %w", i+1, len(r.records), err)
+				failed = fmt.Errorf("record %d of %d: %w", i+1, len(r.Records), err)
 				if recordRefused(err) {
 					culprits[bi] = m.appendError(nil, "produce", failed)
 				}
@@ -523,7 +365,7 @@ produce:
 	positions := make([][]provider.Position, len(batch))
 	next := make(map[int32]int64)
 	for i, bi := range owner {
-		part := batch[bi].parts[len(positions[bi])]
+		part := batch[bi].Parts[len(positions[bi])]
 		positions[bi] = append(positions[bi], provider.Position{Partition: part, Offset: offsets[i]})
 		next[part] = max(next[part], offsets[i]+1)
 	}
@@ -568,7 +410,7 @@ produce:
 		}
 		l.broken = true
 		l.unsettled = slices.Sorted(maps.Keys(next))
-		m.unsettle(l.unsettled)
+		m.own.Unsettle(l.unsettled)
 		return txnResult{err: m.appendError(provider.ErrOutcomeUnknown, "commit", err)}
 	}
 	return txnResult{positions: positions}
