@@ -28,9 +28,10 @@ var _ provider.Grouper = (*Provider)(nil)
 // in the package documentation ("Groups and fenced appends"). This file holds
 // its membership half: the consumer that never fetches and whose rebalance
 // callback moves ownership (assigned, revoked) in the member's
-// ownership.Table (shared with provider/franz: which partitions it owns, the
-// appends in flight on each that a revocation waits for), the metadata that is refused before it is sent (metadata), and the takeover
-// wait (AwaitStable). txn.go holds the transaction half.
+// ownership.Table (shared with provider/franz: which partitions it owns,
+// the appends in flight on each that a revocation waits for), the metadata
+// refused before it is sent (metadata), and the takeover wait
+// (AwaitStable). txn.go holds the transaction half.
 
 // JoinGroup implements provider.Grouper. It initialises the member's
 // transactional producers (ending transactions a previous incarnation of
