@@ -177,7 +177,7 @@ func (l *lane) shutdown() {
 // commit runs batch in a transaction and ends its appends. It returns the
 // appends to run again in a transaction of their own: those whose
 // transaction another append's refused record spoiled.
-func (l *lane) commit(batch []*ownership.Append) (again []*ownership.Append) {
+func (l *lane) commit(batch []*ownership.Append) []*ownership.Append {
 	m := l.m
 	for attempt := 1; ; attempt++ {
 		// A revocation that started since the append was queued does not
@@ -196,20 +196,7 @@ func (l *lane) commit(batch []*ownership.Append) (again []*ownership.Append) {
 		if res.staleGeneration != nil && attempt < ownership.MaxTxnAttempts && l.awaitNewGeneration(*res.staleGeneration, batch) {
 			continue // nothing was written: run it under the new generation
 		}
-		for i, r := range batch {
-			switch {
-			case res.err == nil:
-				m.own.Finish(r, res.positions[i], nil)
-			case res.culprits[i] != nil:
-				m.own.Finish(r, nil, res.culprits[i])
-			case len(res.culprits) > 0 && !r.Retried:
-				r.Retried = true
-				again = append(again, r)
-			default:
-				m.own.Finish(r, nil, res.err)
-			}
-		}
-		return again
+		return m.own.FinishAll(batch, res.Outcome)
 	}
 }
 
@@ -235,22 +222,21 @@ func (l *lane) awaitNewGeneration(old groupMetadata, batch []*ownership.Append) 
 }
 
 type txnResult struct {
-	positions [][]provider.Position // of each append, on success
-	err       error                 // for every append, on failure
-	// culprits are the appends whose own records the log refused (too
-	// large, invalid), by index: the others were not at fault.
-	culprits map[int]error
+	ownership.Outcome
 	// staleGeneration is the metadata the coordinator refused as an old
 	// generation of a member it still knows.
 	staleGeneration *groupMetadata
 }
+
+// allFailed is the result of a transaction that failed for every append.
+func allFailed(err error) txnResult { return txnResult{Outcome: ownership.Outcome{Err: err}} }
 
 // transact runs one transaction of batch.
 func (l *lane) transact(batch []*ownership.Append) txnResult {
 	m := l.m
 	if err := l.cl.BeginTransaction(); err != nil {
 		l.broken = true
-		return txnResult{err: m.appendError(provider.ErrUnavailable, "begin transaction", err)}
+		return allFailed(m.appendError(provider.ErrUnavailable, "begin transaction", err))
 	}
 
 	// 1. Produce, and wait for every promise.
@@ -289,7 +275,7 @@ func (l *lane) transact(batch []*ownership.Append) txnResult {
 	case <-waited:
 	case <-bound.C:
 		l.broken = true
-		return txnResult{err: m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no answer within %v", l.deliveryBound()))}
+		return allFailed(m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no answer within %v", l.deliveryBound())))
 	}
 	next := make(map[int32]int64)
 	var failed error
@@ -313,7 +299,7 @@ func (l *lane) transact(batch []*ownership.Append) txnResult {
 		if len(culprits) > 0 {
 			failed = fmt.Errorf("transaction aborted for another append's record: %w", failed)
 		}
-		return txnResult{err: m.appendError(provider.ErrUnavailable, "produce", failed), culprits: culprits}
+		return txnResult{Outcome: ownership.Outcome{Err: m.appendError(provider.ErrUnavailable, "produce", failed), Culprits: culprits}}
 	}
 
 	// 2. The fence: offsets of every partition written, with fresh group
@@ -321,7 +307,7 @@ func (l *lane) transact(batch []*ownership.Append) txnResult {
 	md, err := m.metadata()
 	if err != nil {
 		l.abort()
-		return txnResult{err: err}
+		return allFailed(err)
 	}
 	if err := l.sendOffsets(md, next); err != nil {
 		var ke *kerr.Error
@@ -330,15 +316,15 @@ func (l *lane) transact(batch []*ownership.Append) txnResult {
 			l.abort()
 			refused := fmt.Errorf("franz: group %s refused member %s at generation %d: %w: %w", m.cfg.Group, md.member, md.generation, provider.ErrNotOwner, err)
 			if ke == kerr.IllegalGeneration {
-				return txnResult{err: refused, staleGeneration: &md}
+				return txnResult{Outcome: ownership.Outcome{Err: refused}, staleGeneration: &md}
 			}
-			return txnResult{err: refused}
+			return allFailed(refused)
 		case errors.As(err, &ke) && (ke == kerr.ProducerFenced || ke == kerr.InvalidProducerEpoch):
 			l.broken = true // replacing it aborts the transaction
 		default:
 			l.abort()
 		}
-		return txnResult{err: m.appendError(provider.ErrUnavailable, "send offsets to transaction", err)}
+		return allFailed(m.appendError(provider.ErrUnavailable, "send offsets to transaction", err))
 	}
 
 	// 3. Commit.
@@ -348,13 +334,13 @@ func (l *lane) transact(batch []*ownership.Append) txnResult {
 	if err != nil {
 		// Only a successful abort proves the commit did not happen.
 		if l.abort() {
-			return txnResult{err: m.appendError(provider.ErrUnavailable, "commit", err)}
+			return allFailed(m.appendError(provider.ErrUnavailable, "commit", err))
 		}
 		l.unsettled = slices.Sorted(maps.Keys(next))
 		m.own.Unsettle(l.unsettled)
-		return txnResult{err: m.appendError(provider.ErrOutcomeUnknown, "commit", err)}
+		return allFailed(m.appendError(provider.ErrOutcomeUnknown, "commit", err))
 	}
-	return txnResult{positions: positions}
+	return txnResult{Outcome: ownership.Outcome{Positions: positions}}
 }
 
 // cmpErr keeps the first error.

@@ -248,7 +248,7 @@ func (l *lane) shutdown() {
 
 // commit runs batch in a transaction and ends its appends. It returns the
 // appends to run again in a transaction of their own.
-func (l *lane) commit(batch []*ownership.Append) (again []*ownership.Append) {
+func (l *lane) commit(batch []*ownership.Append) []*ownership.Append {
 	m := l.m
 	for attempt := 1; ; attempt++ {
 		// A revocation that started since the append was queued does not
@@ -261,33 +261,19 @@ func (l *lane) commit(batch []*ownership.Append) (again []*ownership.Append) {
 		if res.staleGeneration != nil && attempt < ownership.MaxTxnAttempts && m.awaitNewGeneration(*res.staleGeneration, batch) {
 			continue // nothing was written: run it under the new generation
 		}
-		for i, r := range batch {
-			switch {
-			case res.err == nil:
-				m.own.Finish(r, res.positions[i], nil)
-			case res.culprits[i] != nil:
-				m.own.Finish(r, nil, res.culprits[i])
-			case len(res.culprits) > 0 && !r.Retried:
-				r.Retried = true
-				again = append(again, r)
-			default:
-				m.own.Finish(r, nil, res.err)
-			}
-		}
-		return again
+		return m.own.FinishAll(batch, res.Outcome)
 	}
 }
 
 type txnResult struct {
-	positions [][]provider.Position // of each append, on success
-	err       error                 // for every append, on failure
-	// culprits are the appends whose own records the log refused (too
-	// large, invalid), by index: the others were not at fault.
-	culprits map[int]error
+	ownership.Outcome
 	// staleGeneration is the metadata the coordinator refused as an old
 	// generation of a member it still knows.
 	staleGeneration *groupMetadata
 }
+
+// allFailed is the result of a transaction that failed for every append.
+func allFailed(err error) txnResult { return txnResult{Outcome: ownership.Outcome{Err: err}} }
 
 // transact runs one transaction of batch. See the comment at the top of
 // the file for what each step and failure means.
@@ -296,7 +282,7 @@ func (l *lane) transact(batch []*ownership.Append) txnResult {
 	p := l.producer
 	if err := p.BeginTransaction(); err != nil {
 		l.broken = true
-		return txnResult{err: m.appendError(provider.ErrUnavailable, "begin transaction", err)}
+		return allFailed(m.appendError(provider.ErrUnavailable, "begin transaction", err))
 	}
 
 	// 1. Produce, and wait for every delivery report.
@@ -351,7 +337,7 @@ produce:
 			// should it not, give the producer up. No commit was asked
 			// for: nothing of the transaction can become visible.
 			l.broken = true
-			return txnResult{err: m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no delivery report within %v", l.deliveryBound()))}
+			return allFailed(m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no delivery report within %v", l.deliveryBound())))
 		}
 	}
 	if failed != nil {
@@ -360,7 +346,7 @@ produce:
 		if len(culprits) > 0 {
 			err = m.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("transaction aborted for another append's record: %w", failed))
 		}
-		return txnResult{err: err, culprits: culprits}
+		return txnResult{Outcome: ownership.Outcome{Err: err, Culprits: culprits}}
 	}
 	positions := make([][]provider.Position, len(batch))
 	next := make(map[int32]int64)
@@ -375,7 +361,7 @@ produce:
 	md, err := m.metadata()
 	if err != nil {
 		_ = l.abort()
-		return txnResult{err: err}
+		return allFailed(err)
 	}
 	tps := make([]ckafka.TopicPartition, 0, len(next))
 	for _, part := range slices.Sorted(maps.Keys(next)) {
@@ -384,13 +370,13 @@ produce:
 	answered, err := l.sendOffsets(tps, md.raw)
 	if !answered {
 		l.broken = true
-		return txnResult{err: m.appendError(provider.ErrUnavailable, "send offsets to transaction", err)}
+		return allFailed(m.appendError(provider.ErrUnavailable, "send offsets to transaction", err))
 	}
 	if err != nil {
 		switch classify(err) {
 		case classRefused:
 			_ = l.abort()
-			res := txnResult{err: m.refused(md, err)}
+			res := allFailed(m.refused(md, err))
 			if staleGeneration(err) {
 				res.staleGeneration = &md
 			}
@@ -400,20 +386,20 @@ produce:
 		default:
 			_ = l.abort()
 		}
-		return txnResult{err: m.appendError(provider.ErrUnavailable, "send offsets to transaction", err)}
+		return allFailed(m.appendError(provider.ErrUnavailable, "send offsets to transaction", err))
 	}
 
 	// 3. Commit.
 	if err := l.commitTransaction(); err != nil {
 		if l.abortAfterCommit(err) == nil {
-			return txnResult{err: m.appendError(provider.ErrUnavailable, "commit", err)}
+			return allFailed(m.appendError(provider.ErrUnavailable, "commit", err))
 		}
 		l.broken = true
 		l.unsettled = slices.Sorted(maps.Keys(next))
 		m.own.Unsettle(l.unsettled)
-		return txnResult{err: m.appendError(provider.ErrOutcomeUnknown, "commit", err)}
+		return allFailed(m.appendError(provider.ErrOutcomeUnknown, "commit", err))
 	}
-	return txnResult{positions: positions}
+	return txnResult{Outcome: ownership.Outcome{Positions: positions}}
 }
 
 // sendOffsets runs step 2's SendOffsetsToTransaction within Config.Timeout.

@@ -100,6 +100,35 @@ func (t *Table) Finish(a *Append, positions []provider.Position, err error) {
 	a.done <- result{positions: positions, err: err}
 }
 
+// Outcome is what a transaction of a batch of appends came to.
+type Outcome struct {
+	Positions [][]provider.Position // of each append, on success
+	Err       error                 // for every append, on failure
+	// Culprits are the appends whose own records the log refused (too
+	// large, invalid), by index: the others were not at fault.
+	Culprits map[int]error
+}
+
+// FinishAll ends the appends of batch with their transaction's outcome. It
+// returns those to run again in a transaction of their own: the others of a
+// transaction that a culprit's refused record spoiled, once each.
+func (t *Table) FinishAll(batch []*Append, o Outcome) (again []*Append) {
+	for i, a := range batch {
+		switch {
+		case o.Err == nil:
+			t.Finish(a, o.Positions[i], nil)
+		case o.Culprits[i] != nil:
+			t.Finish(a, nil, o.Culprits[i])
+		case len(o.Culprits) > 0 && !a.Retried:
+			a.Retried = true
+			again = append(again, a)
+		default:
+			t.Finish(a, nil, o.Err)
+		}
+	}
+	return again
+}
+
 // Wait returns the outcome of an admitted, queued append. When ctx ends
 // while no transaction has taken it, it is cancelled and released; once
 // taken, the outcome is waited for whatever ctx says, as the Member
