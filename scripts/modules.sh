@@ -6,6 +6,10 @@
 #                        command over the whole workspace
 #   modules.sh tidy      fail when a module's go.mod or go.sum is not what
 #                        `go mod tidy` makes of it, built on its own (GOWORK=off)
+#   modules.sh lean      fail when a new module that imports repository and
+#                        provider/memory lists a heavy module (plot, chi,
+#                        prometheus, OpenTelemetry, franz-go, confluent) in
+#                        `go list -m all`, or does not build without cgo
 #   modules.sh oldest    go vet and go test -race, with the oldest Go release
 #                        still supported ($GO_OLDEST), every module whose go
 #                        directive admits it, each on its own (GOWORK=off)
@@ -30,6 +34,40 @@ tidy)
     fi
   done
   ;;
+lean)
+  dir=$(mktemp -d)
+  trap 'rm -rf "$dir"' EXIT
+  root=$PWD
+  cat >"$dir/main.go" <<'GO'
+package main
+
+import (
+	"fmt"
+
+	"github.com/rehydrate/rehydrate/provider/memory"
+	"github.com/rehydrate/rehydrate/repository"
+)
+
+func main() {
+	p, err := memory.New(1)
+	fmt.Println(p != nil, err, repository.ErrNotFound)
+}
+GO
+  (
+    cd "$dir"
+    export GOWORK=off
+    "$GO" mod init example.com/lean >/dev/null 2>&1
+    "$GO" mod edit -replace "github.com/rehydrate/rehydrate=$root"
+    "$GO" mod tidy >/dev/null 2>&1
+    heavy=$("$GO" list -m all | grep -E 'gonum|go-chi|prometheus|opentelemetry|franz-go|confluent' || true)
+    if [[ -n $heavy ]]; then
+      echo "modules.sh: a service importing repository and provider/memory requires:" >&2
+      echo "$heavy" >&2
+      exit 1
+    fi
+    CGO_ENABLED=0 "$GO" build -o /dev/null .
+  )
+  ;;
 oldest)
   oldest=${GO_OLDEST#go}
   for dir in $(dirs); do
@@ -44,7 +82,7 @@ oldest)
   done
   ;;
 *)
-  echo "usage: $0 dirs|patterns|tidy|oldest" >&2
+  echo "usage: $0 dirs|patterns|tidy|lean|oldest" >&2
   exit 2
   ;;
 esac

@@ -43,6 +43,7 @@ echo "test.sh: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
 # examples, the CLI, the bench and the test suites' own modules.
 read -r -a PACKAGES <<<"$(scripts/modules.sh patterns)"
 scripts/modules.sh tidy
+scripts/modules.sh lean
 "$GO" vet "${PACKAGES[@]}"
 # Everything but provider/kafka (and the cgo-only bench) builds without cgo:
 # the examples then run on franz-go (internal/kafkaclient).
