@@ -172,25 +172,24 @@ func (b *badRequest) result() string {
 }
 
 func (s *server) postCommand(w http.ResponseWriter, r *http.Request) {
-	var raw bytes.Buffer
-	body := io.TeeReader(limitBody(w, r), &raw)
-	c, bad := decodePostCommand(body)
-	c.body = raw.Bytes()
-	s.serve(w, r, c, bad)
+	s.serveBody(w, r, decodePostCommand)
 }
 
 func (s *server) postUser(w http.ResponseWriter, r *http.Request) {
-	var raw bytes.Buffer
-	body := io.TeeReader(limitBody(w, r), &raw)
-	c, bad := decodePostUser(body)
-	c.body = raw.Bytes()
-	s.serve(w, r, c, bad)
+	s.serveBody(w, r, decodePostUser)
 }
 
 func (s *server) putUser(w http.ResponseWriter, r *http.Request) {
+	s.serveBody(w, r, func(body io.Reader) (command, *badRequest) {
+		return decodePutUser(chi.URLParam(r, "id"), r.Header.Get("If-Match"), body)
+	})
+}
+
+// serveBody serves the command decode makes of the request's body (within
+// the size limit), which it keeps to forward to the partition's owner.
+func (s *server) serveBody(w http.ResponseWriter, r *http.Request, decode func(io.Reader) (command, *badRequest)) {
 	var raw bytes.Buffer
-	body := io.TeeReader(limitBody(w, r), &raw)
-	c, bad := decodePutUser(chi.URLParam(r, "id"), r.Header.Get("If-Match"), body)
+	c, bad := decode(io.TeeReader(limitBody(w, r), &raw))
 	c.body = raw.Bytes()
 	s.serve(w, r, c, bad)
 }
