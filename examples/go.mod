@@ -15,11 +15,11 @@ replace (
 require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/prometheus/client_golang v1.25.0
-	github.com/rehydrate/rehydrate v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/internal v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/internal/kafkatest v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/observe/prom v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/observe/tracing v0.0.0-00010101000000-000000000000
+	github.com/rehydrate/rehydrate v0.1.0
+	github.com/rehydrate/rehydrate/internal v0.1.0
+	github.com/rehydrate/rehydrate/internal/kafkatest v0.1.0
+	github.com/rehydrate/rehydrate/observe/prom v0.1.0
+	github.com/rehydrate/rehydrate/observe/tracing v0.1.0
 	github.com/stretchr/testify v1.12.1
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	go.opentelemetry.io/otel v1.47.0
@@ -37,8 +37,8 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/rehydrate/rehydrate/provider/franz v0.0.0-00010101000000-000000000000 // indirect
-	github.com/rehydrate/rehydrate/provider/kafka v0.0.0-00010101000000-000000000000 // indirect
+	github.com/rehydrate/rehydrate/provider/franz v0.1.0 // indirect
+	github.com/rehydrate/rehydrate/provider/kafka v0.1.0 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.20.0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect

@@ -11,9 +11,9 @@ replace (
 
 require (
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
-	github.com/rehydrate/rehydrate v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/provider/franz v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/provider/kafka v0.0.0-00010101000000-000000000000
+	github.com/rehydrate/rehydrate v0.1.0
+	github.com/rehydrate/rehydrate/provider/franz v0.1.0
+	github.com/rehydrate/rehydrate/provider/kafka v0.1.0
 	github.com/stretchr/testify v1.12.1
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0

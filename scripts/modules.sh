@@ -25,11 +25,41 @@ dirs() { "$GO" list -m -f '{{.Dir}}' | sed "s#^$PWD#.#"; }
 
 case ${1:-} in
 dirs) dirs ;;
-patterns) dirs | sed 's#$#/...#' | tr '\n' ' ' ;;
+patterns)
+  out=$(dirs) || exit 1
+  sed 's#$#/...#' <<<"$out" | tr '\n' ' '
+  ;;
 tidy)
-  for dir in $(dirs); do
-    if ! (cd "$dir" && GOWORK=off "$GO" mod tidy -diff); then
+  out=$(dirs) || exit 1
+  root=$PWD
+  for dir in $out; do
+    check=$dir
+    if [[ $dir != . ]] && ! grep -q '^replace' "$dir/go.mod"; then
+      # A module users `go install` (cmd/rehydrate) has no replace
+      # directives, which the go command refuses there: check it in a copy
+      # whose go.mod replaces the repository's modules with their directories,
+      # as the others' do.
+      check=$(mktemp -d)
+      cp -r "$dir"/. "$check"
+      self=$(sed -n 's/^module //p' "$dir/go.mod")
+      for other in $out; do
+        path=$(sed -n 's/^module //p' "$other/go.mod")
+        if [[ $path != "$self" ]]; then
+          (cd "$check" && "$GO" mod edit -replace "$path=$root/$other")
+        fi
+      done
+    fi
+    tidy=0
+    (cd "$check" && GOWORK=off "$GO" mod tidy -diff) || tidy=$?
+    if [[ $check != "$dir" ]]; then rm -rf "$check"; fi
+    if ((tidy != 0)); then
       echo "modules.sh: $dir: go.mod/go.sum not tidy (run: cd $dir && GOWORK=off go mod tidy)" >&2
+      exit 1
+    fi
+    # The repository's modules require each other at the version they are
+    # released at together (see the README's Modules), never a placeholder.
+    if grep -q 'rehydrate/rehydrate[^ ]* v0\.0\.0-' "$dir/go.mod"; then
+      echo "modules.sh: $dir/go.mod requires a placeholder version of a module of this repository" >&2
       exit 1
     fi
   done
@@ -70,7 +100,8 @@ GO
   ;;
 oldest)
   oldest=${GO_OLDEST#go}
-  for dir in $(dirs); do
+  out=$(dirs) || exit 1
+  for dir in $out; do
     want=$(cd "$dir" && "$GO" mod edit -json | sed -n 's/^[[:space:]]*"Go": "\(.*\)",*$/\1/p')
     # Admits it when its go directive is not newer than the oldest release.
     if [[ $(printf '%s\n%s\n' "$want" "$oldest" | sort -V | tail -n 1) != "$oldest" ]]; then

@@ -2,18 +2,10 @@ module github.com/rehydrate/rehydrate/cmd/rehydrate
 
 go 1.26.0
 
-replace (
-	github.com/rehydrate/rehydrate => ../..
-	github.com/rehydrate/rehydrate/internal => ../../internal
-	github.com/rehydrate/rehydrate/internal/kafkatest => ../../internal/kafkatest
-	github.com/rehydrate/rehydrate/provider/franz => ../../provider/franz
-	github.com/rehydrate/rehydrate/provider/kafka => ../../provider/kafka
-)
-
 require (
-	github.com/rehydrate/rehydrate v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/internal v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/internal/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/rehydrate/rehydrate v0.1.0
+	github.com/rehydrate/rehydrate/internal v0.1.0
+	github.com/rehydrate/rehydrate/internal/kafkatest v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 
@@ -21,8 +13,8 @@ require (
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/rehydrate/rehydrate/provider/franz v0.0.0-00010101000000-000000000000 // indirect
-	github.com/rehydrate/rehydrate/provider/kafka v0.0.0-00010101000000-000000000000 // indirect
+	github.com/rehydrate/rehydrate/provider/franz v0.1.0 // indirect
+	github.com/rehydrate/rehydrate/provider/kafka v0.1.0 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.20.0 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect

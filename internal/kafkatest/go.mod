@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/rehydrate/rehydrate => ../..
 
 require (
-	github.com/rehydrate/rehydrate v0.0.0-00010101000000-000000000000
+	github.com/rehydrate/rehydrate v0.1.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c

@@ -6,7 +6,7 @@ replace github.com/rehydrate/rehydrate => ../..
 
 require (
 	github.com/prometheus/client_golang v1.24.1
-	github.com/rehydrate/rehydrate v0.0.0-00010101000000-000000000000
+	github.com/rehydrate/rehydrate v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 

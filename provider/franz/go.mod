@@ -8,8 +8,8 @@ replace (
 )
 
 require (
-	github.com/rehydrate/rehydrate v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/internal/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/rehydrate/rehydrate v0.1.0
+	github.com/rehydrate/rehydrate/internal/kafkatest v0.1.0
 	github.com/stretchr/testify v1.12.1
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0

@@ -9,8 +9,8 @@ replace (
 
 require (
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
-	github.com/rehydrate/rehydrate v0.0.0-00010101000000-000000000000
-	github.com/rehydrate/rehydrate/internal/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/rehydrate/rehydrate v0.1.0
+	github.com/rehydrate/rehydrate/internal/kafkatest v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 
