@@ -196,7 +196,7 @@ func (l *lane) commit(batch []*ownership.Append) []*ownership.Append {
 		if res.staleGeneration != nil && attempt < ownership.MaxTxnAttempts && l.awaitNewGeneration(*res.staleGeneration, batch) {
 			continue // nothing was written: run it under the new generation
 		}
-		return m.own.FinishAll(batch, res.Outcome)
+		return m.own.FinishAll(batch, res.Outcome, !l.broken)
 	}
 }
 

@@ -111,15 +111,19 @@ type Outcome struct {
 
 // FinishAll ends the appends of batch with their transaction's outcome. It
 // returns those to run again in a transaction of their own: the others of a
-// transaction that a culprit's refused record spoiled, once each.
-func (t *Table) FinishAll(batch []*Append, o Outcome) (again []*Append) {
+// transaction that a culprit's refused record spoiled, once each, if rerun.
+// A lane whose producer must be replaced first passes rerun false: the
+// replacement may take until the brokers answer, and appends held for it
+// would hold up a revocation or Close that waits for them; they fail now
+// with the transaction's error instead (nothing of it is visible).
+func (t *Table) FinishAll(batch []*Append, o Outcome, rerun bool) (again []*Append) {
 	for i, a := range batch {
 		switch {
 		case o.Err == nil:
 			t.Finish(a, o.Positions[i], nil)
 		case o.Culprits[i] != nil:
 			t.Finish(a, nil, o.Culprits[i])
-		case len(o.Culprits) > 0 && !a.Retried:
+		case rerun && len(o.Culprits) > 0 && !a.Retried:
 			a.Retried = true
 			again = append(again, a)
 		default:
