@@ -162,6 +162,7 @@ func (r *Repository[A]) Stats() Stats {
 	s := r.stats
 	s.Partitions = sortedPartitionStats(r.partStats)
 	for i, ps := range s.Partitions {
+		s.Partitions[i].Applied = -1
 		if pt := r.parts[ps.Partition]; pt.status.Load() == partServing {
 			s.Partitions[i].Aggregates, s.Partitions[i].Bytes = pt.sampledBytes()
 			s.Partitions[i].Applied = pt.upTo()

@@ -172,7 +172,8 @@ type PartitionStats struct {
 	// Applied is the offset up to which this instance has every record of
 	// the partition in memory: read by the restore or Follow, or
 	// acknowledged to its appends. The log's end offset minus Applied is
-	// how far it lags. Zero for a partition it does not serve.
+	// how far it lags, in offsets (transaction markers included). -1 for a
+	// partition it does not serve (or not yet).
 	Applied int64
 }
 

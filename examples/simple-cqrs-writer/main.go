@@ -266,7 +266,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		return err
 	}
 	m := newMetrics(repo, observer)
-	observer.WatchLog(p) // lag_records: what a takeover or an unsettled append leaves to read
+	observer.WatchLog(p) // lag_offsets: how far memory is behind the log
 	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second}
 	if group != nil {
 		srv.router = &router{users: repo, self: group.Address, client: &http.Client{Timeout: srv.timeout}}

@@ -24,8 +24,9 @@
 //	snapshot_bytes{partition}           the last snapshot's size
 //	snapshot_age_seconds{partition}     time since the partition's last snapshot
 //	log_end_offset{partition}           the log's end (WatchLog), read-committed
-//	lag_records{partition}              records of the log not yet in memory here (WatchLog):
-//	                                    a follower's lag, or a writer's unsettled tail
+//	lag_offsets{partition}              offsets of the log past what is in memory here (WatchLog):
+//	                                    a follower's lag; a WithGroup writer shows 1 where its
+//	                                    last commit's marker (no record) ends the partition
 //
 // Results: ok, not_found, exists, conflict, invalid, not_ready, not_owner,
 // limit, unresolved, outcome_unknown, unavailable, canceled, error.
@@ -127,7 +128,7 @@ func New(opts ...Option) *Collector {
 		aggregateBytes: desc("aggregate_bytes", "Estimated memory of a partition's aggregates.", "partition"),
 		snapshotAge:    desc("snapshot_age_seconds", "Time since the partition's last snapshot.", "partition"),
 		logEnd:         desc("log_end_offset", "The log's end offset (read-committed), of each partition served.", "partition"),
-		lag:            desc("lag_records", "Records of the log not yet in memory here, of each partition served.", "partition"),
+		lag:            desc("lag_offsets", "Offsets of the log past what is in memory here, of each partition served; a transactional writer's last commit marker counts 1.", "partition"),
 		lastSnapshot:   make(map[int32]time.Time),
 	}
 }
@@ -224,8 +225,8 @@ func (c *Collector) collectLag(ch chan<- prometheus.Metric, log provider.Provide
 		applied[s.Partition] = s.Applied
 	}
 	for _, p := range ps {
-		if !slices.Contains(owned, p.ID) {
-			continue
+		if at, ok := applied[p.ID]; !ok || at < 0 || !slices.Contains(owned, p.ID) {
+			continue // not served here, or still being restored
 		}
 		label := strconv.Itoa(int(p.ID))
 		ch <- prometheus.MustNewConstMetric(c.logEnd, prometheus.GaugeValue, float64(p.High), label)

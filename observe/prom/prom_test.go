@@ -95,8 +95,8 @@ func TestCollectorLag(t *testing.T) {
 		require.NoError(t, reg.Register(metrics))
 		got := gather(t, reg)
 		assert.Equal(t, 3.0, got[fmt.Sprintf(`rehydrate_log_end_offset{partition="%d"}`, part)], name)
-		assert.Equal(t, tc.lagging, got[fmt.Sprintf(`rehydrate_lag_records{partition="%d"}`, part)], name)
-		other := fmt.Sprintf(`rehydrate_lag_records{partition="%d"}`, 1-part)
+		assert.Equal(t, tc.lagging, got[fmt.Sprintf(`rehydrate_lag_offsets{partition="%d"}`, part)], name)
+		other := fmt.Sprintf(`rehydrate_lag_offsets{partition="%d"}`, 1-part)
 		if assert.Contains(t, got, other, name) {
 			assert.Equal(t, 0.0, got[other], name)
 		}
