@@ -141,15 +141,20 @@ func (l *lane) run() {
 		if l.broken && !l.settle() {
 			break
 		}
-		batch := again
-		if len(batch) == 0 {
+		// Appends run again one per transaction: a record the broker
+		// refuses spoils its whole produce batch, so a transaction of one
+		// tells whose record it was.
+		var batch []*ownership.Append
+		if len(again) > 0 {
+			batch, again = again[:1], again[1:]
+		} else {
 			var ok bool
 			if batch, ok = l.queue.Next(ownership.MaxTxnRecords, l.stop, nil); !ok {
 				break
 			}
 		}
 		if len(batch) > 0 {
-			again = l.commit(batch)
+			again = append(again, l.commit(batch)...)
 		}
 	}
 	for _, r := range again {

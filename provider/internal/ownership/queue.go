@@ -110,8 +110,12 @@ type Outcome struct {
 }
 
 // FinishAll ends the appends of batch with their transaction's outcome. It
-// returns those to run again in a transaction of their own: the others of a
-// transaction that a culprit's refused record spoiled, once each, if rerun.
+// returns those to run again, each in a transaction of its own, once, if
+// rerun: the appends of a transaction that a refused record spoiled, the
+// culprits included unless alone in it — a broker that refuses a record
+// (too large, invalid) refuses its whole produce batch, so the culprit is
+// certain only in a transaction of one.
+//
 // A lane whose producer must be replaced first passes rerun false: the
 // replacement may take until the brokers answer, and appends held for it
 // would hold up a revocation or Close that waits for them; they fail now
@@ -121,7 +125,7 @@ func (t *Table) FinishAll(batch []*Append, o Outcome, rerun bool) (again []*Appe
 		switch {
 		case o.Err == nil:
 			t.Finish(a, o.Positions[i], nil)
-		case o.Culprits[i] != nil:
+		case o.Culprits[i] != nil && (len(batch) == 1 || a.Retried || !rerun):
 			t.Finish(a, nil, o.Culprits[i])
 		case rerun && len(o.Culprits) > 0 && !a.Retried:
 			a.Retried = true
