@@ -298,9 +298,9 @@ func TestGroupStaleMetadataCannotCommit(t *testing.T) {
 // TestGroupStalledSendOffsetsGivesProducerUp: librdkafka's
 // SendOffsetsToTransaction can block past its timeout while the group
 // coordinator is down (librdkafka #5456). The append fails as unavailable
-// within the bound, not as an unknown outcome; nothing of it becomes
-// visible; the next append succeeds on a new producer, before the stalled
-// call returns.
+// within the bound, not as an unknown outcome, and nothing of it becomes
+// visible; while the call stays blocked, appends fail at once instead of
+// giving up one producer after another; once it returns, appends succeed.
 func TestGroupStalledSendOffsetsGivesProducerUp(t *testing.T) {
 	cfg := kafkatest.Config(t, 1, nil)
 	cfg.Timeout = 2 * time.Second
@@ -310,16 +310,22 @@ func TestGroupStalledSendOffsetsGivesProducerUp(t *testing.T) {
 	key := keyIn(0, 1, "acct")
 
 	release := kafka.StallSendOffsets(a)
-	defer release()
 	start := time.Now()
 	_, err := a.Append(ctx, []event.Record{rec(key, "stalled")})
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
 	assert.Less(t, time.Since(start), 30*time.Second, "failed within the bound: %v", err)
 
-	kafka.StallSendOffsets(a)() // released at once: the next calls run
-	_, err = a.Append(ctx, []event.Record{rec(key, "after")})
-	require.NoError(t, err)
+	start = time.Now()
+	_, err = a.Append(ctx, []event.Record{rec(key, "while-stuck")})
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	assert.Less(t, time.Since(start), cfg.Timeout, "refused at once while the given-up producer is stuck: %v", err)
+
+	release()
+	waitFor(t, 30*time.Second, "an append to succeed once the stalled call returned", func() bool {
+		_, err := a.Append(ctx, []event.Record{rec(key, "after")})
+		return err == nil
+	})
 	assert.Equal(t, []string{"after"}, values(t, cfg, 1, "read_committed")[0])
 }
 

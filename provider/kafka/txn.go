@@ -90,8 +90,9 @@ type lane struct {
 
 	// Owned by the lane's goroutine once it runs:
 	producer  *txnProducer
-	broken    bool    // the producer must be replaced before the next transaction
-	unsettled []int32 // partitions of a commit of unknown outcome, until the replacement settles it
+	stuck     chan struct{} // closed once a producer given up by sendOffsets has returned and closed
+	broken    bool          // the producer must be replaced before the next transaction
+	unsettled []int32       // partitions of a commit of unknown outcome, until the replacement settles it
 }
 
 func newLane(m *member, id int) *lane {
@@ -249,6 +250,13 @@ func (l *lane) settle() bool {
 func (l *lane) shutdown() {
 	l.m.own.Shutdown(l.queue, l.broken, l.unsettled, l.reset, l.log)
 	l.closeProducer()
+	if l.stuck != nil {
+		select {
+		case <-l.stuck:
+		case <-time.After(l.m.p.cfg.Timeout):
+			l.log.Warn("kafka: close: a producer given up is still inside SendOffsetsToTransaction; it is closed when librdkafka returns")
+		}
+	}
 }
 
 // commit runs batch in a transaction and ends its appends. It returns the
@@ -284,6 +292,10 @@ func allFailed(err error) txnResult { return txnResult{Outcome: ownership.Outcom
 // the file for what each step and failure means.
 func (l *lane) transact(batch []*ownership.Append) txnResult {
 	m := l.m
+	if l.stillStuck() {
+		return allFailed(m.appendError(provider.ErrUnavailable, "begin transaction",
+			errors.New("the lane's previous producer is still waiting for the group coordinator (SendOffsetsToTransaction)")))
+	}
 	p := l.producer
 	if err := p.BeginTransaction(); err != nil {
 		l.broken = true
@@ -436,11 +448,32 @@ func (l *lane) sendOffsets(tps []ckafka.TopicPartition, md *ckafka.ConsumerGroup
 	case <-bound.C:
 	}
 	l.producer = nil
+	stuck := make(chan struct{})
+	l.stuck = stuck
 	go func() {
 		<-done
 		p.close()
+		close(stuck)
 	}()
 	return false, fmt.Errorf("no answer within %v: producer given up", timeout+sendOffsetsGrace)
+}
+
+// stillStuck reports whether a producer the lane gave up is still inside
+// SendOffsetsToTransaction. Until it returns, which needs the group
+// coordinator that no fenced transaction can do without either, the lane
+// starts no transaction: each would give up one more producer, and its
+// librdkafka threads, every Timeout.
+func (l *lane) stillStuck() bool {
+	if l.stuck == nil {
+		return false
+	}
+	select {
+	case <-l.stuck:
+		l.stuck = nil
+		return false
+	default:
+		return true
+	}
 }
 
 // commitTransaction commits, calling again while the commit times out or
