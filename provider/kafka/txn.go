@@ -209,31 +209,13 @@ func (l *lane) run(ctx context.Context, ready chan<- error) {
 		<-l.stop
 		return
 	}
-	var again []*ownership.Append
-	for {
-		if l.broken && !l.settle() {
-			break
-		}
-		// Appends run again one per transaction: a record the broker
-		// refuses spoils its whole produce batch, so a transaction of one
-		// tells whose record it was.
-		var batch []*ownership.Append
-		if len(again) > 0 {
-			batch, again = again[:1], again[1:]
-		} else {
-			var ok bool
-			if batch, ok = l.queue.Next(ownership.MaxTxnRecords, l.stop, l.ops); !ok {
-				break
-			}
-		}
-		if len(batch) > 0 {
-			again = append(again, l.commit(batch)...)
-		}
-	}
-	for _, r := range again {
-		l.m.own.Finish(r, nil, provider.ErrClosed)
-	}
+	l.m.own.RunLane(l.queue, l.stop, l.ops, l.steps())
 	l.shutdown()
+}
+
+// steps are the lane's side of ownership.Table.RunLane.
+func (l *lane) steps() ownership.LaneSteps {
+	return ownership.LaneSteps{Broken: func() bool { return l.broken }, Settle: l.settle, Commit: l.commit}
 }
 
 // settle replaces the broken producer (ownership.Table.Replace).

@@ -100,6 +100,47 @@ func (t *Table) Finish(a *Append, positions []provider.Position, err error) {
 	a.done <- result{positions: positions, err: err}
 }
 
+// LaneSteps are what RunLane calls on a provider's lane, on its goroutine.
+type LaneSteps struct {
+	// Broken reports whether the producer must be replaced before the next
+	// transaction; Settle replaces it, false once the lane stops.
+	Broken func() bool
+	Settle func() bool
+	// Commit runs a batch in a transaction, ends its appends, and returns
+	// those to run again (FinishAll).
+	Commit func(batch []*Append) (again []*Append)
+}
+
+// RunLane is a lane's loop: one transaction after the other, replacing a
+// broken producer first, until stop. Appends to run again go first, one per
+// transaction: a record the broker refuses spoils its whole produce batch,
+// so a transaction of one tells whose record it was. Then whatever q holds
+// (Next, running ops between transactions). Appends still held when the
+// lane stops fail with provider.ErrClosed.
+func (t *Table) RunLane(q *Queue, stop <-chan struct{}, ops <-chan func(), l LaneSteps) {
+	var again []*Append
+	for {
+		if l.Broken() && !l.Settle() {
+			break
+		}
+		var batch []*Append
+		if len(again) > 0 {
+			batch, again = again[:1], again[1:]
+		} else {
+			var ok bool
+			if batch, ok = q.Next(MaxTxnRecords, stop, ops); !ok {
+				break
+			}
+		}
+		if len(batch) > 0 {
+			again = append(again, l.Commit(batch)...)
+		}
+	}
+	for _, a := range again {
+		t.Finish(a, nil, provider.ErrClosed)
+	}
+}
+
 // Outcome is what a transaction of a batch of appends came to.
 type Outcome struct {
 	Positions [][]provider.Position // of each append, on success
