@@ -27,7 +27,7 @@ func TestQuickRun(t *testing.T) {
 		"Restart with snapshots", "Execute with snapshots"} {
 		assert.Contains(t, out.String(), want)
 	}
-	for _, f := range []string{"results.md", "results.csv", "scaling.png"} {
+	for _, f := range []string{"results.md", "results.csv", "scaling.png", "clients-restore.png", "clients-execute.png"} {
 		st, err := os.Stat(filepath.Join(cfg.out, f))
 		require.NoError(t, err)
 		assert.Positive(t, st.Size(), f)

@@ -38,6 +38,11 @@ func writeReport(cfg config, rep report, stdout io.Writer) error {
 			return err
 		}
 	}
+	if len(rep.Restores) > 0 && len(rep.Commands) > 0 {
+		if err := plotClients(filepath.Join(cfg.out, "clients.png"), rep); err != nil {
+			return err
+		}
+	}
 	if len(rep.SnapshotRestarts) > 0 {
 		return plotSnapshots(filepath.Join(cfg.out, "snapshots.png"), rep.SnapshotRestarts)
 	}
@@ -282,9 +287,6 @@ func plotScaling(path string, points []scalingPoint) error {
 // plotSnapshots draws each workload's restart time, replayed and from
 // snapshots, side by side.
 func plotSnapshots(path string, restarts []snapshotRestart) error {
-	p := plot.New()
-	p.Title.Text = "Restart time with and without snapshots"
-	p.Y.Label.Text = "seconds"
 	replay := make(plotter.Values, len(restarts))
 	fromSnap := make(plotter.Values, len(restarts))
 	names := make([]string, len(restarts))
@@ -292,21 +294,70 @@ func plotSnapshots(path string, restarts []snapshotRestart) error {
 		replay[i], fromSnap[i] = r.Full.Seconds, r.FromSnapshot.Seconds
 		names[i] = fmt.Sprintf("%.1fM events, %dk aggregates", float64(r.Events)/1e6, r.Aggregates/1000)
 	}
-	w := vg.Points(30)
-	for i, bars := range []struct {
-		name   string
-		values plotter.Values
-	}{{"full replay", replay}, {"from snapshots", fromSnap}} {
+	return plotBars(path, "Restart time with and without snapshots", "seconds", names,
+		[]barSeries{{"full replay", replay}, {"from snapshots", fromSnap}})
+}
+
+// plotClients draws, per Kafka client, the restore of the same topic beside
+// the client's bare reader and kcat, and Execute beside the client's bare
+// producer at each concurrency.
+func plotClients(path string, rep report) error {
+	var names []string
+	var seconds plotter.Values
+	for _, r := range append([]restoreResult{rep.Bare}, rep.Restores...) {
+		if strings.Contains(r.Name, "memory") {
+			continue
+		}
+		names = append(names, shortName(r.Name))
+		seconds = append(seconds, r.Seconds)
+	}
+	if err := plotBars(strings.TrimSuffix(path, ".png")+"-restore.png", fmt.Sprintf("Restore of %d events by Kafka client", rep.Work.Events),
+		"seconds", names, []barSeries{{"read to the end", seconds}}); err != nil {
+		return err
+	}
+	names = names[:0]
+	series := []barSeries{{name: "Execute, confluent"}, {name: "bare confluent producer"}, {name: "Execute, franz"}, {name: "bare franz producer"}}
+	for _, c := range rep.Commands {
+		names = append(names, fmt.Sprintf("concurrency %d", c.Concurrency))
+		for i, r := range []commandResult{c.Kafka, c.Raw, c.Franz, c.RawFranz} {
+			series[i].values = append(series[i].values, r.opsPerSec())
+		}
+	}
+	return plotBars(strings.TrimSuffix(path, ".png")+"-execute.png", "Execute by Kafka client (idempotent producer)", "ops/s", names, series)
+}
+
+// shortName shortens a restore measurement's name for a plot's axis:
+// "repository restore, Kafka, msgpack" is "confluent msgpack".
+func shortName(name string) string {
+	name, _, _ = strings.Cut(name, " (")
+	name = strings.TrimPrefix(name, "repository restore, ")
+	name = strings.TrimSuffix(name, " consumer")
+	return strings.NewReplacer("Kafka,", "confluent", "confluent-kafka-go", "confluent", "franz-go", "franz", ",", "").Replace(name)
+}
+
+type barSeries struct {
+	name   string
+	values plotter.Values
+}
+
+// plotBars draws series as groups of bars, one group per name.
+func plotBars(path, title, yLabel string, names []string, series []barSeries) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = yLabel
+	w := vg.Points(float64(60 / len(series)))
+	for i, bars := range series {
 		b, err := plotter.NewBarChart(bars.values, w)
 		if err != nil {
 			return err
 		}
 		b.Color = plotutil.Color(i)
-		b.Offset = w * vg.Length(2*i-1) / 2
+		b.Offset = w * vg.Length(2*i-len(series)+1) / 2
 		p.Add(b)
 		p.Legend.Add(bars.name, b)
 	}
 	p.NominalX(names...)
 	p.Legend.Top = true
-	return p.Save(6*vg.Inch, 4*vg.Inch, path)
+	p.Legend.Left = true
+	return p.Save(vg.Length(max(6, 1.3*float64(len(names))+1))*vg.Inch, 4*vg.Inch, path)
 }
