@@ -99,3 +99,7 @@ func StallSendOffsets(m provider.Member) (release func()) {
 		close(stall)
 	}
 }
+
+// MaxStuck is the number of given-up producers at which a lane refuses
+// appends at once.
+const MaxStuck = maxStuck

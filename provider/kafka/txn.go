@@ -69,6 +69,10 @@ import (
 //     unknown outcome: an append that starts after another returned lands
 //     after it, if at all.
 
+// maxStuck bounds the producers a lane has given up that are still inside
+// SendOffsetsToTransaction (see lane.tooManyStuck).
+const maxStuck = 3
+
 // sendOffsetsGrace is how long past its own timeout SendOffsetsToTransaction
 // may take before the lane gives its producer up (see lane.sendOffsets).
 const sendOffsetsGrace = 5 * time.Second
@@ -90,9 +94,10 @@ type lane struct {
 
 	// Owned by the lane's goroutine once it runs:
 	producer  *txnProducer
-	stuck     chan struct{} // closed once a producer given up by sendOffsets has returned and closed
-	broken    bool          // the producer must be replaced before the next transaction
-	unsettled []int32       // partitions of a commit of unknown outcome, until the replacement settles it
+	stuck     atomic.Int32   // producers given up by sendOffsets, not yet returned and closed
+	given     sync.WaitGroup // the goroutines that close them
+	broken    bool           // the producer must be replaced before the next transaction
+	unsettled []int32        // partitions of a commit of unknown outcome, until the replacement settles it
 }
 
 func newLane(m *member, id int) *lane {
@@ -232,9 +237,14 @@ func (l *lane) settle() bool {
 func (l *lane) shutdown() {
 	l.m.own.Shutdown(l.queue, l.broken, l.unsettled, l.reset, l.log)
 	l.closeProducer()
-	if l.stuck != nil {
+	if l.stuck.Load() > 0 {
+		closed := make(chan struct{})
+		go func() {
+			l.given.Wait()
+			close(closed)
+		}()
 		select {
-		case <-l.stuck:
+		case <-closed:
 		case <-time.After(l.m.p.cfg.Timeout):
 			l.log.Warn("kafka: close: a producer given up is still inside SendOffsetsToTransaction; it is closed when librdkafka returns")
 		}
@@ -274,9 +284,9 @@ func allFailed(err error) txnResult { return txnResult{Outcome: ownership.Outcom
 // the file for what each step and failure means.
 func (l *lane) transact(batch []*ownership.Append) txnResult {
 	m := l.m
-	if l.stillStuck() {
+	if l.tooManyStuck() {
 		return allFailed(m.appendError(provider.ErrUnavailable, "begin transaction",
-			errors.New("the lane's previous producer is still waiting for the group coordinator (SendOffsetsToTransaction)")))
+			fmt.Errorf("%d producers given up are still waiting for the group coordinator (SendOffsetsToTransaction)", maxStuck)))
 	}
 	p := l.producer
 	if err := p.BeginTransaction(); err != nil {
@@ -430,33 +440,22 @@ func (l *lane) sendOffsets(tps []ckafka.TopicPartition, md *ckafka.ConsumerGroup
 	case <-bound.C:
 	}
 	l.producer = nil
-	stuck := make(chan struct{})
-	l.stuck = stuck
-	go func() {
+	l.stuck.Add(1)
+	l.given.Go(func() {
 		<-done
 		p.close()
-		close(stuck)
-	}()
+		l.stuck.Add(-1)
+	})
 	return false, fmt.Errorf("no answer within %v: producer given up", timeout+sendOffsetsGrace)
 }
 
-// stillStuck reports whether a producer the lane gave up is still inside
-// SendOffsetsToTransaction. Until it returns, which needs the group
-// coordinator that no fenced transaction can do without either, the lane
-// starts no transaction: each would give up one more producer, and its
-// librdkafka threads, every Timeout.
-func (l *lane) stillStuck() bool {
-	if l.stuck == nil {
-		return false
-	}
-	select {
-	case <-l.stuck:
-		l.stuck = nil
-		return false
-	default:
-		return true
-	}
-}
+// tooManyStuck reports whether maxStuck producers the lane gave up are
+// still inside SendOffsetsToTransaction. A stuck call can outlast the
+// coordinator's move to another broker (librdkafka #5511), so the lane goes
+// on with a new producer, which usually commits; but while the coordinator
+// stays away each transaction would give up one more producer, and its
+// librdkafka threads, every Timeout: past maxStuck, appends fail at once.
+func (l *lane) tooManyStuck() bool { return l.stuck.Load() >= maxStuck }
 
 // commitTransaction commits, calling again while the commit times out or
 // the coordinator moves, within Config.Timeout.
