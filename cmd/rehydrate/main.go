@@ -4,7 +4,7 @@
 // of the whole log, and the events as they are appended.
 //
 //	rehydrate [-json] topics
-//	rehydrate [-json] history ID
+//	rehydrate [-json] history [-from-version N] [-to-version M] [-since TIME|DURATION] ID
 //	rehydrate [-json] state [-at OFFSET|TIME] ID
 //	rehydrate [-json] state [-at OFFSET|TIME] -partition P
 //	rehydrate [-json] verify        exit status 1 when it finds a problem
@@ -12,7 +12,9 @@
 //
 // The topic and the brokers come from the KAFKA_* variables the services
 // use (KAFKA_BROKERS, KAFKA_TOPIC, TLS and SASL ones, KAFKA_CLIENT). -json
-// prints one JSON object per line; long reads report progress on stderr.
+// (before or after the command) prints one JSON object per line; long reads
+// report progress on stderr. -h, --help and help print this usage on stdout
+// and exit 0.
 package main
 
 import (
@@ -49,38 +51,82 @@ func openKafka() (provider.Provider, error) {
 
 const usage = `usage: rehydrate [-json] <command>
   topics                         partitions, offsets, records, retention
-  history ID                     the aggregate's events, decoded
+  history [-from-version N] [-to-version M] [-since TIME|DURATION] ID
+                                 the aggregate's events, decoded; only versions
+                                 N to M (both included), only events whose time
+                                 is at or after TIME (RFC 3339) or within the
+                                 last DURATION (e.g. 90m, 24h)
   state [-at OFFSET|TIME] ID     the aggregate as of a point (default: now)
   state [-at OFFSET|TIME] -partition P
                                  every aggregate of partition P as of a point
   verify                         version gaps, duplicates, foreign partitions,
                                  undecodable records; exit status 1 on any
   tail                           the events appended from now on
+-json goes before or after the command; -h, --help or help print this text
 configuration: KAFKA_BROKERS, KAFKA_TOPIC and the other KAFKA_* variables
 `
 
-// run runs the command line args and returns the exit status: 0, 1 when
-// verify found problems, 2 on a usage error or a failure.
+// run runs the command line args and returns the exit status: 0 (also for
+// -h, --help and help, which print the usage on stdout), 1 when verify found
+// problems, 2 on a usage error or a failure.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, open func() (provider.Provider, error)) int {
-	flags := flag.NewFlagSet("rehydrate", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() { fmt.Fprint(stderr, usage) }
-	asJSON := flags.Bool("json", false, "one JSON object per line")
-	if err := flags.Parse(args); err != nil || flags.NArg() == 0 {
-		flags.Usage()
+	// The usage goes to stdout when asked for, to stderr after a mistake:
+	// what a user piping --help into less, or a script reading stderr, expects.
+	misuse := func() int {
+		fmt.Fprint(stderr, usage)
 		return 2
+	}
+	parse := func(fs *flag.FlagSet, args []string) (ok bool, code int) {
+		fs.SetOutput(stderr) // the flag package's own "flag provided but not defined"
+		fs.Usage = func() {}
+		switch err := fs.Parse(args); {
+		case errors.Is(err, flag.ErrHelp):
+			fmt.Fprint(stdout, usage)
+			return false, 0
+		case err != nil:
+			return false, misuse()
+		}
+		return true, 0
+	}
+	flags := flag.NewFlagSet("rehydrate", flag.ContinueOnError)
+	asJSON := flags.Bool("json", false, "one JSON object per line")
+	if ok, code := parse(flags, args); !ok {
+		return code
+	}
+	if flags.NArg() == 0 {
+		return misuse()
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "rehydrate:", err)
 		return 2
 	}
 	cmd, rest := flags.Arg(0), flags.Args()[1:]
+	if cmd == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	// Each command has its own flags, so that one given to the wrong command
+	// is refused rather than ignored.
 	sub := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	sub.SetOutput(stderr)
-	at := sub.String("at", "", "state: an offset (events before it) or an RFC 3339 time (events at or before it)")
-	partition := sub.Int("partition", -1, "state: every aggregate of this partition")
-	if err := sub.Parse(rest); err != nil {
-		return 2
+	subJSON := sub.Bool("json", false, "one JSON object per line")
+	var at *string
+	var partition *int
+	var fromVersion, toVersion *uint64
+	var since *string
+	switch cmd {
+	case "state":
+		at = sub.String("at", "", "an offset (events before it) or an RFC 3339 time (events at or before it)")
+		partition = sub.Int("partition", -1, "every aggregate of this partition")
+	case "history":
+		fromVersion = sub.Uint64("from-version", 0, "the first version to show")
+		toVersion = sub.Uint64("to-version", 0, "the last version to show (0: the newest)")
+		since = sub.String("since", "", "an RFC 3339 time or a duration back from now: events at or after it")
+	case "topics", "verify", "tail":
+	default:
+		return misuse()
+	}
+	if ok, code := parse(sub, rest); !ok {
+		return code
 	}
 	var id string
 	switch cmd {
@@ -89,30 +135,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open func
 			id = sub.Arg(0)
 		}
 		needID := cmd == "history" || *partition < 0
-		if (id != "") != needID {
-			flags.Usage()
-			return 2
-		}
-	case "topics", "verify", "tail":
-		if sub.NArg() != 0 {
-			flags.Usage()
-			return 2
+		if sub.NArg() > 1 || (id != "") != needID {
+			return misuse()
 		}
 	default:
-		flags.Usage()
-		return 2
+		if sub.NArg() != 0 {
+			return misuse()
+		}
+	}
+	var sp span
+	if cmd == "history" {
+		var err error
+		if sp, err = parseSpan(*fromVersion, *toVersion, *since, now()); err != nil {
+			return fail(err)
+		}
 	}
 	p, err := open()
 	if err != nil {
 		return fail(err)
 	}
 	defer p.Close()
-	in := &inspector{p: p, out: stdout, progress: stderr, asJSON: *asJSON}
+	in := &inspector{p: p, out: stdout, progress: stderr, asJSON: *asJSON || *subJSON}
 	switch cmd {
 	case "topics":
 		err = in.topics(ctx)
 	case "history":
-		err = in.history(ctx, id)
+		err = in.history(ctx, id, sp)
 	case "state":
 		var pt point
 		if pt, err = parsePoint(*at); err == nil {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,9 +182,127 @@ func TestTail(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	code, _, errOut := cli(t, nil, "nonsense")
+	code, out, errOut := cli(t, nil, "nonsense")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "usage: rehydrate")
+	assert.Empty(t, out)
+	for _, args := range [][]string{{}, {"-json"}, {"-nonsense", "topics"}, {"history", "-at", "1", "ada"},
+		{"state", "-since", "1h", "ada"}, {"history", "ada", "alan"}, {"topics", "extra"}} {
+		code, out, errOut := cli(t, nil, args...)
+		assert.Equal(t, 2, code, "%q", args)
+		assert.Contains(t, errOut, "usage: rehydrate", "%q", args)
+		assert.Empty(t, out, "%q", args)
+	}
+}
+
+// TestHelp: asked for, the usage is an answer (stdout, status 0), not a
+// mistake, and nothing is opened.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"-help"}, {"help"}, {"help", "history"}, {"-json", "-h"},
+		{"history", "-h"}, {"state", "--help"}, {"verify", "-h"}} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, &out, &errOut, func() (provider.Provider, error) {
+			t.Errorf("%q opened the topic", args)
+			return nil, errors.New("not for help")
+		})
+		assert.Equal(t, 0, code, "%q", args)
+		assert.True(t, strings.HasPrefix(out.String(), "usage: rehydrate"), "%q: usage on stdout, got %q", args, out.String())
+		assert.Contains(t, out.String(), "-from-version N", "%q", args)
+		assert.Empty(t, errOut.String(), "%q", args)
+	}
+}
+
+// TestHistorySpan selects versions and times the way an event store's
+// getEventsByRevision and getEventsSince do, in text and JSON.
+func TestHistorySpan(t *testing.T) {
+	mem, _ := seed(t)
+	p := unclosed{mem}
+	reg := event.NewRegistry()
+	require.NoError(t, event.Register[renamed](reg, "UserRenamed", event.WithTypeCodec(event.JSON)))
+	// grace v1..v5, one an hour from t0, with alan's events between them
+	// in her partition or not: only hers may show.
+	t0 := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	for v := uint64(1); v <= 5; v++ {
+		env, err := reg.NewEnvelope("grace", v, renamed{First: "G" + strconv.FormatUint(v, 10)})
+		require.NoError(t, err)
+		env.Time = t0.Add(time.Duration(v-1) * time.Hour)
+		_, err = mem.Append(t.Context(), []event.Record{env.Record()})
+		require.NoError(t, err)
+		other, err := reg.NewEnvelope("alan", v+1, renamed{First: "A"})
+		require.NoError(t, err)
+		other.Time = env.Time
+		_, err = mem.AppendPartition(t.Context(), provider.PartitionFor([]byte("grace"), 2), []event.Record{other.Record()})
+		require.NoError(t, err)
+	}
+	clock := t0.Add(5 * time.Hour) // an hour after v5
+	now = func() time.Time { return clock }
+	t.Cleanup(func() { now = time.Now })
+
+	versions := func(args ...string) []uint64 {
+		t.Helper()
+		code, out, errOut := cli(t, p, args...)
+		require.Equal(t, 0, code, "%q: %s", args, errOut)
+		var vs []uint64
+		for line := range strings.Lines(out) {
+			if slices.Contains(args, "-json") {
+				var row eventRow
+				require.NoError(t, json.Unmarshal([]byte(line), &row), line)
+				require.Equal(t, "grace", row.Aggregate)
+				vs = append(vs, row.Version)
+				continue
+			}
+			var v uint64
+			_, err := fmt.Sscanf(line[strings.Index(line, "grace v"):], "grace v%d", &v)
+			require.NoError(t, err, line)
+			vs = append(vs, v)
+		}
+		return vs
+	}
+	since := func(v int) string { return t0.Add(time.Duration(v-1) * time.Hour).Format(time.RFC3339) }
+	for _, c := range []struct {
+		args []string
+		want []uint64
+	}{
+		{[]string{"history", "grace"}, []uint64{1, 2, 3, 4, 5}},
+		{[]string{"history", "-from-version", "2", "-to-version", "4", "grace"}, []uint64{2, 3, 4}},
+		{[]string{"history", "-from-version", "3", "-to-version", "3", "grace"}, []uint64{3}},
+		{[]string{"history", "-from-version", "4", "grace"}, []uint64{4, 5}},
+		{[]string{"history", "-to-version", "2", "grace"}, []uint64{1, 2}},
+		{[]string{"history", "-since", since(3), "grace"}, []uint64{3, 4, 5}},
+		{[]string{"history", "-since", t0.Add(150 * time.Minute).Format(time.RFC3339Nano), "grace"}, []uint64{4, 5}},
+		{[]string{"history", "-since", "150m", "grace"}, []uint64{4, 5}},
+		{[]string{"history", "-since", "3h", "grace"}, []uint64{3, 4, 5}}, // v3 is exactly 3 h old
+		{[]string{"history", "-from-version", "2", "-to-version", "4", "-since", since(3), "grace"}, []uint64{3, 4}},
+		{[]string{"-json", "history", "-from-version", "2", "-to-version", "3", "grace"}, []uint64{2, 3}},
+		{[]string{"history", "-json", "-since", "2h", "grace"}, []uint64{4, 5}},
+	} {
+		assert.Equal(t, c.want, versions(c.args...), "%q", c.args)
+	}
+
+	// An empty range is an empty answer, with a word on stderr.
+	code, out, errOut := cli(t, p, "history", "-from-version", "6", "grace")
+	assert.Equal(t, 0, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "aggregate grace: none of its 5 events (last version 5) in the range")
+	code, out, _ = cli(t, p, "-json", "history", "-since", "1m", "grace")
+	assert.Equal(t, 0, code)
+	assert.Empty(t, out)
+
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"history", "-from-version", "4", "-to-version", "2", "grace"}, "-from-version 4 is after -to-version 2"},
+		{[]string{"history", "-since", "yesterday", "grace"}, `-since "yesterday": want an RFC 3339 time or a duration`},
+		{[]string{"history", "-since", "-1h", "grace"}, `-since "-1h": want`},
+		{[]string{"history", "-from-version", "-1", "grace"}, "usage: rehydrate"},
+		{[]string{"history", "-from-version", "2", "nobody"}, "no events of aggregate nobody"},
+	} {
+		code, out, errOut := cli(t, p, c.args...)
+		assert.Equal(t, 2, code, "%q", c.args)
+		assert.Empty(t, out, "%q", c.args)
+		assert.Contains(t, errOut, c.msg, "%q", c.args)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
