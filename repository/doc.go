@@ -141,4 +141,15 @@
 // older snapshot hide or delete a newer one (see package snapshot), so
 // snapshots need no fencing of their own: they are written with the
 // provider's plain idempotent appends, outside the event transactions.
+//
+// A snapshot's data is the repository's: one entry per aggregate, each the
+// uvarint length and bytes of the aggregate id, the uvarint version, the
+// varint offset of its last event, a flags byte (1: deleted, 2: the id of
+// another aggregate type on the topic), and the uvarint length and bytes
+// of the state encoded with the registry's codec (for flag 2: the other
+// type's name). The store carries it without reading it. A reader that
+// starts from the writers' snapshots (a projection) calls ReadSnapshots,
+// which chooses and checks them as a restore does, anchors included: the
+// anchor event is looked up in the event log, which is the repository's
+// to read, not the snapshot store's.
 package repository

@@ -3,8 +3,10 @@ package repository
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
+	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/snapshot"
 )
@@ -21,13 +23,9 @@ type start[A any] struct {
 // that cannot be replayed (its first events are gone) and has no usable
 // snapshot fails, wrapping provider.ErrNotRetained.
 func (r *Repository[A]) starts(ctx context.Context, ps []provider.Partition) (map[int32]*start[A], error) {
-	out := make(map[int32]*start[A], len(ps))
-	for _, p := range ps {
-		out[p.ID] = &start[A]{aggs: make(map[string]*entry[A]),
-			stats: PartitionStats{Partition: p.ID, Snapshot: -1, Start: p.Low, End: p.High}}
-	}
+	out := replays[A](ps)
 	if r.snaps != nil {
-		r.fromSnapshots(ctx, ps, out)
+		fromSnapshots(ctx, r.snapshotSource(), ps, out)
 	}
 	var gone []string
 	for _, p := range ps {
@@ -46,25 +44,50 @@ func (r *Repository[A]) starts(ctx context.Context, ps []provider.Partition) (ma
 	return out, nil
 }
 
+// replays returns, for each partition of ps, a restore from its first offset.
+func replays[A any](ps []provider.Partition) map[int32]*start[A] {
+	out := make(map[int32]*start[A], len(ps))
+	for _, p := range ps {
+		out[p.ID] = &start[A]{aggs: make(map[string]*entry[A]),
+			stats: PartitionStats{Partition: p.ID, Snapshot: -1, Start: p.Low, End: p.High}}
+	}
+	return out
+}
+
+// snapshotSource is what choosing a partition's snapshot takes: the
+// repository's, or a reader's (ReadSnapshots).
+type snapshotSource struct {
+	events       provider.Provider // the event log the anchors are checked in
+	store        *snapshot.Store
+	codec        event.Codec
+	stateVersion uint32
+	partitions   int // of the event topic
+	log          *slog.Logger
+}
+
+func (r *Repository[A]) snapshotSource() snapshotSource {
+	return snapshotSource{events: r.p, store: r.snaps.store, codec: r.snaps.codec, stateVersion: r.snaps.cfg.StateVersion,
+		partitions: len(r.parts), log: r.log}
+}
+
 // fromSnapshots fills out with the partitions' newest usable snapshots. A
 // partition without one is replayed; why is logged and kept in its stats.
-func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partition, out map[int32]*start[A]) {
+func fromSnapshots[A any](ctx context.Context, src snapshotSource, ps []provider.Partition, out map[int32]*start[A]) {
 	ids := make([]int32, len(ps))
 	bounds := make(map[int32]provider.Partition, len(ps))
 	for i, p := range ps {
 		ids[i], bounds[p.ID] = p.ID, p
 	}
-	s := r.snaps
 	decoded := make(map[int32]map[string]*entry[A], len(ps))
 	// Load calls accept newest first: a snapshot refused here, one that
 	// does not decode included, leaves the next older one to try.
-	loaded, err := s.store.Load(ctx, ids, func(sn *snapshot.Snapshot) error {
+	loaded, err := src.store.Load(ctx, ids, func(sn *snapshot.Snapshot) error {
 		p := bounds[sn.Partition]
 		switch {
-		case sn.StateVersion != s.cfg.StateVersion:
-			return fmt.Errorf("state version %d, this repository's is %d", sn.StateVersion, s.cfg.StateVersion)
-		case sn.Codec != s.codec.ContentType():
-			return fmt.Errorf("states encoded as %s, this repository's codec is %s", sn.Codec, s.codec.ContentType())
+		case sn.StateVersion != src.stateVersion:
+			return fmt.Errorf("state version %d, this repository's is %d", sn.StateVersion, src.stateVersion)
+		case sn.Codec != src.codec.ContentType():
+			return fmt.Errorf("states encoded as %s, this repository's codec is %s", sn.Codec, src.codec.ContentType())
 		case sn.Offset < p.Low:
 			return fmt.Errorf("offset %d is below the partition's first offset %d: the events between are gone", sn.Offset, p.Low)
 		case sn.Offset > p.High:
@@ -72,7 +95,7 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 		case sn.Anchor == (snapshot.Anchor{}) && sn.Offset > p.Low:
 			return fmt.Errorf("holds no event to check it against the partition's history")
 		}
-		aggs, err := r.decodeSnapshot(sn)
+		aggs, err := decodeSnapshot[A](src, sn)
 		if err != nil {
 			return err
 		}
@@ -80,15 +103,15 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 		return nil
 	})
 	if err != nil {
-		r.log.Error("snapshots unreadable: replaying every partition", "err", err)
+		src.log.Error("snapshots unreadable: replaying every partition", "err", err)
 		for _, st := range out {
 			st.stats.Fallback = "snapshots unreadable: " + err.Error()
 		}
 		return
 	}
-	foreign, err := snapshot.CheckAnchors(ctx, r.p, loaded)
+	foreign, err := checkAnchors(ctx, src.events, loaded)
 	if err != nil {
-		r.log.Error("snapshots not checked against the log: replaying every partition", "err", err)
+		src.log.Error("snapshots not checked against the log: replaying every partition", "err", err)
 		for _, st := range out {
 			st.stats.Fallback = "snapshots not checked against the log: " + err.Error()
 		}
@@ -105,7 +128,7 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 				st.aggs = decoded[id]
 				st.stats.Snapshot, st.stats.Start = sn.Offset, sn.Offset
 				if len(reasons) > 0 {
-					r.log.Warn("newer snapshots unusable", "partition", id, "used", sn.Offset, "reasons", reasons)
+					src.log.Warn("newer snapshots unusable", "partition", id, "used", sn.Offset, "reasons", reasons)
 				}
 				continue
 			} else {
@@ -116,23 +139,23 @@ func (r *Repository[A]) fromSnapshots(ctx context.Context, ps []provider.Partiti
 			reasons = append(reasons, "no snapshot stored")
 		}
 		st.stats.Fallback = strings.Join(reasons, "; ")
-		r.log.Warn("no usable snapshot: replaying the partition", "partition", id, "reasons", reasons)
+		src.log.Warn("no usable snapshot: replaying the partition", "partition", id, "reasons", reasons)
 	}
 }
 
 // decodeSnapshot decodes a snapshot's entries into a partition's map.
-func (r *Repository[A]) decodeSnapshot(sn *snapshot.Snapshot) (map[string]*entry[A], error) {
+func decodeSnapshot[A any](src snapshotSource, sn *snapshot.Snapshot) (map[string]*entry[A], error) {
 	aggs := make(map[string]*entry[A], sn.Aggregates)
-	for e, err := range snapshot.Entries(sn.Data) {
+	for e, err := range snapshotEntries(sn.Data) {
 		if err != nil {
 			return nil, err
 		}
-		if provider.PartitionFor([]byte(e.ID), len(r.parts)) != sn.Partition {
-			return nil, fmt.Errorf("aggregate %s belongs in partition %d", e.ID, provider.PartitionFor([]byte(e.ID), len(r.parts)))
+		if provider.PartitionFor([]byte(e.ID), src.partitions) != sn.Partition {
+			return nil, fmt.Errorf("aggregate %s belongs in partition %d", e.ID, provider.PartitionFor([]byte(e.ID), src.partitions))
 		}
 		ent := &entry[A]{version: e.Version, offset: e.Offset, deleted: e.Deleted, otherType: e.OtherType}
 		if !e.Deleted && e.OtherType == "" {
-			if err := r.snaps.codec.Unmarshal(e.State, &ent.state); err != nil {
+			if err := src.codec.Unmarshal(e.State, &ent.state); err != nil {
 				return nil, fmt.Errorf("aggregate %s: state: %w", e.ID, err)
 			}
 		}

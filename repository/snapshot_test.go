@@ -2,6 +2,7 @@ package repository_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -278,4 +279,108 @@ func TestSnapshotTinyIntervalDoesNotPanic(t *testing.T) {
 func TestSnapshotWithoutStore(t *testing.T) {
 	r := rt.Restored(t, newMemory(t, 1))
 	assert.ErrorContains(t, r.Snapshot(t.Context()), "WithSnapshots")
+}
+
+// TestReadSnapshots: a reader gets what the writer snapshotted (checked
+// against what the test did, not against a restore), where to read each
+// partition's events from, and the repository's fallbacks.
+func TestReadSnapshots(t *testing.T) {
+	events, store := seeded(t), newMemory(t, 3) // acc-0..11: opened by ada, deposits 1 and 2
+	live := rt.Restored(t, events, withSnapshots(t, store, manual))
+	_, err := live.Execute(t.Context(), "acc-2", rt.Close())
+	require.NoError(t, err)
+	require.NoError(t, live.Snapshot(t.Context()))
+	_, err = live.Execute(t.Context(), "acc-1", rt.Deposit(40)) // after the snapshot: not in it
+	require.NoError(t, err)
+	ps, err := events.Partitions(t.Context())
+	require.NoError(t, err)
+
+	read := func(events provider.Provider, cfg repository.Snapshots, ps []provider.Partition) (map[string]repository.SnapshotEntry[rt.Account], []repository.PartitionStats, error) {
+		got := make(map[string]repository.SnapshotEntry[rt.Account])
+		stats, err := repository.ReadSnapshots(t.Context(), events, rt.Registry(t), rt.Store(t, store), cfg, ps,
+			func(partition int32, e repository.SnapshotEntry[rt.Account]) error {
+				assert.Equal(t, provider.PartitionFor([]byte(e.ID), len(ps)), partition, e.ID)
+				assert.NotContains(t, got, e.ID, "given once")
+				got[e.ID] = e
+				return nil
+			})
+		return got, stats, err
+	}
+	got, stats, err := read(events, manual, ps)
+	require.NoError(t, err)
+	require.Len(t, got, 12)
+	for i := range 12 {
+		id := fmt.Sprintf("acc-%d", i)
+		want := repository.SnapshotEntry[rt.Account]{ID: id, Version: 3, State: rt.Account{Owner: "ada", Balance: 3, History: []int64{1, 2}}}
+		if id == "acc-2" {
+			want = repository.SnapshotEntry[rt.Account]{ID: id, Version: 4, Deleted: true}
+		}
+		e := got[id]
+		assert.GreaterOrEqual(t, e.Offset, int64(0), id)
+		e.Offset = 0
+		assert.Equal(t, want, e, id)
+	}
+	require.Len(t, stats, 3)
+	for i, st := range stats {
+		assert.Equal(t, ps[i].ID, st.Partition)
+		assert.GreaterOrEqual(t, st.Snapshot, int64(0), "partition %d: %s", i, st.Fallback)
+		assert.Equal(t, st.Snapshot, st.Start, "the events are read from the snapshot's offset")
+		assert.Equal(t, ps[i].High, st.End)
+		assert.Empty(t, st.Fallback)
+	}
+	// Reading from Start gives the events after the snapshot, and only those.
+	var tail []string
+	require.NoError(t, events.Read(t.Context(), rangesFrom(stats), 0, func(b provider.Batch) error {
+		for _, rec := range b.Records {
+			tail = append(tail, string(rec.Key))
+		}
+		return nil
+	}))
+	assert.Equal(t, []string{"acc-1"}, tail)
+
+	// The repository's own fallbacks: another state version, another history.
+	other := manual
+	other.StateVersion = 2
+	recreated := newMemory(t, 3)
+	r := rt.Restored(t, recreated)
+	for i := range 100 { // every partition past the snapshot's offset
+		_, err := r.Create(t.Context(), fmt.Sprintf("new-%d", i), rt.Open("other"))
+		require.NoError(t, err)
+	}
+	recreatedPs, err := recreated.Partitions(t.Context())
+	require.NoError(t, err)
+	for _, c := range []struct {
+		events provider.Provider
+		cfg    repository.Snapshots
+		ps     []provider.Partition
+		reason string
+	}{
+		{events, other, ps, "state version 1, this repository's is 2"},
+		{recreated, manual, recreatedPs, "taken of another history"},
+	} {
+		got, stats, err := read(c.events, c.cfg, c.ps)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		for i, st := range stats {
+			assert.EqualValues(t, -1, st.Snapshot)
+			assert.Equal(t, c.ps[i].Low, st.Start)
+			assert.Contains(t, st.Fallback, c.reason)
+		}
+	}
+
+	_, _, err = read(events, manual, ps[1:])
+	assert.ErrorContains(t, err, "give every partition of the topic")
+	_, err = repository.ReadSnapshots(t.Context(), events, rt.Registry(t), rt.Store(t, store), manual, ps,
+		func(int32, repository.SnapshotEntry[rt.Account]) error { return errStop })
+	assert.ErrorIs(t, err, errStop)
+}
+
+var errStop = errors.New("stop")
+
+func rangesFrom(stats []repository.PartitionStats) []provider.Range {
+	rs := make([]provider.Range, len(stats))
+	for i, st := range stats {
+		rs[i] = provider.Range{Partition: st.Partition, Start: st.Start, End: st.End}
+	}
+	return rs
 }

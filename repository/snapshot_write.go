@@ -81,7 +81,7 @@ func (r *Repository[A]) snapshotPartition(ctx context.Context, pt *partition[A])
 				return fmt.Errorf("repository: snapshot of partition %d: aggregate %s: %w", pt.id, id, err)
 			}
 		}
-		data = snapshot.AppendEntry(data, snapshot.Entry{ID: id, Version: e.version, Offset: e.offset, Deleted: e.deleted,
+		data = appendEntry(data, snapshotEntry{ID: id, Version: e.version, Offset: e.offset, Deleted: e.deleted,
 			OtherType: e.otherType, State: state})
 		if e.offset >= 0 && e.offset > anchor.Offset || anchor.AggregateID == "" {
 			anchor = snapshot.Anchor{Offset: e.offset, AggregateID: id, Version: e.version}

@@ -29,11 +29,10 @@
 //
 // The id is "<offset as 16 hex digits>-<8 random hex digits>": unique per
 // snapshot, and ordered chunks left without a manifest still tell their
-// offset. The data is a sequence of entries, one per aggregate, each encoded
-// by [AppendEntry]: uvarint length and bytes of the aggregate id, uvarint
-// version, varint offset of its last event, a flags byte (1: deleted, 2: the
-// id of another aggregate type on the topic), uvarint length and bytes of
-// the state encoded with the codec (for flag 2: the other type's name).
+// offset. The data is the writer's: this package stores and checks its
+// bytes without reading them (the repository's encoding, one entry per
+// aggregate, is in its package documentation, "Snapshots"; readers decode it
+// with repository.ReadSnapshots).
 //
 // # What makes a snapshot unusable
 //
@@ -46,9 +45,10 @@
 //   - a chunk missing, sizes or checksum wrong (ErrCorrupt);
 //   - another format;
 //   - rejected by the caller: the repository refuses another state version
-//     or codec, and an offset below the event partition's first offset (the
-//     events between would be missing) or beyond its end (the snapshot is of
-//     another topic's history).
+//     or codec, an offset below the event partition's first offset (the
+//     events between would be missing) or beyond its end, and a snapshot
+//     whose anchor event is not in the event partition (both: the snapshot
+//     is of another topic's history).
 //
 // Because the manifest is written last and deletions come after it, a crash
 // at any point leaves the previous snapshot or the new one usable.

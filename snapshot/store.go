@@ -31,9 +31,10 @@ type Snapshot struct {
 	StateVersion uint32
 	// Codec is the content type the states are encoded with.
 	Codec string
-	// Aggregates counts the entries in Data.
+	// Aggregates counts the aggregates in Data.
 	Aggregates int
-	// Data is the entries, each encoded with AppendEntry.
+	// Data is the state in the writer's encoding (the repository's: see
+	// repository.ReadSnapshots); the store does not read it.
 	Data []byte
 	// Anchor ties the snapshot to the history it was taken of; zero when
 	// the snapshot holds no entry.
@@ -448,47 +449,4 @@ func assemble(partition int32, id string, offset int64, manifestValue []byte, ch
 		sn.Anchor = *m.Anchor
 	}
 	return sn, nil
-}
-
-// CheckAnchors reads from events, the event log, in one read, the event
-// each loaded snapshot is anchored to, and returns the partitions whose
-// snapshot is of another history, with why: its anchor event is not in the
-// partition at its offset (the topic was deleted and created again, say).
-// Use it after Load, before trusting a snapshot.
-func CheckAnchors(ctx context.Context, events provider.Provider, loaded map[int32]Loaded) (map[int32]string, error) {
-	anchors := make(map[int32]Anchor)
-	var ranges []provider.Range
-	for id, l := range loaded {
-		if l.Snapshot != nil && l.Snapshot.Anchor != (Anchor{}) {
-			a := l.Snapshot.Anchor
-			anchors[id] = a
-			ranges = append(ranges, provider.Range{Partition: id, Start: a.Offset, End: a.Offset + 1})
-		}
-	}
-	found := make(map[int32]bool)
-	foreign := make(map[int32]string)
-	err := events.Read(ctx, ranges, 0, func(b provider.Batch) error {
-		a := anchors[b.Partition]
-		for _, rec := range b.Records {
-			if rec.Offset != a.Offset {
-				continue
-			}
-			found[b.Partition] = true
-			env, err := event.ParseRecord(rec)
-			if err != nil || env.AggregateID != a.AggregateID || a.Version != 0 && env.Version != a.Version {
-				foreign[b.Partition] = fmt.Sprintf("taken of another history: offset %d holds %s version %d, not %s version %d (was the topic recreated?)",
-					a.Offset, env.AggregateID, env.Version, a.AggregateID, a.Version)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for id, a := range anchors {
-		if !found[id] {
-			foreign[id] = fmt.Sprintf("taken of another history: no event at offset %d, where %s version %d was", a.Offset, a.AggregateID, a.Version)
-		}
-	}
-	return foreign, nil
 }

@@ -3,10 +3,8 @@ package snapshot_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -34,14 +32,12 @@ func newTopic(t *testing.T, partitions int) *memory.Provider {
 	return p
 }
 
-// data encodes n entries whose states name their offset.
+// data is n aggregates' worth of bytes naming their offset: the store
+// carries a snapshot's data without reading it.
 func data(n int, offset int64) []byte {
 	var buf []byte
 	for i := range n {
-		buf = snapshot.AppendEntry(buf, snapshot.Entry{
-			ID: fmt.Sprintf("agg-%d", i), Version: uint64(i + 1), Offset: offset - 1,
-			State: fmt.Appendf(nil, `{"at":%d}`, offset),
-		})
+		buf = fmt.Appendf(buf, `agg-%d v%d {"at":%d};`, i, i+1, offset)
 	}
 	return buf
 }
@@ -252,59 +248,6 @@ func TestNewStoreNeedsPartitionAppender(t *testing.T) {
 	_, err := snapshot.NewStore(struct{ provider.Provider }{newTopic(t, 1)})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "PartitionAppender")
-}
-
-func TestEntriesRoundTrip(t *testing.T) {
-	want := []snapshot.Entry{
-		{ID: "a", Version: 3, Offset: 10, State: []byte("s1")},
-		{ID: "deleted", Version: 9, Offset: 1 << 40, Deleted: true},
-		{ID: "an-account", Offset: 3, OtherType: "account"},
-		{ID: strings.Repeat("x", 300), Version: 1, Offset: 0, State: bytes.Repeat([]byte{0}, 1000)},
-	}
-	var buf []byte
-	for _, e := range want {
-		buf = snapshot.AppendEntry(buf, e)
-	}
-	var got []snapshot.Entry
-	for e, err := range snapshot.Entries(buf) {
-		require.NoError(t, err)
-		if len(e.State) == 0 {
-			e.State = nil
-		}
-		got = append(got, e)
-	}
-	assert.Equal(t, want, got)
-
-	for cut := 1; cut < len(buf); cut += 97 {
-		var err error
-		for _, err = range snapshot.Entries(buf[:cut]) {
-			if err != nil {
-				break
-			}
-		}
-		if err == nil && !errors.Is(err, snapshot.ErrCorrupt) {
-			// A cut between two entries is a valid shorter sequence.
-			continue
-		}
-		assert.ErrorIs(t, err, snapshot.ErrCorrupt, "cut at %d", cut)
-	}
-}
-
-func FuzzEntries(f *testing.F) {
-	f.Add(snapshot.AppendEntry(nil, snapshot.Entry{ID: "a", Version: 1, State: []byte("x")}))
-	f.Add([]byte{1, 'a', 1, 0, 2, 5})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		size := 0
-		for e, err := range snapshot.Entries(data) {
-			if err != nil {
-				require.ErrorIs(t, err, snapshot.ErrCorrupt)
-				return
-			}
-			require.NotEmpty(t, e.ID)
-			size += len(e.ID) + len(e.State)
-		}
-		require.LessOrEqual(t, size, len(data))
-	})
 }
 
 // FuzzLoad: whatever a manifest and a chunk under a snapshot's keys hold,
