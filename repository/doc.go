@@ -38,6 +38,10 @@
 //     them. On any error memory is unchanged; provider.ErrOutcomeUnknown says
 //     the events may have been written, and the aggregate then takes no
 //     command until the repository has read its partition to find out.
+//   - Close is terminal, with or without a group, as database/sql's DB.Close:
+//     from the call on everything fails with ErrClosed, a running Restore or
+//     Follow is cancelled, commands in flight end first, then the state is
+//     dropped. The provider is the caller's to close, after the repository.
 //   - Restore and Follow skip an event whose version is not newer than its
 //     aggregate's (a duplicate), and count it.
 //

@@ -29,6 +29,9 @@ var (
 	// allows: a new one is refused (nothing was appended), a restore that
 	// would exceed it fails. The error is a *LimitError.
 	ErrLimit = errors.New("repository: aggregate limit reached")
+	// ErrClosed means the repository was closed (Close): it serves nothing
+	// any more, for good.
+	ErrClosed = errors.New("repository: closed")
 )
 
 // The provider's errors a caller of Execute must tell apart, here so that a

@@ -235,26 +235,20 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 			}
 		}
 	}
-	ps := make([]provider.Partition, len(ids))
-	for i, id := range ids {
-		pt := r.parts[id]
-		pt.status.Store(partIdle)
-		pt.gate.Lock() // waits for the partition's commands in flight
-		ps[i] = provider.Partition{ID: id}
-	}
-	r.forget(ps)
-	for _, id := range ids {
-		r.parts[id].gate.Unlock()
-	}
+	r.stopServing(ids)
 	if len(restart) > 0 {
 		r.startTakeover(m, restart)
 	}
 }
 
 // Owners returns, for each partition with a known owner in the group, the
-// Address that owner gave; ErrNotReady without WithGroup or before Restore.
+// Address that owner gave; ErrNotReady without WithGroup or before Restore,
+// ErrClosed after Close.
 func (r *Repository[A]) Owners(ctx context.Context) (map[int32]string, error) {
-	if r.group == nil || !r.isReady() {
+	if err := r.readiness(); err != nil {
+		return nil, err
+	}
+	if r.group == nil {
 		return nil, ErrNotReady
 	}
 	return r.group.member.Owners(ctx)
@@ -275,19 +269,29 @@ func (r *Repository[A]) Owned() []int32 {
 	return ids
 }
 
-// Close stops the background snapshots (WithSnapshots: call Snapshot first
-// for a last one) and leaves the group: every partition is given up
-// (commands in flight end first) so that the other instances take them over
-// at once; the repository then serves nothing. Without WithGroup the
-// repository keeps serving.
+// Close ends the repository for good, with or without a group: from the
+// moment it is called every command, Get, Snapshot, Follow and Restore fails
+// with ErrClosed; a Restore or Follow running is cancelled (it returns
+// ErrClosed) and commands in flight end first. It stops the background
+// snapshots (WithSnapshots: call Snapshot first for a last one) and, with
+// WithGroup, leaves the group: every partition is given up so that the other
+// instances take them over at once. Then the state is dropped: Len is 0,
+// Range and Owned are empty; Stats still tells what was restored. Calling
+// Close again does nothing and returns nil. The provider is the caller's to
+// close.
 func (r *Repository[A]) Close() error {
+	r.state.Store(stateClosed) // commands refuse from now on
+	if !r.closer.close() {     // cancels Restore and Follow, waits for them
+		return nil
+	}
 	r.snaps.close()
-	if r.group == nil {
-		return nil
+	var err error
+	if r.group != nil {
+		err = r.group.member.Close()
+		if errors.Is(err, provider.ErrClosed) {
+			err = nil
+		}
 	}
-	err := r.group.member.Close()
-	if errors.Is(err, provider.ErrClosed) {
-		return nil
-	}
+	r.stopServing(r.Owned())
 	return err
 }

@@ -57,8 +57,11 @@ type Repository[A any] struct {
 	log      *slog.Logger
 
 	parts []*partition[A] // by partition id; set by Restore
-	ready chan struct{}
-	state atomic.Int32 // restore state: idle, restoring, ready, failed
+	// partitions is len(parts) once set, for PartitionOf at any time.
+	partitions atomic.Int32
+	ready      chan struct{}
+	state      atomic.Int32 // restore state: idle, restoring, ready, failed; closed
+	closer     *closer
 
 	// group is the membership under WithGroup, nil otherwise.
 	group *membership
@@ -79,6 +82,7 @@ const (
 	stateRestoring
 	stateReady
 	stateFailed
+	stateClosed // for good: Close
 )
 
 // New returns a repository of aggregates of type A on provider p, decoding
@@ -94,6 +98,7 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 		handlers: make(map[string]func(*A, any, *event.Envelope)),
 		deletes:  make(map[string]bool),
 		ready:    make(chan struct{}),
+		closer:   newCloser(),
 	}
 	for _, o := range opts {
 		o.apply(&r.settings)
@@ -162,12 +167,17 @@ func (r *Repository[A]) partitionOf(id string) *partition[A] {
 }
 
 // PartitionOf returns the partition of the topic that holds aggregate id's
-// events; 0 before Restore.
+// events (the murmur2 hash of id modulo the partitions), or -1, no
+// partition, while the repository does not know how many partitions the
+// topic has: until Restore has read them, which it does first. From then on
+// it answers whatever the state: during Restore, after a failed one, after
+// Close.
 func (r *Repository[A]) PartitionOf(id string) int32 {
-	if !r.isReady() {
-		return 0
+	n := r.partitions.Load()
+	if n == 0 {
+		return -1
 	}
-	return r.partitionOf(id).id
+	return provider.PartitionFor([]byte(id), int(n))
 }
 
 // enter returns id's partition with its gate held for reading, or a
@@ -197,11 +207,12 @@ func (r *Repository[A]) copyOf(s *A) A {
 }
 
 // Get returns a copy of the aggregate's state and its version, or an error
-// wrapping ErrNotFound (also for a deleted aggregate) or ErrNotReady.
+// wrapping ErrNotFound (also for a deleted aggregate), ErrNotReady or
+// ErrClosed.
 func (r *Repository[A]) Get(id string) (A, uint64, error) {
 	var zero A
-	if !r.isReady() {
-		return zero, 0, ErrNotReady
+	if err := r.readiness(); err != nil {
+		return zero, 0, err
 	}
 	pt, err := r.enter(id)
 	if err != nil {
@@ -266,7 +277,7 @@ func (r *Repository[A]) Create(ctx context.Context, id string, cmd Command[A], o
 // changes only once the log has acknowledged every event; on any error it is
 // exactly as before. Errors:
 //
-//   - ErrNotFound (missing or deleted id), ErrNotReady, a *ConcurrencyError
+//   - ErrNotFound (missing or deleted id), ErrNotReady, ErrClosed, a *ConcurrencyError
 //     (with ExpectVersion), event.ErrInvalid (a payload's Validate failed),
 //     event.ErrUnknownType, or cmd's own error: nothing was appended;
 //   - provider.ErrOutcomeUnknown (checked first: it may come with
@@ -282,8 +293,8 @@ func (r *Repository[A]) Execute(ctx context.Context, id string, cmd Command[A], 
 func (r *Repository[A]) execute(ctx context.Context, id string, create bool, cmd Command[A], opts []ExecOption) (res Result, err error) {
 	ctx, done := r.settings.observer.Command(ctx, id, create)
 	defer func() { done(len(res.Events), err) }()
-	if !r.isReady() {
-		return Result{}, ErrNotReady
+	if err := r.readiness(); err != nil {
+		return Result{}, err
 	}
 	if id == "" {
 		return Result{}, errors.New("repository: empty aggregate id")

@@ -33,11 +33,18 @@ import (
 // moment later, once the other instances have given it up: those partitions
 // are restored in the background (Owned and Progress tell). See WithGroup.
 func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
+	ctx, end, err := r.closer.begin(ctx) // Close cancels it, and waits
+	if err != nil {
+		return Stats{}, err
+	}
+	defer end()
 	if !r.state.CompareAndSwap(stateIdle, stateRestoring) && !r.state.CompareAndSwap(stateFailed, stateRestoring) {
+		if r.state.Load() == stateClosed {
+			return Stats{}, ErrClosed
+		}
 		return Stats{}, errors.New("repository: Restore called twice")
 	}
 	start := time.Now()
-	var err error
 	if r.settings.group != nil {
 		err = r.join(ctx)
 	} else {
@@ -48,11 +55,15 @@ func (r *Repository[A]) Restore(ctx context.Context) (Stats, error) {
 	r.statsMu.Unlock()
 	stats := r.Stats()
 	if err != nil {
-		r.state.Store(stateFailed)
+		if !r.state.CompareAndSwap(stateRestoring, stateFailed) {
+			err = ErrClosed // whatever the cancelled read said
+		}
 		r.log.Error("restore failed", "err", err, "after", stats.Duration)
 		return stats, err
 	}
-	r.state.Store(stateReady)
+	if !r.state.CompareAndSwap(stateRestoring, stateReady) {
+		return stats, ErrClosed // Close drops what was restored
+	}
 	close(r.ready)
 	r.startSnapshots()
 	r.log.Info("restore done", "events", stats.Events, "aggregates", stats.Aggregates,
@@ -96,6 +107,7 @@ func (r *Repository[A]) makePartitions(n int) error {
 	r.statsMu.Lock()
 	r.parts = parts
 	r.statsMu.Unlock()
+	r.partitions.Store(int32(n))
 	t := &r.progress
 	t.mu.Lock()
 	t.starts = make([]int64, n)

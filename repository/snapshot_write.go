@@ -16,11 +16,11 @@ import (
 // start reads almost nothing but snapshots. Without WithSnapshots it
 // returns an error.
 func (r *Repository[A]) Snapshot(ctx context.Context) error {
+	if err := r.readiness(); err != nil {
+		return err
+	}
 	if r.snaps == nil {
 		return errors.New("repository: Snapshot: no snapshot store (WithSnapshots)")
-	}
-	if !r.isReady() {
-		return ErrNotReady
 	}
 	var errs []error
 	for _, pt := range r.parts {
