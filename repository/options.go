@@ -44,16 +44,18 @@ type handlerSpec[A any] struct {
 // State is updated in place: a handler that changes a map or slice held by A
 // must copy it first (copy on write) if callers keep values from Get.
 func On[A, E any](apply func(state *A, e E)) Option {
-	return OnEnvelope(func(state *A, e E, _ *event.Envelope) { apply(state, e) })
+	return OnEnvelope(func(state *A, _ *event.Envelope, e E) { apply(state, e) })
 }
 
 // OnEnvelope is On for a handler that also reads the event's envelope: its
 // time, metadata, version, and the partition and offset it was written at.
-// The handler must not keep env or change it.
-func OnEnvelope[A, E any](apply func(state *A, e E, env *event.Envelope)) Option {
+// The handler must not keep env or change it. The envelope comes before the
+// event, as in a projection's handler (event.AddHandler): what the event is
+// about first, the event last.
+func OnEnvelope[A, E any](apply func(state *A, env *event.Envelope, e E)) Option {
 	spec := handlerSpec[A]{
 		eventType: reflect.TypeFor[E](),
-		apply:     func(state *A, payload any, env *event.Envelope) { apply(state, *payload.(*E), env) },
+		apply:     func(state *A, payload any, env *event.Envelope) { apply(state, env, *payload.(*E)) },
 	}
 	return optionFunc(func(s *settings) { s.handlers = append(s.handlers, spec) })
 }

@@ -329,7 +329,7 @@ func TestOnEnvelopeSeesTheEnvelope(t *testing.T) {
 	p := newMemory(t, 1)
 	newRepo := func() *repository.Repository[seen] {
 		r, err := repository.New[seen](p, rt.Registry(t),
-			repository.OnEnvelope(func(s *seen, _ rt.Opened, env *event.Envelope) {
+			repository.OnEnvelope(func(s *seen, env *event.Envelope, _ rt.Opened) {
 				s.Versions = append(s.Versions, env.Version)
 				s.Correlations = append(s.Correlations, env.Metadata["correlation-id"])
 				s.Offsets = append(s.Offsets, env.Offset)
