@@ -110,15 +110,7 @@ func TestCloseEndsWhatRuns(t *testing.T) {
 		restored := make(chan error, 1)
 		go func() { _, err := r.Restore(context.Background()); restored <- err }()
 		<-log.reading
-		closed := make(chan error, 1)
-		go func() { closed <- r.Close() }() // waits for the Restore to end
-		select {
-		case err := <-restored:
-			assert.ErrorIs(t, err, repository.ErrClosed)
-		case <-time.After(deadline):
-			t.Fatal("Restore not cancelled by Close")
-		}
-		require.NoError(t, <-closed)
+		requireCancelledByClose(t, r, restored, "Restore")
 		requireClosed(t, r)
 	})
 	t.Run("a Follow", func(t *testing.T) {
@@ -133,17 +125,24 @@ func TestCloseEndsWhatRuns(t *testing.T) {
 			a, _, err := r.Get("acc-1")
 			return err == nil && a.Balance == 10
 		}, deadline, time.Millisecond)
-		closed := make(chan error, 1)
-		go func() { closed <- r.Close() }() // waits for the Follow to end
-		select {
-		case err := <-followed:
-			assert.ErrorIs(t, err, repository.ErrClosed)
-		case <-time.After(deadline):
-			t.Fatal("Follow not cancelled by Close")
-		}
-		require.NoError(t, <-closed)
+		requireCancelledByClose(t, r, followed, "Follow")
 		requireClosed(t, r)
 	})
+}
+
+// requireCancelledByClose closes r and checks that the call whose result
+// comes on running returns ErrClosed at once; Close waits for it.
+func requireCancelledByClose(t *testing.T, r *repository.Repository[rt.Account], running <-chan error, what string) {
+	t.Helper()
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-running:
+		assert.ErrorIs(t, err, repository.ErrClosed, what)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s not cancelled by Close", what)
+	}
+	require.NoError(t, <-closed)
 }
 
 // TestPartitionOf answers -1 until the topic's partitions are known, then
