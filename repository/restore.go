@@ -146,6 +146,25 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) (err 
 	if err != nil {
 		return fmt.Errorf("repository: restore: %w", err)
 	}
+	ranges, err := r.install(ps, starts)
+	if err != nil {
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	r.log.Info("restore started", "partitions", len(ps), "records", total(ranges))
+	c, err := r.readApply(ctx, ranges)
+	if err != nil {
+		r.forget(ps)
+		return fmt.Errorf("repository: restore: %w", err)
+	}
+	r.serve(ps, starts, c)
+	applied = c.events
+	return nil
+}
+
+// install replaces what memory holds of the partitions ps with where their
+// restores start (starts), and tracks their progress from there. It returns
+// the ranges to read; on error (WithLimits exceeded) it leaves them empty.
+func (r *Repository[A]) install(ps []provider.Partition, starts map[int32]*start[A]) ([]provider.Range, error) {
 	ranges := make([]provider.Range, len(ps))
 	t := &r.progress
 	t.mu.Lock()
@@ -169,13 +188,18 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) (err 
 	t.mu.Unlock()
 	if tooMany != nil {
 		r.forget(ps)
-		return fmt.Errorf("repository: restore: %w", tooMany)
+		return nil, tooMany
 	}
-	r.log.Info("restore started", "partitions", len(ps), "records", total(ranges))
+	return ranges, nil
+}
 
+// readApply reads ranges to their ends and applies what it reads. It returns
+// the counts of what it applied, or the first error of the read or of a
+// worker.
+func (r *Repository[A]) readApply(ctx context.Context, ranges []provider.Range) (readCounts, error) {
 	// Partitions hold disjoint aggregates, so workers apply them in
 	// parallel; each partition goes to one worker, keeping its order.
-	workers := max(1, min(len(ps), runtime.GOMAXPROCS(0)))
+	workers := max(1, min(len(ranges), runtime.GOMAXPROCS(0)))
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	queues := make([]chan provider.Batch, workers)
@@ -211,21 +235,25 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) (err 
 		close(q)
 	}
 	wg.Wait()
-	var stats Stats
-	for _, c := range counts {
-		stats.Events += c.events
-		stats.Duplicates += c.duplicates
-		stats.Skipped += c.skipped
-		stats.Bytes += c.bytes
-	}
-	err = readErr
 	if e := applyErr.Load(); e != nil {
-		err = *e
+		return readCounts{}, *e
 	}
-	if err != nil {
-		r.forget(ps)
-		return fmt.Errorf("repository: restore: %w", err)
+	if readErr != nil {
+		return readCounts{}, readErr
 	}
+	var sum readCounts
+	for _, c := range counts {
+		sum.events += c.events
+		sum.duplicates += c.duplicates
+		sum.skipped += c.skipped
+		sum.bytes += c.bytes
+	}
+	return sum, nil
+}
+
+// serve marks the restored partitions ps serving and adds their restore to
+// the stats.
+func (r *Repository[A]) serve(ps []provider.Partition, starts map[int32]*start[A], c readCounts) {
 	for _, p := range ps {
 		r.parts[p.ID].status.Store(partServing)
 	}
@@ -236,14 +264,12 @@ func (r *Repository[A]) load(ctx context.Context, ps []provider.Partition) (err 
 	for _, p := range ps {
 		r.partStats[p.ID] = starts[p.ID].stats
 	}
-	applied = stats.Events
-	r.stats.Events += stats.Events
-	r.stats.Duplicates += stats.Duplicates
-	r.stats.Skipped += stats.Skipped
-	r.stats.Bytes += stats.Bytes
+	r.stats.Events += c.events
+	r.stats.Duplicates += c.duplicates
+	r.stats.Skipped += c.skipped
+	r.stats.Bytes += c.bytes
 	r.statsMu.Unlock()
 	r.reportProgress(true)
-	return nil
 }
 
 // checkRetention asks the provider, if it can tell, whether its log keeps
