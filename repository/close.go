@@ -66,6 +66,16 @@ func (r *Repository[A]) readiness() error {
 	return ErrNotReady
 }
 
+// restored reports whether a Restore has succeeded, closed since or not.
+func (r *Repository[A]) restored() bool {
+	select {
+	case <-r.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // stopServing stops serving the partitions ids: commands for them fail
 // from now on, those in flight end first, then the state is dropped.
 func (r *Repository[A]) stopServing(ids []int32) {

@@ -29,9 +29,6 @@ var (
 	// allows: a new one is refused (nothing was appended), a restore that
 	// would exceed it fails. The error is a *LimitError.
 	ErrLimit = errors.New("repository: aggregate limit reached")
-	// ErrClosed means the repository was closed (Close): it serves nothing
-	// any more, for good.
-	ErrClosed = errors.New("repository: closed")
 )
 
 // The provider's errors a caller of Execute must tell apart, here so that a
@@ -47,6 +44,11 @@ var (
 	// ErrNotOwner: another instance of the group serves the aggregate (in
 	// a *PartitionError).
 	ErrNotOwner = provider.ErrNotOwner
+	// ErrClosed: the repository was closed (Close) and serves nothing any
+	// more, for good; nothing of the call was done. The provider's value,
+	// as a closed group member's appends fail with it too: a service that
+	// forwards commands an instance no longer serves checks one name.
+	ErrClosed = provider.ErrClosed
 )
 
 // ConcurrencyError reports an expected-version mismatch.

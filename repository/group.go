@@ -242,13 +242,11 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 }
 
 // Owners returns, for each partition with a known owner in the group, the
-// Address that owner gave; ErrNotReady without WithGroup or before Restore,
-// ErrClosed after Close.
+// Address that owner gave; ErrNotReady without WithGroup or before Restore.
+// After Close it answers what the member answers: where the partitions
+// went, for an instance that forwards the commands still reaching it.
 func (r *Repository[A]) Owners(ctx context.Context) (map[int32]string, error) {
-	if err := r.readiness(); err != nil {
-		return nil, err
-	}
-	if r.group == nil {
+	if r.group == nil || !r.restored() {
 		return nil, ErrNotReady
 	}
 	return r.group.member.Owners(ctx)
@@ -271,7 +269,7 @@ func (r *Repository[A]) Owned() []int32 {
 
 // Close ends the repository for good, with or without a group: from the
 // moment it is called every command, Get, Snapshot, Follow and Restore fails
-// with ErrClosed; a Restore or Follow running is cancelled (it returns
+// with ErrClosed (Owners goes on answering what the member knows); a Restore or Follow running is cancelled (it returns
 // ErrClosed) and commands in flight end first. It stops the background
 // snapshots (WithSnapshots: call Snapshot first for a last one) and, with
 // WithGroup, leaves the group: every partition is given up so that the other

@@ -43,16 +43,19 @@ func TestSnapshotEntriesRoundTrip(t *testing.T) {
 	assert.Equal(t, want, got)
 
 	// Every cut: at the end of an entry, a shorter valid sequence; anywhere
-	// else, corrupt. A decoder that takes a truncated entry for a whole one
-	// fails here.
+	// else, corrupt after the whole entries before it. A decoder that takes
+	// a truncated entry for a whole one fails here.
+	whole := 0 // entries before the cut
 	for cut := range len(buf) {
 		got, err := decode(buf[:cut])
-		if n, whole := ends[cut]; whole || cut == 0 {
+		if n, between := ends[cut]; between || cut == 0 {
+			whole = n
 			require.NoError(t, err, "cut at %d, after %d entries", cut, n)
 			require.Equal(t, want[:n], append([]snapshotEntry{}, got...), "cut at %d", cut)
 			continue
 		}
-		require.ErrorIs(t, err, snapshot.ErrCorrupt, "cut at %d, inside an entry: %d entries decoded", cut, len(got))
+		require.ErrorIs(t, err, snapshot.ErrCorrupt, "cut at %d, inside entry %d", cut, whole+1)
+		require.Equal(t, want[:whole], append([]snapshotEntry{}, got...), "cut at %d: the whole entries before it", cut)
 	}
 }
 
