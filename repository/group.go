@@ -269,8 +269,9 @@ func (r *Repository[A]) Owned() []int32 {
 
 // Close ends the repository for good, with or without a group: from the
 // moment it is called every command, Get, Snapshot, Follow and Restore fails
-// with ErrClosed (Owners goes on answering what the member knows); a Restore or Follow running is cancelled (it returns
-// ErrClosed) and commands in flight end first. It stops the background
+// with ErrClosed (Owners goes on answering what the member knows); a
+// Restore or Follow running is cancelled (it returns ErrClosed) and
+// commands in flight end first. It stops the background
 // snapshots (WithSnapshots: call Snapshot first for a last one) and, with
 // WithGroup, leaves the group: every partition is given up so that the other
 // instances take them over at once. Then the state is dropped: Len is 0,
