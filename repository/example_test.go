@@ -28,7 +28,7 @@ type UserRenamed struct {
 
 type UserDeleted struct{}
 
-func newUsers(p *memory.Provider, opts ...repository.Option) *repository.Repository[User] {
+func usersRegistry() *event.Registry {
 	reg := event.NewRegistry()
 	for _, err := range []error{
 		event.Register[UserCreated](reg, "UserCreated"),
@@ -39,7 +39,11 @@ func newUsers(p *memory.Provider, opts ...repository.Option) *repository.Reposit
 			panic(err)
 		}
 	}
-	users, err := repository.New[User](p, reg, append([]repository.Option{
+	return reg
+}
+
+func newUsers(p *memory.Provider, opts ...repository.Option) *repository.Repository[User] {
+	users, err := repository.New[User](p, usersRegistry(), append([]repository.Option{
 		repository.On(func(u *User, e UserCreated) { u.FirstName, u.LastName = e.FirstName, e.LastName }),
 		repository.On(func(u *User, e UserRenamed) { u.FirstName = e.FirstName }),
 		repository.Deletes[UserDeleted](),
@@ -200,4 +204,53 @@ func ExampleWithSnapshots() {
 	// events read: 1
 	// partition 0 from the snapshot at offset 2
 	// partition 1 from the snapshot at offset 1
+}
+
+// A reader (a projection) starts from the writer's snapshots: it gets the
+// aggregates they hold and reads each partition's events from Start.
+func ExampleReadSnapshots() {
+	ctx := context.Background()
+	log, _ := memory.New(2)
+	snapshots, _ := memory.New(2)
+	store, err := snapshot.NewStore(snapshots)
+	if err != nil {
+		panic(err)
+	}
+	cfg := repository.Snapshots{StateVersion: 1}
+	writer := newUsers(log, repository.WithSnapshots(store, cfg))
+	if _, err := writer.Restore(ctx); err != nil {
+		panic(err)
+	}
+	for _, id := range []string{"ada", "alan", "grace"} {
+		if _, err := writer.Create(ctx, id, func(User) ([]any, error) {
+			return []any{UserCreated{FirstName: id}}, nil
+		}); err != nil {
+			panic(err)
+		}
+	}
+	if err := writer.Snapshot(ctx); err != nil {
+		panic(err)
+	}
+
+	ps, err := log.Partitions(ctx)
+	if err != nil {
+		panic(err)
+	}
+	stats, err := repository.ReadSnapshots(ctx, log, usersRegistry(), store, cfg, ps,
+		func(partition int32, u repository.SnapshotEntry[User]) error {
+			fmt.Printf("partition %d: %s v%d %s\n", partition, u.ID, u.Version, u.State.FirstName)
+			return nil
+		})
+	if err != nil {
+		panic(err)
+	}
+	for _, p := range stats {
+		fmt.Printf("partition %d: read from offset %d\n", p.Partition, p.Start)
+	}
+	// Output:
+	// partition 0: alan v1 alan
+	// partition 0: grace v1 grace
+	// partition 1: ada v1 ada
+	// partition 0: read from offset 2
+	// partition 1: read from offset 1
 }
