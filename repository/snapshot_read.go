@@ -29,8 +29,8 @@ type SnapshotEntry[A any] struct {
 // state its writers snapshotted, instead of reading the whole history. For
 // each partition of ps, which must be every partition of the event topic
 // (as events.Partitions returns them), it picks the snapshot a
-// Repository[A] on reg with WithSnapshots(store, cfg) would restore from,
-// with the same checks: state version and codec, an offset within the
+// Repository[A] on reg with WithSnapshots(store, cfg) would restore from
+// (of cfg only StateVersion matters here), with the same checks: state version and codec, an offset within the
 // partition, its anchor event found in events. It then calls fn with each
 // aggregate of the chosen snapshots, partition by partition, in id order;
 // ids of other aggregate types (WithAggregateType) are left out. An error
