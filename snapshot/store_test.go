@@ -3,7 +3,6 @@ package snapshot_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -262,31 +261,42 @@ func TestEntriesRoundTrip(t *testing.T) {
 		{ID: strings.Repeat("x", 300), Version: 1, Offset: 0, State: bytes.Repeat([]byte{0}, 1000)},
 	}
 	var buf []byte
-	for _, e := range want {
+	ends := map[int]int{} // the length of buf after k entries → k
+	for k, e := range want {
 		buf = snapshot.AppendEntry(buf, e)
+		ends[len(buf)] = k + 1
 	}
-	var got []snapshot.Entry
-	for e, err := range snapshot.Entries(buf) {
-		require.NoError(t, err)
-		if len(e.State) == 0 {
-			e.State = nil
+	decode := func(data []byte) ([]snapshot.Entry, error) {
+		var got []snapshot.Entry
+		for e, err := range snapshot.Entries(data) {
+			if err != nil {
+				return got, err
+			}
+			if len(e.State) == 0 {
+				e.State = nil
+			}
+			got = append(got, e)
 		}
-		got = append(got, e)
+		return got, nil
 	}
+	got, err := decode(buf)
+	require.NoError(t, err)
 	assert.Equal(t, want, got)
 
-	for cut := 1; cut < len(buf); cut += 97 {
-		var err error
-		for _, err = range snapshot.Entries(buf[:cut]) {
-			if err != nil {
-				break
-			}
-		}
-		if err == nil && !errors.Is(err, snapshot.ErrCorrupt) {
-			// A cut between two entries is a valid shorter sequence.
+	// Every cut: between two entries it is the shorter sequence; inside
+	// one it is ErrCorrupt after the whole entries before it, never a
+	// silently shorter sequence.
+	whole := 0
+	for cut := 1; cut < len(buf); cut++ {
+		got, err := decode(buf[:cut])
+		if k, between := ends[cut]; between {
+			whole = k
+			require.NoError(t, err, "cut at %d, after entry %d", cut, k)
+			require.Equal(t, want[:k], append([]snapshot.Entry{}, got...), "cut at %d", cut)
 			continue
 		}
-		assert.ErrorIs(t, err, snapshot.ErrCorrupt, "cut at %d", cut)
+		require.ErrorIs(t, err, snapshot.ErrCorrupt, "cut at %d, inside entry %d", cut, whole+1)
+		require.Equal(t, want[:whole], append([]snapshot.Entry{}, got...), "cut at %d: the whole entries before it", cut)
 	}
 }
 
