@@ -1,6 +1,7 @@
 // Package faults holds the fault tests that need a three-broker cluster they
 // may crash: `make test-faults` starts one with docker/kafka-local and runs
-// them; elsewhere they skip, saying so.
+// them; elsewhere they skip, saying so, except under CI=true, where a
+// missing cluster fails them (as kafkatest.Brokers does).
 package faults
 
 import (
@@ -34,11 +35,15 @@ type cluster struct {
 }
 
 func newCluster(t *testing.T) *cluster {
-	brokers := os.Getenv("KAFKA_FAULT_BROKERS")
-	if brokers == "" {
-		t.Skip("three-broker fault tests: run `make test-faults` (it starts the cluster)")
+	brokers, port := os.Getenv("KAFKA_FAULT_BROKERS"), os.Getenv("KAFKA_FAULT_PORT")
+	if brokers == "" || port == "" {
+		const how = "three-broker fault tests need KAFKA_FAULT_BROKERS and KAFKA_FAULT_PORT: run `make test-faults` (it starts the cluster)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true: " + how)
+		}
+		t.Skip(how)
 	}
-	c := &cluster{t: t, brokers: brokers, port: os.Getenv("KAFKA_FAULT_PORT")}
+	c := &cluster{t: t, brokers: brokers, port: port}
 	t.Cleanup(func() {
 		for n := 1; n <= 3; n++ {
 			c.launcher("resume-broker", strconv.Itoa(n)) // harmless when running
