@@ -307,4 +307,3 @@ func (l *Ledger) CheckLog(t testing.TB, p provider.Provider) {
 		}
 	}
 }
-
