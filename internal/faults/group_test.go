@@ -22,7 +22,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rehydrate/rehydrate/event"
 	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
@@ -254,7 +256,7 @@ func groupFault(t *testing.T, f fault, tg target) {
 	waitFor(t, "the member to serve every partition", time.Minute, func() bool {
 		return len(live.Owned()) == groupPartitions
 	})
-	ids := createAccounts(t, live, groupAccounts)
+	ids := createAccounts(t, live, groupAccounts, new(rt.Ledger))
 
 	var j journal
 	ctx, stopLoad := context.WithCancel(t.Context())
@@ -496,12 +498,62 @@ func (c *cluster) groupCoordinatedBy(base, instance string) (group string, node 
 	for i := range 1000 {
 		group = fmt.Sprintf("%s-%d", base, i)
 		node = groups[coordinatorPartition(group, len(groups))]
-		if txns[coordinatorPartition(group+"-"+instance+"-0", len(txns))] == node {
+		txid := group + "-" + instance + "-0"
+		if txns[coordinatorPartition(txid, len(txns))] == node {
+			// The victim is picked with a copy of Kafka's hash: the brokers
+			// must agree, or the test would crash another broker than it
+			// says.
+			c.confirmCoordinator(coordinatorGroup, group, node)
+			c.confirmCoordinator(coordinatorTransaction, txid, node)
 			return group, node
 		}
 	}
 	c.t.Fatalf("no group name %s-N has its group and transactions coordinated by one broker", base)
 	return "", 0
+}
+
+// FindCoordinator's key types.
+const (
+	coordinatorGroup       int8 = 0
+	coordinatorTransaction int8 = 1
+)
+
+// confirmCoordinator fails the test unless the cluster, asked with a
+// FindCoordinator request, names node as the coordinator of key (a group
+// or a transactional id). The coordinators' topics may still be electing
+// leaders: COORDINATOR_NOT_AVAILABLE is asked again, within a deadline.
+func (c *cluster) confirmCoordinator(keyType int8, key string, node int) {
+	c.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.brokers, ",")...))
+	require.NoError(c.t, err)
+	defer cl.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorType = keyType
+		req.CoordinatorKey = key            // v0-v3
+		req.CoordinatorKeys = []string{key} // v4+
+		resp, err := req.RequestWith(ctx, cl)
+		cancel()
+		var got int32
+		var code int16
+		if err == nil {
+			got, code = resp.NodeID, resp.ErrorCode
+			if len(resp.Coordinators) > 0 {
+				got, code = resp.Coordinators[0].NodeID, resp.Coordinators[0].ErrorCode
+			}
+			err = kerr.ErrorForCode(code)
+		}
+		if err == nil {
+			require.Equal(c.t, node, int(got),
+				"FindCoordinator(%q, type %d) names node %d, the test's copy of Kafka's hash node %d", key, keyType, got, node)
+			c.t.Logf("FindCoordinator(%q, type %d): node %d, as the test computed", key, keyType, got)
+			return
+		}
+		require.True(c.t, time.Now().Before(deadline), "FindCoordinator(%q, type %d): %v", key, keyType, err)
+		time.Sleep(200 * time.Millisecond) // a coordinator being elected; polling, bounded by the deadline
+	}
 }
 
 // ensureCoordinators creates the internal topics of groups and

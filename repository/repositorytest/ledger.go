@@ -239,14 +239,16 @@ func wholeOrAbsent(history []int64, cmd []any) string {
 // exactly once, at its aggregate's version, with its payload; no event of
 // a failed command; and no aggregate version twice. It reads every
 // partition up to its end offset (read_committed on a Kafka provider: the
-// caller waits for the last acknowledged transactions to be visible).
-func (l *Ledger) CheckLog(t testing.TB, p provider.Provider) {
+// caller waits for the last acknowledged transactions to be visible). It
+// returns how many acknowledged events the log lacks (or holds another
+// payload for).
+func (l *Ledger) CheckLog(t testing.TB, p provider.Provider) (lost int) {
 	t.Helper()
 	ctx := context.Background()
 	ps, err := p.Partitions(ctx)
 	if err != nil {
 		t.Errorf("ledger: partitions: %v", err)
-		return
+		return 0
 	}
 	type key struct {
 		id      string
@@ -274,7 +276,7 @@ func (l *Ledger) CheckLog(t testing.TB, p provider.Provider) {
 	})
 	if err != nil {
 		t.Errorf("ledger: read the log: %v", err)
-		return
+		return 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -302,8 +304,10 @@ func (l *Ledger) CheckLog(t testing.TB, p provider.Provider) {
 		for v, want := range l.accounts[id].acked {
 			got := logged[key{id, v}]
 			if len(got) == 0 || !reflect.DeepEqual(got[0], want) {
+				lost++
 				t.Errorf("ledger: acknowledged %s version %d %+v, the log holds %v there", id, v, want, got)
 			}
 		}
 	}
+	return lost
 }
