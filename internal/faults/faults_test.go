@@ -334,8 +334,8 @@ func TestBrokersDownDuringRestore(t *testing.T) {
 	var res result
 	select {
 	case res = <-done:
-	case <-time.After(3 * time.Minute):
-		t.Fatal("with every broker down the restore neither finished nor failed in 3 minutes")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("with every broker down the restore neither finished nor failed in 2 minutes")
 	}
 	took := time.Since(downAt)
 	t.Logf("RESULT restore held at %d of %d events while the 3 brokers were killed; it ended %v later: %v",
