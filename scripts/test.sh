@@ -67,7 +67,8 @@ CGO_ENABLED=0 "$GO" build "${PACKAGES[@]}"
 CGO_ENABLED=0 "$GO" vet "${PACKAGES[@]}"
 # internal/faults and internal/security need clusters of their own (make
 # test-faults, make test-security): under CI=true they fail without one.
-mapfile -t TEST_PACKAGES < <(scripts/modules.sh packages)
+packages=$(scripts/modules.sh packages) # fails the script when go list does
+mapfile -t TEST_PACKAGES <<<"$packages"
 "$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" "${TEST_FLAGS[@]}" "${TEST_PACKAGES[@]}"
 # The modules that admit the oldest supported Go, tested with it too (the
 # go command fetches that toolchain through the module proxy).
