@@ -256,7 +256,8 @@ func groupFault(t *testing.T, f fault, tg target) {
 	waitFor(t, "the member to serve every partition", time.Minute, func() bool {
 		return len(live.Owned()) == groupPartitions
 	})
-	ids := createAccounts(t, live, groupAccounts, new(rt.Ledger))
+	var l rt.Ledger
+	ids := createAccounts(t, live, groupAccounts, &l)
 
 	var j journal
 	ctx, stopLoad := context.WithCancel(t.Context())
@@ -314,12 +315,14 @@ func groupFault(t *testing.T, f fault, tg target) {
 		}
 	}
 
-	verifyGroup(t, cfg, live, ids, &j)
+	verifyGroup(t, cfg, live, ids, &j, &l)
 }
 
 // verifyGroup resolves the live repository's unknown outcomes, reads the
-// log read_committed and checks it against the journal and the live state.
-func verifyGroup(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Account], ids []string, j *journal) {
+// log read_committed and checks it against the journal and the live state,
+// and both states against the ledger of the accounts' openings and the
+// journal's commands.
+func verifyGroup(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Account], ids []string, j *journal, l *rt.Ledger) {
 	waitFor(t, "the member to serve every partition again", time.Minute, func() bool {
 		return len(live.Owned()) == groupPartitions
 	})
@@ -452,6 +455,15 @@ func verifyGroup(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.
 	restored := rt.Restored(t, p)
 	assert.Zero(t, restored.Stats().Duplicates, "no version was appended twice")
 	assert.Equal(t, snapshot(t, live, ids), snapshot(t, restored, ids), "restore(log) == the live state")
+	for _, c := range j.commands {
+		events := make([]any, len(c.amounts))
+		for i, a := range c.amounts {
+			events[i] = rt.Deposited{Amount: a}
+		}
+		l.Record(c.account, events, repository.Result{Version: c.version}, c.err)
+	}
+	l.Check(t, live)
+	l.Check(t, restored)
 }
 
 func head(vs []uint64, i int) []uint64 { return vs[max(0, i-3):min(len(vs), i+3)] }
@@ -575,8 +587,16 @@ func (c *cluster) ensureCoordinators() {
 	}
 	cfg := c.topic(1, 10*time.Second)
 	p := open(c.t, cfg)
-	m, err := p.JoinGroup(c.t.Context(), provider.GroupConfig{Group: cfg.Topic})
-	require.NoError(c.t, err, "join a group to create the coordinators' topics")
+	// On a fresh cluster the brokers may not all know the new topic yet.
+	var m provider.Member
+	waitFor(c.t, "a member of a group, to create the coordinators' topics", time.Minute, func() bool {
+		var err error
+		m, err = p.JoinGroup(c.t.Context(), provider.GroupConfig{Group: cfg.Topic})
+		if err != nil {
+			c.t.Logf("join a group to create the coordinators' topics: %v (again)", err)
+		}
+		return err == nil
+	})
 	require.NoError(c.t, m.Close())
 	waitFor(c.t, "the coordinators' topics", time.Minute, ready)
 }
