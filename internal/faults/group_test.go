@@ -260,6 +260,19 @@ func groupFault(t *testing.T, f fault, tg target) {
 	ids := createAccounts(t, live, groupAccounts, &l)
 
 	var j journal
+	defer func() {
+		if t.Failed() {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			t.Logf("journal when the test failed: acknowledged=%d unknown=%d failed=%d unresolved=%d",
+				j.counts[acked].Load(), j.counts[unknown].Load(), j.counts[failed].Load(), j.counts[unresolved].Load())
+			for o, kinds := range j.kinds {
+				for k, n := range kinds {
+					t.Logf("  %s ×%d: %s", o, n, k)
+				}
+			}
+		}
+	}()
 	ctx, stopLoad := context.WithCancel(t.Context())
 	defer stopLoad()
 	wg := j.run(ctx, live, ids)
