@@ -25,13 +25,19 @@ KAFKA_BACKEND = $(shell \
 	else echo local; fi)
 COMPOSE = docker compose -f $(COMPOSE_FILE)
 
-.PHONY: help test test-faults test-security fuzz vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
+.PHONY: help test test-e2e test-kfake test-faults test-security fuzz vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: ## go vet + go test -race against a real Kafka (starts/stops one when KAFKA_BROKERS is unset)
 	@bash scripts/test.sh
+
+test-e2e: ## the end-to-end tests (examples/e2e) once per client of KAFKA_CLIENTS (default "confluent franz"), on the Kafka make test uses
+	@bash scripts/test.sh e2e
+
+test-kfake: ## go test -race as without a broker (KAFKA_BROKERS and CI unset): the suites run on kfake; not internal/faults, internal/security
+	@bash scripts/test-kfake.sh
 
 test-faults: ## the fault tests (internal/faults) on a three-broker Kafka they may crash (docker/kafka-local --brokers 3)
 	@bash scripts/test-faults.sh

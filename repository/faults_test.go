@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -236,7 +237,12 @@ func TestRestoreErrorSurvivesALateCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	r := rt.NewRepository(t, &cancellingProvider{Provider: mem, cancel: cancel})
 	_, err := r.Restore(ctx)
-	require.Error(t, err, "a version gap is never hidden by a cancelled context")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.Canceled, "a version gap is never hidden by a cancelled context")
+	var re *event.RecordError
+	require.ErrorAs(t, err, &re, "the gap, with its partition and offset: %v", err)
+	assert.Equal(t, event.RecordError{Partition: 0, Offset: 2, Err: re.Err}, *re)
+	assert.ErrorContains(t, err, "version gap: event version 4 after version 2")
 	_, _, err = r.Get("a")
 	assert.ErrorIs(t, err, repository.ErrNotReady)
 }
@@ -294,10 +300,17 @@ func TestASlowAppendBlocksOnlyItsAggregate(t *testing.T) {
 	_, err := r.Create(t.Context(), "new", rt.Open("z"))
 	require.NoError(t, err, "a create in the same partition goes through")
 
+	// Len visits every aggregate under its lock: it waits for the append
+	// of "slow" instead of counting a state in the middle of a command.
 	lenDone := make(chan int, 1)
-	go func() { lenDone <- r.Len() }() // waits for "slow"
+	go func() { lenDone <- r.Len() }()
 	_, _, err = r.Get("other")
 	require.NoError(t, err, "a reader of another aggregate is not held up")
+	select {
+	case n := <-lenDone:
+		t.Fatalf("Len returned %d while the append of slow held its lock", n)
+	case <-time.After(100 * time.Millisecond): // checking an absence, bounded
+	}
 
 	close(s.release)
 	require.NoError(t, <-slowDone)

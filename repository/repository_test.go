@@ -79,30 +79,33 @@ func TestCommandsAndTheirErrors(t *testing.T) {
 		name string
 		run  func() error
 		is   error
+		has  string // in the message, where no sentinel says it
 	}{
-		{"create existing", func() error { _, err := r.Create(ctx, "a", rt.Open("x")); return err }, repository.ErrExists},
-		{"change missing", func() error { _, err := r.Execute(ctx, "nobody", rt.Deposit(1)); return err }, repository.ErrNotFound},
+		{"create existing", func() error { _, err := r.Create(ctx, "a", rt.Open("x")); return err }, repository.ErrExists, ""},
+		{"change missing", func() error { _, err := r.Execute(ctx, "nobody", rt.Deposit(1)); return err }, repository.ErrNotFound, ""},
 		{"expected version", func() error {
 			_, err := r.Execute(ctx, "a", rt.Deposit(1), repository.ExpectVersion(2))
 			return err
-		}, repository.ErrConcurrency},
-		{"invalid event", func() error { _, err := r.Execute(ctx, "a", rt.Deposit(0)); return err }, event.ErrInvalid},
+		}, repository.ErrConcurrency, ""},
+		{"invalid event", func() error { _, err := r.Execute(ctx, "a", rt.Deposit(0)); return err }, event.ErrInvalid, ""},
 		{"unregistered event", func() error {
 			_, err := r.Execute(ctx, "a", func(rt.Account) ([]any, error) { return []any{struct{ X int }{}}, nil })
 			return err
-		}, event.ErrUnknownType},
+		}, event.ErrUnknownType, ""},
 		{"command error", func() error {
 			_, err := r.Execute(ctx, "a", func(rt.Account) ([]any, error) { return nil, errTest })
 			return err
-		}, errTest},
-		{"empty id", func() error { _, err := r.Create(ctx, "", rt.Open("x")); return err }, nil},
+		}, errTest, ""},
+		{"empty id", func() error { _, err := r.Create(ctx, "", rt.Open("x")); return err }, nil, "repository: empty aggregate id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run()
 			require.Error(t, err)
+			require.True(t, tc.is != nil || tc.has != "", "the case names the error it expects")
 			if tc.is != nil {
 				assert.ErrorIs(t, err, tc.is)
 			}
+			assert.ErrorContains(t, err, tc.has)
 		})
 	}
 	assert.Equal(t, before, endOffsets(t, p), "refused commands append nothing")
@@ -188,11 +191,12 @@ func TestRestoreRefusesWhatItCannotApply(t *testing.T) {
 		name  string
 		after event.Envelope
 		is    error
+		has   string // in the message, where no sentinel says it
 	}{
-		{"unknown type", unknown, event.ErrUnknownType},
-		{"undecodable payload", garbage, event.ErrMalformed},
-		{"version gap", rawEvent(t, "a", 3, rt.Deposited{Amount: 1}), nil},
-		{"event after deletion", rawEvent(t, "a", 3, rt.Deposited{Amount: 1}), nil},
+		{"unknown type", unknown, event.ErrUnknownType, `"Withdrawn"`},
+		{"undecodable payload", garbage, event.ErrMalformed, "aggregate a"},
+		{"version gap", rawEvent(t, "a", 3, rt.Deposited{Amount: 1}), nil, "aggregate a: version gap: event version 3 after version 1"},
+		{"event after deletion", rawEvent(t, "a", 3, rt.Deposited{Amount: 1}), nil, "aggregate a: event Deposited (version 3) after the aggregate was deleted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newMemory(t, 2)
@@ -207,6 +211,7 @@ func TestRestoreRefusesWhatItCannotApply(t *testing.T) {
 			if tc.is != nil {
 				assert.ErrorIs(t, err, tc.is)
 			}
+			assert.ErrorContains(t, err, tc.has)
 			var re *event.RecordError
 			require.ErrorAs(t, err, &re)
 			assert.Equal(t, provider.PartitionFor([]byte("a"), 2), re.Partition)
@@ -303,7 +308,7 @@ func TestConflictingWriterIsDetectedByFollow(t *testing.T) {
 func TestRestoreTwiceIsRefused(t *testing.T) {
 	r := rt.Restored(t, newMemory(t, 1))
 	_, err := r.Restore(t.Context())
-	assert.Error(t, err)
+	assert.EqualError(t, err, "repository: Restore called twice")
 }
 
 func TestNewRefusesBadHandlers(t *testing.T) {
@@ -315,7 +320,9 @@ func TestNewRefusesBadHandlers(t *testing.T) {
 		repository.On(func(a *struct{}, e rt.Opened) {}))
 	assert.ErrorContains(t, err, "aggregate type")
 	_, err = repository.New[rt.Account](nil, rt.Registry(t))
-	assert.Error(t, err)
+	assert.EqualError(t, err, "repository: nil provider or registry")
+	_, err = repository.New[rt.Account](p, nil)
+	assert.EqualError(t, err, "repository: nil provider or registry")
 }
 
 // Handlers registered with OnEnvelope see the event's envelope, in a

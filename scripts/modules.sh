@@ -4,6 +4,10 @@
 #   modules.sh dirs      each module's directory, relative to the root
 #   modules.sh patterns  a ./dir/... package pattern per module, for one go
 #                        command over the whole workspace
+#   modules.sh packages  every package of the workspace but those that need a
+#                        cluster of their own (internal/faults: make
+#                        test-faults; internal/security: make test-security),
+#                        one a line
 #   modules.sh tidy      fail when a module's go.mod or go.sum is not what
 #                        `go mod tidy` makes of it, built on its own (GOWORK=off)
 #   modules.sh lean      fail when a new module that imports repository and
@@ -28,6 +32,11 @@ dirs) dirs ;;
 patterns)
   out=$(dirs) || exit 1
   sed 's#$#/...#' <<<"$out" | tr '\n' ' '
+  ;;
+packages)
+  out=$(dirs) || exit 1
+  # shellcheck disable=SC2046 # one pattern per module
+  "$GO" list $(sed 's#$#/...#' <<<"$out") | grep -v -x -e '.*/internal/faults' -e '.*/internal/security'
   ;;
 tidy)
   out=$(dirs) || exit 1

@@ -4,8 +4,9 @@
 # here with docker/kafka-local on KAFKA_FAULT_PORT (default 9192, 9193, 9194)
 # and stopped afterwards, also when the tests fail. They run once per Kafka
 # client of KAFKA_CLIENTS (default "confluent franz"; KAFKA_CLIENT selects
-# the provider, internal/kafkaclient). The exit code is the first failing
-# run's, else 0.
+# the provider, internal/kafkaclient). Without its cluster the run fails
+# (CI=true: the tests fail instead of skipping). The exit code is the first
+# failing run's, else 0.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -25,7 +26,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 KAFKA_FAULT_BROKERS=$(KAFKA_PORT=$KAFKA_FAULT_PORT docker/kafka-local start --brokers 3 | tail -n 1)
+if [[ -z $KAFKA_FAULT_BROKERS ]]; then
+  echo "test-faults.sh: docker/kafka-local start --brokers 3 printed no broker list" >&2
+  exit 1
+fi
 export KAFKA_FAULT_BROKERS
+# The tests fail, not skip, should the cluster's variables not reach them.
+export CI=true
 echo "test-faults.sh: KAFKA_FAULT_BROKERS=$KAFKA_FAULT_BROKERS" >&2
 rc=0
 for client in ${KAFKA_CLIENTS:-confluent franz}; do

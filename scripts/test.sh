@@ -5,6 +5,11 @@
 # is used and left running; otherwise `make kafka-up` starts one, and
 # `make kafka-down` stops it afterwards (also when vet or the tests fail).
 # The exit code is vet's or the tests'.
+#
+# `scripts/test.sh e2e` (`make test-e2e`) runs, on that same Kafka, only the
+# end-to-end tests (examples/e2e), once per client of KAFKA_CLIENTS (default
+# "confluent franz"; KAFKA_CLIENT selects the provider, internal/kafkaclient);
+# the exit code is the first failing run's.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -39,6 +44,17 @@ if [[ -z ${KAFKA_BROKERS:-} ]]; then
 fi
 echo "test.sh: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
 
+if [[ ${1:-} == e2e ]]; then
+  rc=0
+  for client in ${KAFKA_CLIENTS:-confluent franz}; do
+    echo "test.sh: examples/e2e with KAFKA_CLIENT=$client" >&2
+    status=0
+    KAFKA_CLIENT=$client "$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" "${TEST_FLAGS[@]}" ./examples/e2e/ || status=$?
+    if ((status != 0 && rc == 0)); then rc=$status; fi
+  done
+  exit "$rc"
+fi
+
 # Every module of the workspace (go.work): the library, its adapters, the
 # examples, the CLI, the bench and the test suites' own modules.
 read -r -a PACKAGES <<<"$(scripts/modules.sh patterns)"
@@ -49,7 +65,11 @@ scripts/modules.sh lean
 # the examples then run on franz-go (internal/kafkaclient).
 CGO_ENABLED=0 "$GO" build "${PACKAGES[@]}"
 CGO_ENABLED=0 "$GO" vet "${PACKAGES[@]}"
-"$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" "${TEST_FLAGS[@]}" "${PACKAGES[@]}"
+# internal/faults and internal/security need clusters of their own (make
+# test-faults, make test-security): under CI=true they fail without one.
+packages=$(scripts/modules.sh packages) # fails the script when go list does
+mapfile -t TEST_PACKAGES <<<"$packages"
+"$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" "${TEST_FLAGS[@]}" "${TEST_PACKAGES[@]}"
 # The modules that admit the oldest supported Go, tested with it too (the
 # go command fetches that toolchain through the module proxy).
 scripts/modules.sh oldest

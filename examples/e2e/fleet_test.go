@@ -78,8 +78,34 @@ type fleetLoad struct {
 	ok      atomic.Int64
 	refused atomic.Int64   // 503: not served here now, nothing changed
 	why     map[string]int // 503 bodies, counted
+	calls   []call         // every request, in the order they ended
 	stop    chan struct{}
 	wg      sync.WaitGroup
+}
+
+// call is one request of the load and what it got.
+type call struct {
+	writer     *service
+	id         string
+	names      [2]string
+	start, end time.Time
+	status     int
+	body       []byte
+	err        error
+	version    uint64 // of a 200
+}
+
+// callsTo returns the requests to w that ok accepts.
+func (l *fleetLoad) callsTo(w *service, ok func(call) bool) []call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []call
+	for _, c := range l.calls {
+		if c.writer == w && ok(c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func newFleetLoad(t *testing.T, ids []string, writers ...*service) *fleetLoad {
@@ -116,7 +142,14 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 	id := l.ids[rng.IntN(len(l.ids))]
 	n := l.seq.Add(1)
 	names := [2]string{"First" + strconv.FormatInt(n, 36), "Last" + strconv.FormatInt(n, 36)}
+	c := call{writer: w, id: id, names: names, start: time.Now()}
 	status, body, err := w.call(http.MethodPut, "/users/"+id, jsonBody(map[string]string{"first_name": names[0], "last_name": names[1]}), nil)
+	c.end, c.status, c.body, c.err = time.Now(), status, body, err
+	defer func() {
+		l.mu.Lock()
+		l.calls = append(l.calls, c)
+		l.mu.Unlock()
+	}()
 	switch {
 	case err != nil:
 		if !isTransport(err) {
@@ -129,6 +162,7 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 			return
 		}
 		l.ok.Add(1)
+		c.version = a.Version
 		l.mu.Lock()
 		if l.acks[id] == nil {
 			l.acks[id] = map[uint64][2]string{}
@@ -289,9 +323,10 @@ func TestKill9OneOfThreeWritersLosesNothing(t *testing.T) {
 
 // A writer paused (SIGSTOP) past its session timeout is a zombie: the
 // group gives its partitions to the other writer while the clients' requests
-// to it hang. Resumed (SIGCONT), it finishes those requests: whatever it
+// to it hang. Resumed (SIGCONT), it answers those requests: whatever it
 // acknowledges is in the log at its version, because the brokers refuse
-// every transaction of a member the group dropped.
+// every transaction of a member the group dropped, and whatever it refuses
+// with a known outcome is not in the log at all.
 func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 	tp := newTopic(t)
 	session := []string{"KAFKA_SESSION_TIMEOUT=6s"}
@@ -305,8 +340,8 @@ func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 	eventually(t, "updates acknowledged by both writers", func() (bool, string) {
 		return load.ok.Load() > 300, fmt.Sprint(load.ok.Load())
 	})
-	require.NoError(t, a.signal(syscall.SIGSTOP))
 	paused := time.Now()
+	require.NoError(t, a.signal(syscall.SIGSTOP))
 	load.setWriters(b) // a's clients hang until it resumes
 	b.waitServing(6)
 	t.Logf("b serves every partition %v after a was paused", time.Since(paused).Round(100*time.Millisecond))
@@ -314,6 +349,7 @@ func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 	eventually(t, "b serves the load alone", func() (bool, string) {
 		return load.ok.Load() > at+200, fmt.Sprint(load.ok.Load() - at)
 	})
+	resumed := time.Now()
 	require.NoError(t, a.signal(syscall.SIGCONT))
 	// a's hung requests end now, and new ones go to both again.
 	load.setWriters(a, b)
@@ -322,6 +358,37 @@ func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 		return load.ok.Load() > at+300, fmt.Sprint(load.ok.Load() - at)
 	})
 	load.halt()
-	load.checkTopic(tp)
+	rs := load.checkTopic(tp)
 	t.Logf("%d updates acknowledged, %d answered 503: %v", load.ok.Load(), load.refused.Load(), load.why)
+
+	// What the zombie answered after it resumed, to the requests that hung
+	// while it was paused.
+	hung := load.callsTo(a, func(c call) bool {
+		return c.start.Before(paused) && (c.end.After(resumed) || c.err != nil && c.end.After(paused))
+	})
+	require.NotEmpty(t, hung, "no request to a was in flight while it was paused: the zombie was not tried")
+	var acked, refused, unknown int
+	for _, c := range hung {
+		require.NoError(t, c.err, "a's answer to the PUT of %s that hung while it was paused %v (the client gives up after %v)",
+			c.id, resumed.Sub(paused).Round(100*time.Millisecond), client.Timeout)
+		var body struct {
+			OutcomeUnknown *bool `json:"outcome_unknown"`
+		}
+		_ = jsonUnmarshal(c.body, &body)
+		switch {
+		case c.status == http.StatusOK:
+			acked++
+			got, ok := rs[c.id].names[c.version]
+			assert.True(t, ok && got == c.names, "a acknowledged %s version %d %v after resuming; the log has %v there", c.id, c.version, c.names, got)
+		case c.status == http.StatusServiceUnavailable && body.OutcomeUnknown != nil && *body.OutcomeUnknown:
+			unknown++ // in the log whole or not at all: checkTopic saw every version once
+		default:
+			refused++
+			for v, names := range rs[c.id].names {
+				assert.NotEqual(t, c.names, names, "a refused the PUT of %s (%d %s) after resuming, but the log has it at version %d", c.id, c.status, c.body, v)
+			}
+		}
+	}
+	t.Logf("RESULT paused %v, a answered its %d hung requests after resuming: %d acknowledged (each in the log at its version), %d refused (none in the log), %d with an unknown outcome",
+		resumed.Sub(paused).Round(100*time.Millisecond), len(hung), acked, refused, unknown)
 }

@@ -22,7 +22,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rehydrate/rehydrate/event"
 	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
@@ -254,9 +256,23 @@ func groupFault(t *testing.T, f fault, tg target) {
 	waitFor(t, "the member to serve every partition", time.Minute, func() bool {
 		return len(live.Owned()) == groupPartitions
 	})
-	ids := createAccounts(t, live, groupAccounts)
+	var l rt.Ledger
+	ids := createAccounts(t, live, groupAccounts, &l)
 
 	var j journal
+	defer func() {
+		if t.Failed() {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			t.Logf("journal when the test failed: acknowledged=%d unknown=%d failed=%d unresolved=%d",
+				j.counts[acked].Load(), j.counts[unknown].Load(), j.counts[failed].Load(), j.counts[unresolved].Load())
+			for o, kinds := range j.kinds {
+				for k, n := range kinds {
+					t.Logf("  %s ×%d: %s", o, n, k)
+				}
+			}
+		}
+	}()
 	ctx, stopLoad := context.WithCancel(t.Context())
 	defer stopLoad()
 	wg := j.run(ctx, live, ids)
@@ -312,12 +328,14 @@ func groupFault(t *testing.T, f fault, tg target) {
 		}
 	}
 
-	verifyGroup(t, cfg, live, ids, &j)
+	verifyGroup(t, cfg, live, ids, &j, &l)
 }
 
 // verifyGroup resolves the live repository's unknown outcomes, reads the
-// log read_committed and checks it against the journal and the live state.
-func verifyGroup(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Account], ids []string, j *journal) {
+// log read_committed and checks it against the journal and the live state,
+// and both states against the ledger of the accounts' openings and the
+// journal's commands.
+func verifyGroup(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Account], ids []string, j *journal, l *rt.Ledger) {
 	waitFor(t, "the member to serve every partition again", time.Minute, func() bool {
 		return len(live.Owned()) == groupPartitions
 	})
@@ -450,6 +468,15 @@ func verifyGroup(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.
 	restored := rt.Restored(t, p)
 	assert.Zero(t, restored.Stats().Duplicates, "no version was appended twice")
 	assert.Equal(t, snapshot(t, live, ids), snapshot(t, restored, ids), "restore(log) == the live state")
+	for _, c := range j.commands {
+		events := make([]any, len(c.amounts))
+		for i, a := range c.amounts {
+			events[i] = rt.Deposited{Amount: a}
+		}
+		l.Record(c.account, events, repository.Result{Version: c.version}, c.err)
+	}
+	l.Check(t, live)
+	l.Check(t, restored)
 }
 
 func head(vs []uint64, i int) []uint64 { return vs[max(0, i-3):min(len(vs), i+3)] }
@@ -496,12 +523,62 @@ func (c *cluster) groupCoordinatedBy(base, instance string) (group string, node 
 	for i := range 1000 {
 		group = fmt.Sprintf("%s-%d", base, i)
 		node = groups[coordinatorPartition(group, len(groups))]
-		if txns[coordinatorPartition(group+"-"+instance+"-0", len(txns))] == node {
+		txid := group + "-" + instance + "-0"
+		if txns[coordinatorPartition(txid, len(txns))] == node {
+			// The victim is picked with a copy of Kafka's hash: the brokers
+			// must agree, or the test would crash another broker than it
+			// says.
+			c.confirmCoordinator(coordinatorGroup, group, node)
+			c.confirmCoordinator(coordinatorTransaction, txid, node)
 			return group, node
 		}
 	}
 	c.t.Fatalf("no group name %s-N has its group and transactions coordinated by one broker", base)
 	return "", 0
+}
+
+// FindCoordinator's key types.
+const (
+	coordinatorGroup       int8 = 0
+	coordinatorTransaction int8 = 1
+)
+
+// confirmCoordinator fails the test unless the cluster, asked with a
+// FindCoordinator request, names node as the coordinator of key (a group
+// or a transactional id). The coordinators' topics may still be electing
+// leaders: COORDINATOR_NOT_AVAILABLE is asked again, within a deadline.
+func (c *cluster) confirmCoordinator(keyType int8, key string, node int) {
+	c.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.brokers, ",")...))
+	require.NoError(c.t, err)
+	defer cl.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorType = keyType
+		req.CoordinatorKey = key            // v0-v3
+		req.CoordinatorKeys = []string{key} // v4+
+		resp, err := req.RequestWith(ctx, cl)
+		cancel()
+		var got int32
+		var code int16
+		if err == nil {
+			got, code = resp.NodeID, resp.ErrorCode
+			if len(resp.Coordinators) > 0 {
+				got, code = resp.Coordinators[0].NodeID, resp.Coordinators[0].ErrorCode
+			}
+			err = kerr.ErrorForCode(code)
+		}
+		if err == nil {
+			require.Equal(c.t, node, int(got),
+				"FindCoordinator(%q, type %d) names node %d, the test's copy of Kafka's hash node %d", key, keyType, got, node)
+			c.t.Logf("FindCoordinator(%q, type %d): node %d, as the test computed", key, keyType, got)
+			return
+		}
+		require.True(c.t, time.Now().Before(deadline), "FindCoordinator(%q, type %d): %v", key, keyType, err)
+		time.Sleep(200 * time.Millisecond) // a coordinator being elected; polling, bounded by the deadline
+	}
 }
 
 // ensureCoordinators creates the internal topics of groups and
@@ -523,8 +600,16 @@ func (c *cluster) ensureCoordinators() {
 	}
 	cfg := c.topic(1, 10*time.Second)
 	p := open(c.t, cfg)
-	m, err := p.JoinGroup(c.t.Context(), provider.GroupConfig{Group: cfg.Topic})
-	require.NoError(c.t, err, "join a group to create the coordinators' topics")
+	// On a fresh cluster the brokers may not all know the new topic yet.
+	var m provider.Member
+	waitFor(c.t, "a member of a group, to create the coordinators' topics", time.Minute, func() bool {
+		var err error
+		m, err = p.JoinGroup(c.t.Context(), provider.GroupConfig{Group: cfg.Topic})
+		if err != nil {
+			c.t.Logf("join a group to create the coordinators' topics: %v (again)", err)
+		}
+		return err == nil
+	})
 	require.NoError(c.t, m.Close())
 	waitFor(c.t, "the coordinators' topics", time.Minute, ready)
 }

@@ -35,7 +35,8 @@ var secureTopicSeq atomic.Int64
 
 // newSecureBroker reads the KAFKA_SECURE_* variables `kafka-local
 // secure-env` prints, or skips: neither kfake nor `make test`'s broker has
-// TLS, SASL or ACLs.
+// TLS, SASL or ACLs. Under CI=true a missing secured broker fails instead
+// (as kafkatest.Brokers does).
 func newSecureBroker(t *testing.T) secureBroker {
 	t.Helper()
 	get := func(k string) string { return os.Getenv("KAFKA_SECURE_" + k) }
@@ -45,7 +46,11 @@ func newSecureBroker(t *testing.T) secureBroker {
 		scramMechanism: get("SCRAM_MECHANISM"), scramUser: get("SCRAM_USER"), scramPassword: get("SCRAM_PASSWORD"),
 	}
 	if b.ssl == "" {
-		t.Skip("no secured broker: KAFKA_SECURE_SSL is unset (run `make test-security`)")
+		const how = "no secured broker: KAFKA_SECURE_SSL is unset (run `make test-security`)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true: " + how)
+		}
+		t.Skip(how)
 	}
 	for k, v := range map[string]string{"ADMIN": b.admin, "SASL": b.sasl, "CA": b.ca, "TLS_DIR": b.tlsDir,
 		"KEY_PASSWORD": b.keyPassword, "SCRAM_MECHANISM": b.scramMechanism, "SCRAM_USER": b.scramUser, "SCRAM_PASSWORD": b.scramPassword} {

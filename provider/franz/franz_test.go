@@ -26,7 +26,7 @@ func TestSnapshotSuite(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	_, err := franz.New(franz.Config{})
-	require.Error(t, err)
+	require.EqualError(t, err, "kafka: Brokers is empty\nkafka: Topic is empty", "every problem at once")
 }
 
 func BenchmarkExecuteFranz(b *testing.B) {

@@ -84,7 +84,7 @@ func newMemory(t *testing.T, partitions int) *memory.Provider {
 func TestJoinGroupRefusesNoName(t *testing.T) {
 	p := newMemory(t, 2)
 	_, err := p.JoinGroup(t.Context(), provider.GroupConfig{})
-	require.Error(t, err)
+	require.EqualError(t, err, "memory: join group: no group name")
 }
 
 func TestJoinGroupRefusesDoneContext(t *testing.T) {
@@ -213,6 +213,6 @@ func TestPlainAppendBesideGroup(t *testing.T) {
 	_, err = m.Append(t.Context(), []event.Record{{Key: []byte("k"), Value: []byte("v")}})
 	require.NoError(t, err)
 	_, err = m.Append(t.Context(), []event.Record{{Value: []byte("no key")}})
-	require.Error(t, err)
+	require.ErrorContains(t, err, "memory: append record 0: empty key")
 	require.NotErrorIs(t, err, provider.ErrNotOwner)
 }

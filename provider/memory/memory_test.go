@@ -23,5 +23,5 @@ func TestConformance(t *testing.T) {
 
 func TestNewRefusesNoPartitions(t *testing.T) {
 	_, err := memory.New(0)
-	require.Error(t, err)
+	require.EqualError(t, err, "memory: 0 partitions: need at least 1")
 }

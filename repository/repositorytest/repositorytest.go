@@ -143,19 +143,25 @@ func stateOf(r *repository.Repository[Account]) states {
 }
 
 // testRestoredEqualsLive is the property the repository exists for: random
-// commands from many goroutines, then a fresh repository restored from the
-// same log equals the live one, aggregate by aggregate.
+// commands from many goroutines, then the live repository, the log and a
+// fresh repository restored from it hold what was acknowledged (a Ledger,
+// which folds the acknowledged events itself), and the restore equals the
+// live one, aggregate by aggregate.
 func testRestoredEqualsLive(t *testing.T, newProvider NewProvider) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			p, reopen := newProvider(t, 4)
 			live := Restored(t, p)
 			var wg sync.WaitGroup
-			ok := runCommands(t, live, seed, 8, 40, &wg)
+			var l Ledger
+			ok := runCommands(t, live, seed, 8, 40, &wg, &l)
 			wg.Wait()
 			require.Positive(t, ok.Load())
 
+			l.Check(t, live)
+			l.CheckLog(t, reopen())
 			restored := Restored(t, reopen())
+			l.Check(t, restored)
 			assert.Equal(t, stateOf(live), stateOf(restored))
 			assert.Equal(t, live.Len(), restored.Len())
 		})
@@ -163,9 +169,10 @@ func testRestoredEqualsLive(t *testing.T, newProvider NewProvider) {
 }
 
 // runCommands starts random commands on r: workers goroutines run
-// commandsEach each, on 30 accounts. It returns the count of those that
+// commandsEach each, on 30 accounts, with deposits of distinct amounts
+// (some invalid), recording each in l. It returns the count of those that
 // succeeded, final once wg is done.
-func runCommands(t *testing.T, r *repository.Repository[Account], seed uint64, workers, commandsEach int, wg *sync.WaitGroup) *atomic.Int64 {
+func runCommands(t *testing.T, r *repository.Repository[Account], seed uint64, workers, commandsEach int, wg *sync.WaitGroup, l *Ledger) *atomic.Int64 {
 	const accounts = 30
 	var ok atomic.Int64
 	for w := range workers {
@@ -175,19 +182,27 @@ func runCommands(t *testing.T, r *repository.Repository[Account], seed uint64, w
 			defer cancel()
 			for range commandsEach {
 				id := fmt.Sprintf("acct-%d", rng.IntN(accounts))
+				var events []any
+				var res repository.Result
 				var err error
 				switch n := rng.IntN(10); {
 				case n < 2:
-					_, err = r.Create(ctx, id, Open("owner-"+id))
+					events = []any{Opened{Owner: "owner-" + id}}
+					res, err = r.Create(ctx, id, Open("owner-"+id))
 				case n < 9:
-					amounts := make([]int64, 1+rng.IntN(3))
-					for i := range amounts {
-						amounts[i] = rng.Int64N(100) - 30
+					amounts := l.Amounts(1 + rng.IntN(3))
+					if rng.IntN(20) == 0 {
+						amounts[rng.IntN(len(amounts))] = 0 // invalid: the whole command is refused
 					}
-					_, err = r.Execute(ctx, id, Deposit(amounts...))
+					for _, a := range amounts {
+						events = append(events, Deposited{Amount: a})
+					}
+					res, err = r.Execute(ctx, id, Deposit(amounts...))
 				default:
-					_, err = r.Execute(ctx, id, Close())
+					events = []any{Closed{}}
+					res, err = r.Execute(ctx, id, Close())
 				}
+				l.Record(id, events, res, err)
 				switch {
 				case err == nil:
 					ok.Add(1)

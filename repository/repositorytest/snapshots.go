@@ -48,10 +48,11 @@ func testSnapshotPlusTail(t *testing.T, events, snapshots NewProvider) {
 			ctx := t.Context()
 			rng := rand.New(rand.NewPCG(seed, 99))
 			taken := 0
+			var l Ledger
 			for burst := range 3 + rng.IntN(3) {
 				// Snapshots while commands run: copies race with appends.
 				var wg sync.WaitGroup
-				runCommands(t, live, seed*10+uint64(burst), 4, 25, &wg)
+				runCommands(t, live, seed*10+uint64(burst), 4, 25, &wg, &l)
 				for range 1 + rng.IntN(3) {
 					require.NoError(t, live.Snapshot(ctx))
 					taken++
@@ -61,10 +62,11 @@ func testSnapshotPlusTail(t *testing.T, events, snapshots NewProvider) {
 			// A tail after the last snapshot, for some seeds.
 			if seed%2 == 1 {
 				var wg sync.WaitGroup
-				runCommands(t, live, seed*100, 4, 25, &wg)
+				runCommands(t, live, seed*100, 4, 25, &wg, &l)
 				wg.Wait()
 			}
 
+			l.Check(t, live)
 			want := stateOf(live)
 			replayed := Restored(t, reopen())
 			assert.Equal(t, want, stateOf(replayed), "restore(full replay) == live")
@@ -72,6 +74,7 @@ func testSnapshotPlusTail(t *testing.T, events, snapshots NewProvider) {
 			fromSnap := Restored(t, reopen(), repository.WithSnapshots(Store(t, sreopen()), manualSnapshots))
 			t.Cleanup(func() { _ = fromSnap.Close() })
 			assert.Equal(t, want, stateOf(fromSnap), "restore(snapshot + tail) == live")
+			l.Check(t, fromSnap)
 			used := 0
 			for _, ps := range fromSnap.Stats().Partitions {
 				if ps.Snapshot >= 0 {
