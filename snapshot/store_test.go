@@ -241,7 +241,7 @@ func TestMissingPartitionIsNoSnapshot(t *testing.T) {
 	require.Len(t, got.Rejected, 1)
 	assert.Contains(t, got.Rejected[0].Err.Error(), "no partition 3")
 	err := s.Save(t.Context(), snap(3, 10, 1))
-	require.Error(t, err)
+	require.ErrorContains(t, err, "snapshot: save partition 3 at offset 10")
 }
 
 func TestNewStoreNeedsPartitionAppender(t *testing.T) {
