@@ -144,6 +144,10 @@ func TestRunnerStopsAnywhere(t *testing.T) {
 			Name: "users", Provider: p, Store: store, Handler: h, Mode: provider.ReplayThenFollow, BatchSize: 1 + rng.IntN(9),
 		})
 		require.NoError(t, err)
+		go func() {
+			<-r.CaughtUp() // when the stop comes later than the events: stop anyway
+			cancel()
+		}()
 		err = r.Run(ctx)
 		require.ErrorIs(t, err, context.Canceled, "round %d", round)
 		cancel()
