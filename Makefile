@@ -25,13 +25,16 @@ KAFKA_BACKEND = $(shell \
 	else echo local; fi)
 COMPOSE = docker compose -f $(COMPOSE_FILE)
 
-.PHONY: help test test-faults test-security fuzz vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
+.PHONY: help test test-db test-faults test-security fuzz vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: ## go vet + go test -race against a real Kafka (starts/stops one when KAFKA_BROKERS is unset)
 	@bash scripts/test.sh
+
+test-db: ## the long projection tests (internal/projections) on a real PostgreSQL (docker/postgres-local when DATABASE_URL is unset) and Kafka
+	@bash scripts/test-db.sh
 
 test-faults: ## the fault tests (internal/faults) on a three-broker Kafka they may crash (docker/kafka-local --brokers 3)
 	@bash scripts/test-faults.sh

@@ -63,6 +63,7 @@ func (r *Runner[Tx]) runGroup(outer context.Context) error {
 		Group:    r.cfg.Group,
 		Instance: r.cfg.Instance,
 		OnAssigned: func(ps []int32) {
+			r.log.Info("projection: partitions assigned", "partitions", ps)
 			for _, p := range ps {
 				wctx, wcancel := context.WithCancel(ctx)
 				w := &worker{cancel: wcancel, done: make(chan struct{})}
@@ -76,10 +77,12 @@ func (r *Runner[Tx]) runGroup(outer context.Context) error {
 					err := r.serve(wctx, []int32{p})
 					switch {
 					case wctx.Err() != nil:
+						if err != nil && !errors.Is(err, context.Canceled) {
+							r.log.Info("projection: partition stopped", "partition", p, "err", err)
+						}
 					case errors.Is(err, ErrFenced):
 						// Another reader claimed it: the group has moved it
 						// on, and this reader hears of it next.
-						r.log.Warn("projection: partition taken over by another reader", "partition", p, "err", err)
 					case err != nil:
 						cancel(err)
 					}
@@ -90,7 +93,10 @@ func (r *Runner[Tx]) runGroup(outer context.Context) error {
 			r.mu.Unlock()
 			r.checkCaughtUp()
 		},
-		OnRevoked: func(ps []int32, _ bool) { stop(ps) },
+		OnRevoked: func(ps []int32, lost bool) {
+			r.log.Info("projection: partitions revoked", "partitions", ps, "lost", lost)
+			stop(ps)
+		},
 	})
 	if err != nil {
 		return err

@@ -62,14 +62,23 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 			WHERE projection = $1 AND partition = $2 AND owner = $3 AND next_offset = $4`,
 		read: `SELECT partition, next_offset FROM ` + t + ` WHERE projection = $1`,
 	}
-	_, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t+` (
-		projection  text        NOT NULL,
-		partition   integer     NOT NULL,
-		next_offset bigint      NOT NULL,
-		owner       bigint      NOT NULL,
-		instance    text        NOT NULL,
-		updated_at  timestamptz NOT NULL DEFAULT now(),
-		PRIMARY KEY (projection, partition))`)
+	// Two readers starting at once both find the table missing, and
+	// CREATE TABLE IF NOT EXISTS then fails for one (a duplicate pg_type
+	// row): an advisory lock on the name makes them take turns.
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, t); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t+` (
+			projection  text        NOT NULL,
+			partition   integer     NOT NULL,
+			next_offset bigint      NOT NULL,
+			owner       bigint      NOT NULL,
+			instance    text        NOT NULL,
+			updated_at  timestamptz NOT NULL DEFAULT now(),
+			PRIMARY KEY (projection, partition))`)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create checkpoint table %s: %w", t, err)
 	}
@@ -177,4 +186,3 @@ func (s *Store) Forget(ctx context.Context, name string) error {
 	}
 	return nil
 }
-

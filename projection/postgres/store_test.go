@@ -260,3 +260,21 @@ func TestRebuildSwitchesView(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, cps)
 }
+
+// TestNewConcurrently starts several stores on one new checkpoint table at
+// once, as readers starting together do: each finds or creates it.
+func TestNewConcurrently(t *testing.T) {
+	db := pool(t)
+	table := "checkpoints_" + strings.ToLower(crand.Text()[:10])
+	t.Cleanup(func() { _, _ = db.Exec(context.Background(), `DROP TABLE IF EXISTS `+table) })
+	errc := make(chan error, 8)
+	for range cap(errc) {
+		go func() {
+			_, err := postgres.New(t.Context(), db, postgres.WithTable(table))
+			errc <- err
+		}()
+	}
+	for range cap(errc) {
+		require.NoError(t, <-errc)
+	}
+}
