@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"syscall"
@@ -9,6 +10,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/franz"
 )
 
 // TestKilledReaderAppliesOnce kills a reader with SIGKILL at random moments
@@ -102,4 +108,65 @@ func TestPausedReaderIsRefused(t *testing.T) {
 	w.checkInvariants("end")
 	assert.Equal(t, w.replay(), w.rows())
 	_ = b
+}
+
+// TestPoisonEvent puts an undecodable event among good ones: with a
+// dead-letter topic it lands there and the projection goes on; without one
+// the reader stops naming its partition and offset, its checkpoint before
+// it.
+func TestPoisonEvent(t *testing.T) {
+	for _, withDeadLetter := range []bool{true, false} {
+		t.Run(map[bool]string{true: "dead letter", false: "stop"}[withDeadLetter], func(t *testing.T) {
+			w := newWorld(t, 1)
+			require.NoError(t, w.write(t.Context(), 5, 30))
+			env, err := w.reg.NewEnvelope("poison", 1, counted{})
+			require.NoError(t, err)
+			bad := env.Record()
+			bad.Value = []byte{0xc1} // never valid msgpack
+			pos, err := w.p.Append(t.Context(), []event.Record{bad})
+			require.NoError(t, err)
+			require.NoError(t, w.write(t.Context(), 5, 30))
+
+			env2 := w.readerEnv()
+			var dead *franz.Provider
+			if withDeadLetter {
+				cfg := kafkatest.Config(t, 1, nil)
+				dead, err = franz.New(cfg)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = dead.Close() })
+				env2 = append(env2, "READER_DEAD_LETTER="+cfg.Topic)
+			}
+			pr := startReader(t, env2...)
+			if withDeadLetter {
+				w.awaitEnd(60 * time.Second)
+				pr.kill(t)
+				var dl []event.Record
+				require.NoError(t, provider.Stream(t.Context(), dead, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+					dl = append(dl, b.Records...)
+					return nil
+				}))
+				require.Len(t, dl, 1)
+				assert.Equal(t, "poison", string(dl[0].Key))
+				rows := w.rows()
+				assert.Len(t, rows, 5)
+				_, ok := rows["poison"]
+				assert.False(t, ok)
+				return
+			}
+			select {
+			case <-pr.done:
+				pr.done <- nil
+			case <-time.After(60 * time.Second):
+				t.Fatal("the reader did not stop at the poison event")
+			}
+			assert.Contains(t, pr.output(), fmt.Sprintf("partition 0 offset %d", pos[0].Offset))
+			assert.Equal(t, pos[0].Offset, w.checkpoints()[0], "the checkpoint stays before the poison event")
+			assert.Equal(t, int64(30), func() (n int64) {
+				for _, r := range w.rows() {
+					n += r[0]
+				}
+				return n
+			}(), "the events before it are applied")
+		})
+	}
 }
