@@ -54,7 +54,7 @@ type counted struct {
 	N int `msgpack:"n"`
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	db := pool(t)
 	suffix := strings.ToLower(crand.Text()[:10])
@@ -72,7 +72,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) handlers(t *testing.T, table string, before func(*event.Envelope) error) *event.HandlersWith[pgx.Tx] {
+func (f *fixture) handlers(t testing.TB, table string, before func(*event.Envelope) error) *event.HandlersWith[pgx.Tx] {
 	t.Helper()
 	h := event.NewHandlersWith[pgx.Tx](f.reg)
 	require.NoError(t, event.AddHandlerWith(h, func(ctx context.Context, tx pgx.Tx, env *event.Envelope, _ counted) error {
@@ -89,7 +89,7 @@ func (f *fixture) handlers(t *testing.T, table string, before func(*event.Envelo
 	return h
 }
 
-func (f *fixture) rows(t *testing.T, table string) map[string][2]int64 {
+func (f *fixture) rows(t testing.TB, table string) map[string][2]int64 {
 	t.Helper()
 	rows, err := f.pool.Query(t.Context(), `SELECT id, applied, version FROM `+table)
 	require.NoError(t, err)
