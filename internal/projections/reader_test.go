@@ -150,4 +150,3 @@ func envOf(kv map[string]string) []string {
 	}
 	return out
 }
-
