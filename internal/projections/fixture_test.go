@@ -143,7 +143,12 @@ func (w *world) load() (stop func()) {
 
 func (w *world) rows() map[string][2]int64 {
 	w.t.Helper()
-	rows, err := w.db.Query(w.t.Context(), `SELECT id, applied, version FROM `+w.table)
+	return w.rowsOf(w.table)
+}
+
+func (w *world) rowsOf(table string) map[string][2]int64 {
+	w.t.Helper()
+	rows, err := w.db.Query(w.t.Context(), `SELECT id, applied, version FROM `+table)
 	require.NoError(w.t, err)
 	out := map[string][2]int64{}
 	var id string

@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -8,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
+	"github.com/rehydrate/rehydrate/projection"
+	"github.com/rehydrate/rehydrate/projection/postgres"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/franz"
 )
@@ -169,4 +173,54 @@ func TestPoisonEvent(t *testing.T) {
 			}(), "the events before it are applied")
 		})
 	}
+}
+
+// TestRebuildUnderLoad runs a rebuild (a projection of its own name into a
+// table of its own) while a live reader and a writer run: once both have
+// caught up, they hold the same rows.
+func TestRebuildUnderLoad(t *testing.T) {
+	w := newWorld(t, 4)
+	stop := w.load()
+	live := startReader(t, w.readerEnv()...)
+	time.Sleep(2 * time.Second) // the live projection is under way
+	v2 := w.table + "_v2"
+	_, err := w.db.Exec(t.Context(), `CREATE TABLE `+v2+` (id text PRIMARY KEY, applied int NOT NULL, version bigint NOT NULL)`)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = w.db.Exec(context.Background(), `DROP TABLE IF EXISTS `+v2) })
+	store, err := postgres.New(t.Context(), w.db, postgres.WithTable(w.cps))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	rebuild, err := projection.New(projection.Config[pgx.Tx]{
+		Name: "users-v2", Provider: w.p, Store: store, Handler: handlers(w.reg, v2), Mode: provider.ReplayThenFollow, BatchSize: 200,
+	})
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- rebuild.Run(ctx) }()
+	select {
+	case <-rebuild.CaughtUp():
+	case err := <-errc:
+		t.Fatal(err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the rebuild did not catch up")
+	}
+	stop()
+	w.awaitEnd(60 * time.Second)
+	ps, err := w.p.Partitions(t.Context())
+	require.NoError(t, err)
+	var ends []provider.Position
+	for _, p := range ps {
+		if p.High > p.Low {
+			ends = append(ends, provider.Position{Partition: p.ID, Offset: p.High - 1})
+		}
+	}
+	wctx, wcancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer wcancel()
+	require.NoError(t, rebuild.WaitFor(wctx, ends...))
+	live.kill(t)
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	rebuilt := w.rowsOf(v2)
+	assert.Equal(t, w.rows(), rebuilt)
+	assert.Equal(t, w.replay(), rebuilt)
 }
