@@ -25,7 +25,7 @@ KAFKA_BACKEND = $(shell \
 	else echo local; fi)
 COMPOSE = docker compose -f $(COMPOSE_FILE)
 
-.PHONY: help test test-e2e test-kfake test-faults test-security fuzz vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
+.PHONY: help test test-e2e test-kfake test-db test-faults test-security fuzz vet lint run run-reader bench kafka-up kafka-down kafka-status kafka-logs kafka-clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ test-e2e: ## the end-to-end tests (examples/e2e) once per client of KAFKA_CLIENT
 
 test-kfake: ## go test -race as without a broker (KAFKA_BROKERS and CI unset): the suites run on kfake; not internal/faults, internal/security
 	@bash scripts/test-kfake.sh
+
+test-db: ## the long projection tests (internal/projections) on a real PostgreSQL (docker/postgres-local when DATABASE_URL is unset) and Kafka
+	@bash scripts/test-db.sh
 
 test-faults: ## the fault tests (internal/faults) on a three-broker Kafka they may crash (docker/kafka-local --brokers 3)
 	@bash scripts/test-faults.sh

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 )
@@ -8,39 +9,58 @@ import (
 // Handlers dispatches records to typed functions, one per event type: what a
 // projection (a read model) needs. Add every handler before use; after that
 // Handlers is read-only and safe for concurrent use.
-type Handlers struct {
+type Handlers struct{ with HandlersWith[struct{}] }
+
+// HandlersWith is Handlers whose functions also take a context and an
+// argument given with each record: a projection's database transaction
+// (package projection), which exists only while a batch is applied.
+type HandlersWith[A any] struct {
 	reg         *Registry
-	byName      map[string]func(*Envelope, any) error
+	byName      map[string]func(context.Context, A, *Envelope, any) error
 	skipUnknown bool
 }
 
-// HandlersOption configures Handlers.
-type HandlersOption interface{ applyHandlers(*Handlers) }
+// HandlersOption configures Handlers and HandlersWith.
+type HandlersOption interface{ applyHandlers(*handlersConfig) }
 
-type handlersOptionFunc func(*Handlers)
+type handlersConfig struct{ skipUnknown bool }
 
-func (f handlersOptionFunc) applyHandlers(h *Handlers) { f(h) }
+type handlersOptionFunc func(*handlersConfig)
+
+func (f handlersOptionFunc) applyHandlers(c *handlersConfig) { f(c) }
 
 // SkipUnhandled makes Handle skip records of event types that have no
 // handler (a projection reads what it needs from a shared topic) instead of
 // failing with ErrUnknownType.
 func SkipUnhandled() HandlersOption {
-	return handlersOptionFunc(func(h *Handlers) { h.skipUnknown = true })
+	return handlersOptionFunc(func(c *handlersConfig) { c.skipUnknown = true })
 }
 
 // NewHandlers returns handlers decoding with reg. A record of an event type
 // without a handler is an ErrUnknownType error, unless SkipUnhandled.
 func NewHandlers(reg *Registry, opts ...HandlersOption) *Handlers {
-	h := &Handlers{reg: reg, byName: make(map[string]func(*Envelope, any) error)}
+	return &Handlers{with: *NewHandlersWith[struct{}](reg, opts...)}
+}
+
+// NewHandlersWith returns handlers decoding with reg whose functions take an
+// argument of type A; see NewHandlers.
+func NewHandlersWith[A any](reg *Registry, opts ...HandlersOption) *HandlersWith[A] {
+	var c handlersConfig
 	for _, o := range opts {
-		o.applyHandlers(h)
+		o.applyHandlers(&c)
 	}
-	return h
+	return &HandlersWith[A]{reg: reg, byName: make(map[string]func(context.Context, A, *Envelope, any) error), skipUnknown: c.skipUnknown}
 }
 
 // AddHandler adds fn as the projection handler of events of type T, which
 // must be registered. (An aggregate's fold is repository.On.)
 func AddHandler[T any](h *Handlers, fn func(env *Envelope, e T) error) error {
+	return AddHandlerWith(&h.with, func(_ context.Context, _ struct{}, env *Envelope, e T) error { return fn(env, e) })
+}
+
+// AddHandlerWith adds fn as the handler of events of type T, which must be
+// registered.
+func AddHandlerWith[T, A any](h *HandlersWith[A], fn func(ctx context.Context, a A, env *Envelope, e T) error) error {
 	if reflect.TypeFor[T]().Kind() == reflect.Pointer {
 		return fmt.Errorf("event: handler for %v: take the event by value, not by pointer", reflect.TypeFor[T]())
 	}
@@ -51,7 +71,9 @@ func AddHandler[T any](h *Handlers, fn func(env *Envelope, e T) error) error {
 	if _, dup := h.byName[name]; dup {
 		return fmt.Errorf("event: two handlers for %s", name)
 	}
-	h.byName[name] = func(env *Envelope, payload any) error { return fn(env, *payload.(*T)) }
+	h.byName[name] = func(ctx context.Context, a A, env *Envelope, payload any) error {
+		return fn(ctx, a, env, *payload.(*T))
+	}
 	return nil
 }
 
@@ -59,6 +81,11 @@ func AddHandler[T any](h *Handlers, fn func(env *Envelope, e T) error) error {
 // reports whether a handler ran; control records are skipped. Errors are *RecordError naming the record's
 // partition and offset.
 func (h *Handlers) Handle(rec Record) (bool, error) {
+	return h.with.Handle(context.Background(), struct{}{}, rec)
+}
+
+// Handle is Handlers.Handle, passing ctx and a to the handler.
+func (h *HandlersWith[A]) Handle(ctx context.Context, a A, rec Record) (bool, error) {
 	if IsControl(rec) {
 		return false, nil
 	}
@@ -78,7 +105,7 @@ func (h *Handlers) Handle(rec Record) (bool, error) {
 	if err != nil {
 		return false, &RecordError{rec.Partition, rec.Offset, err}
 	}
-	if err := fn(&env, payload); err != nil {
+	if err := fn(ctx, a, &env, payload); err != nil {
 		return false, &RecordError{rec.Partition, rec.Offset, fmt.Errorf("aggregate %s: %s: %w", env.AggregateID, env.Type, err)}
 	}
 	return true, nil

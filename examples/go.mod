@@ -14,6 +14,7 @@ replace (
 
 require (
 	github.com/go-chi/chi/v5 v5.5.0
+	github.com/jackc/pgx/v5 v5.13.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rehydrate/rehydrate v0.1.0
 	github.com/rehydrate/rehydrate/internal v0.1.0
@@ -23,6 +24,14 @@ require (
 	github.com/stretchr/testify v1.12.1
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	go.opentelemetry.io/otel v1.47.0
+)
+
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	golang.org/x/sync v0.23.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 )
 
 require (
@@ -37,6 +46,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/rehydrate/rehydrate/projection/postgres v0.1.0
 	github.com/rehydrate/rehydrate/provider/franz v0.1.0 // indirect
 	github.com/rehydrate/rehydrate/provider/kafka v0.1.0 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
@@ -52,3 +62,5 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/rehydrate/rehydrate/projection/postgres => ../projection/postgres

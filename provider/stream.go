@@ -57,6 +57,10 @@ type StreamOptions struct {
 	// error (records would be missed, or the offset is of another
 	// history).
 	From map[int32]int64
+	// Partitions, if set, reads only these partitions (a consumer group's
+	// share of the topic) instead of every one. A partition the topic does
+	// not have is an error.
+	Partitions []int32
 }
 
 // Stream reads p's records in the given mode and calls fn with each batch,
@@ -72,6 +76,11 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 	ps, err := p.Partitions(ctx)
 	if err != nil {
 		return err
+	}
+	if opts.Partitions != nil {
+		if ps, err = onlyPartitions(ps, opts.Partitions); err != nil {
+			return err
+		}
 	}
 	ranges := make([]Range, len(ps))
 	behind := make(map[int32]int64) // partitions not yet at their start-time end
@@ -124,6 +133,19 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 		caughtUp()
 	}
 	return err
+}
+
+// onlyPartitions returns the partitions of ps that ids names, in ids' order.
+func onlyPartitions(ps []Partition, ids []int32) ([]Partition, error) {
+	out := make([]Partition, 0, len(ids))
+	for _, id := range ids {
+		i := slices.IndexFunc(ps, func(p Partition) bool { return p.ID == id })
+		if i < 0 {
+			return nil, fmt.Errorf("provider: stream: no partition %d", id)
+		}
+		out = append(out, ps[i])
+	}
+	return out, nil
 }
 
 // withoutControl returns records without the control records, copying only

@@ -141,3 +141,27 @@ func TestStreamDropsControlRecords(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamPartitions(t *testing.T) {
+	p, err := memory.New(4)
+	require.NoError(t, err)
+	appendN(t, p, "k", 40)
+	seen := map[int32]int{}
+	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{Partitions: []int32{1, 3}}, func(b provider.Batch) error {
+		seen[b.Partition] += len(b.Records)
+		return nil
+	})
+	require.NoError(t, err)
+	ps, err := p.Partitions(t.Context())
+	require.NoError(t, err)
+	want := map[int32]int{}
+	for _, part := range ps {
+		if part.ID == 1 || part.ID == 3 {
+			want[part.ID] = int(part.High - part.Low)
+		}
+	}
+	assert.Equal(t, want, seen, "only the partitions asked for, each in full")
+
+	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{Partitions: []int32{7}}, func(provider.Batch) error { return nil })
+	assert.ErrorContains(t, err, "no partition 7")
+}

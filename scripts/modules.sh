@@ -10,9 +10,9 @@
 #                        one a line
 #   modules.sh tidy      fail when a module's go.mod or go.sum is not what
 #                        `go mod tidy` makes of it, built on its own (GOWORK=off)
-#   modules.sh lean      fail when a new module that imports repository and
-#                        provider/memory lists a heavy module (plot, chi,
-#                        prometheus, OpenTelemetry, franz-go, confluent) in
+#   modules.sh lean      fail when a new module that imports repository,
+#                        projection and provider/memory lists a heavy module (plot, chi,
+#                        prometheus, OpenTelemetry, franz-go, confluent, pgx) in
 #                        `go list -m all`, or does not build without cgo
 #   modules.sh oldest    go vet and go test -race, with the oldest Go release
 #                        still supported ($GO_OLDEST), every module whose go
@@ -83,13 +83,14 @@ package main
 import (
 	"fmt"
 
+	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/provider/memory"
 	"github.com/rehydrate/rehydrate/repository"
 )
 
 func main() {
 	p, err := memory.New(1)
-	fmt.Println(p != nil, err, repository.ErrNotFound)
+	fmt.Println(p != nil, err, repository.ErrNotFound, projection.NewMemoryStore[int]() != nil)
 }
 GO
   (
@@ -98,7 +99,7 @@ GO
     "$GO" mod init example.com/lean >/dev/null 2>&1
     "$GO" mod edit -replace "github.com/rehydrate/rehydrate=$root"
     "$GO" mod tidy >/dev/null 2>&1
-    heavy=$("$GO" list -m all | grep -E 'gonum|go-chi|prometheus|opentelemetry|franz-go|confluent' || true)
+    heavy=$("$GO" list -m all | grep -E 'gonum|go-chi|prometheus|opentelemetry|franz-go|confluent|jackc' || true)
     if [[ -n $heavy ]]; then
       echo "modules.sh: a service importing repository and provider/memory requires:" >&2
       echo "$heavy" >&2

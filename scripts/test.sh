@@ -19,6 +19,10 @@ export KAFKA_PORT
 TEST_TIMEOUT=${TEST_TIMEOUT:-14m}
 read -r -a TEST_FLAGS <<<"${GO_TEST_FLAGS:-}"
 started=0
+# PostgreSQL for the projection tests (DATABASE_URL, as KAFKA_BROKERS).
+POSTGRES_PORT=${POSTGRES_PORT:-5432}
+export POSTGRES_PORT
+pg_started=0
 
 cleanup() {
   local rc=$?
@@ -26,6 +30,10 @@ cleanup() {
   if ((started)); then
     echo "test.sh: stopping the Kafka this run started" >&2
     make --no-print-directory kafka-down >&2 || true
+  fi
+  if ((pg_started)); then
+    echo "test.sh: stopping the PostgreSQL this run started" >&2
+    docker/postgres-local stop >&2 || true
   fi
   exit "$rc"
 }
@@ -43,6 +51,17 @@ if [[ -z ${KAFKA_BROKERS:-} ]]; then
   export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 fi
 echo "test.sh: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
+if [[ -z ${DATABASE_URL:-} ]]; then
+  if docker/postgres-local status; then
+    echo "test.sh: using the PostgreSQL of docker/postgres-local on port $POSTGRES_PORT (left running)" >&2
+  else
+    pg_started=1
+    docker/postgres-local start >/dev/null
+  fi
+  DATABASE_URL=$(docker/postgres-local url)
+  export DATABASE_URL
+fi
+echo "test.sh: DATABASE_URL=$DATABASE_URL" >&2
 
 if [[ ${1:-} == e2e ]]; then
   rc=0

@@ -33,7 +33,9 @@
 // Configuration: KAFKA_CLIENT (confluent or franz), the KAFKA_* variables
 // of kafkaconfig.FromEnv, KAFKA_TOPIC
 // (default users), PORT, READ_MODE, READ_SNAPSHOTS (on or off), READ_RETRIES,
-// READ_DEAD_LETTER_TOPIC, LAG_INTERVAL
+// READ_DEAD_LETTER_TOPIC, READ_DATABASE_URL (the users projection in
+// PostgreSQL instead of memory, with READ_GROUP and READ_VERSION: see
+// database.go), LAG_INTERVAL
 // (default 2s: how often the lag is measured), LOG_FORMAT (text or json),
 // LOG_LEVEL and STARTUP_TIMEOUT (default 5s).
 package main
@@ -147,6 +149,10 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	db, useDB, err := loadDBConfig()
+	if err != nil {
+		return err
+	}
 	rd, err := newReader(p, cfg.mode, start, log)
 	if err != nil {
 		return err
@@ -179,6 +185,9 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 			return fmt.Errorf("dead-letter topic %s: %w", cfg.deadLetterTopic, err)
 		}
 		failures.DeadLetter = dlq
+	}
+	if useDB {
+		return runDatabase(ctx, db, p, failures, cfg.addr, log)
 	}
 	rd.each = provider.EachRecord(ctx, failures, rd.handle)
 	if cfg.snapshots && cfg.mode != provider.Live {

@@ -356,6 +356,9 @@ type userResponse struct {
 type commandResponse struct {
 	ID      string `json:"id"`
 	Version uint64 `json:"version"`
+	// Positions are where the command's events were written: a reader
+	// waits for them (GET /users/{id}?after=…) to read this write.
+	Positions []provider.Position `json:"positions,omitempty"`
 }
 
 func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
@@ -420,7 +423,7 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	if c.kind != "delete" {
 		w.Header().Set("ETag", etag(res.Version))
 	}
-	serve.WriteJSON(w, status, commandResponse{ID: c.id, Version: res.Version})
+	serve.WriteJSON(w, status, commandResponse{ID: c.id, Version: res.Version, Positions: res.Positions})
 }
 
 // create creates a user under a new id. With a group, the id is one of a

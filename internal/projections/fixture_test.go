@@ -1,0 +1,241 @@
+package projections_test
+
+import (
+	"context"
+	crand "crypto/rand"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/franz"
+)
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// world is one test's topic, table and checkpoint table.
+type world struct {
+	t           *testing.T
+	db          *pgxpool.Pool
+	p           *franz.Provider
+	reg         *event.Registry
+	topic       string
+	table, cps  string
+	brokers     string
+	mu          sync.Mutex
+	model       map[string]int // events appended per aggregate
+	nextVersion map[string]int
+}
+
+func newWorld(t *testing.T, partitions int) *world {
+	t.Helper()
+	if os.Getenv("PROJECTION_LONG_TESTS") != "1" {
+		if os.Getenv("CI") == "true" && os.Getenv("PROJECTION_LONG_TESTS_REQUIRED") == "1" {
+			t.Fatal("PROJECTION_LONG_TESTS unset under CI: run make test-db")
+		}
+		t.Skip("the long projection tests: run make test-db")
+	}
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("DATABASE_URL unset under CI=true (make test-db starts a PostgreSQL)")
+		}
+		t.Skip("DATABASE_URL unset")
+	}
+	cfg := kafkatest.Config(t, partitions, nil)
+	p, err := franz.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	db, err := pgxpool.New(t.Context(), url)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	suffix := strings.ToLower(crand.Text()[:10])
+	w := &world{t: t, db: db, p: p, reg: registry(), topic: cfg.Topic, brokers: cfg.Brokers,
+		table: "rows_" + suffix, cps: "checkpoints_" + suffix, model: map[string]int{}, nextVersion: map[string]int{}}
+	_, err = db.Exec(t.Context(), `CREATE TABLE `+w.table+` (id text PRIMARY KEY, applied int NOT NULL, version bigint NOT NULL)`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = db.Exec(context.Background(), `DROP TABLE IF EXISTS `+w.table+`, `+w.cps)
+	})
+	return w
+}
+
+func (w *world) readerEnv(extra ...string) []string {
+	return append([]string{"READER_TOPIC=" + w.topic, "READER_TABLE=" + w.table, "READER_CHECKPOINTS=" + w.cps,
+		"KAFKA_BROKERS=" + w.brokers}, extra...)
+}
+
+// write appends n events over keys aggregates, versions consecutive.
+func (w *world) write(ctx context.Context, keys, n int) error {
+	recs := make([]event.Record, 0, n)
+	w.mu.Lock()
+	for i := range n {
+		id := "a" + strconv.Itoa((i*7+w.model["_seq"])%keys)
+		w.model["_seq"]++
+		w.nextVersion[id]++
+		env, err := w.reg.NewEnvelope(id, uint64(w.nextVersion[id]), counted{N: i})
+		if err != nil {
+			w.mu.Unlock()
+			return err
+		}
+		recs = append(recs, env.Record())
+	}
+	w.mu.Unlock()
+	// Appends of one aggregate are ordered because one goroutine writes.
+	if _, err := w.p.Append(ctx, recs); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	for _, r := range recs {
+		w.model[string(r.Key)]++
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// load writes batches of 20 every 5 ms until the returned stop is called.
+func (w *world) load() (stop func()) {
+	ctx, cancel := context.WithCancel(w.t.Context())
+	done := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if err := w.write(ctx, 40, 20); err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond): // a write rate, not a synchronisation
+			}
+		}
+		done <- nil
+	}()
+	return func() {
+		cancel()
+		require.NoError(w.t, <-done)
+	}
+}
+
+func (w *world) rows() map[string][2]int64 {
+	w.t.Helper()
+	return w.rowsOf(w.table)
+}
+
+func (w *world) rowsOf(table string) map[string][2]int64 {
+	w.t.Helper()
+	rows, err := w.db.Query(w.t.Context(), `SELECT id, applied, version FROM `+table)
+	require.NoError(w.t, err)
+	out := map[string][2]int64{}
+	var id string
+	var applied, version int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &applied, &version}, func() error {
+		out[id] = [2]int64{applied, version}
+		return nil
+	})
+	require.NoError(w.t, err)
+	return out
+}
+
+func (w *world) checkpoints() map[int32]int64 {
+	w.t.Helper()
+	out := map[int32]int64{}
+	rows, err := w.db.Query(w.t.Context(), `SELECT partition, next_offset FROM `+w.cps+` WHERE projection = 'users'`)
+	if err != nil { // not created yet
+		return out
+	}
+	var p int32
+	var next int64
+	_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error {
+		out[p] = next
+		return nil
+	})
+	require.NoError(w.t, err)
+	return out
+}
+
+// checkInvariants: every row applied each of its events once (applied ==
+// version), and the checkpoints are exactly the rows (the offsets below
+// them hold as many events as were applied: the topic has no gaps).
+func (w *world) checkInvariants(when string) {
+	w.t.Helper()
+	rows := w.rows()
+	var applied int64
+	for id, r := range rows {
+		require.Equal(w.t, r[1], r[0], "%s: %s applied %d events up to version %d", when, id, r[0], r[1])
+		applied += r[0]
+	}
+	var below int64
+	for _, next := range w.checkpoints() {
+		below += max(next, 0)
+	}
+	require.Equal(w.t, below, applied, "%s: events below the checkpoints vs events applied", when)
+}
+
+// replay reads the topic anew (not through the projection) and counts
+// each aggregate's events: what the table must hold.
+func (w *world) replay() map[string][2]int64 {
+	w.t.Helper()
+	out := map[string][2]int64{}
+	err := provider.Stream(w.t.Context(), w.p, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+		for _, r := range b.Records {
+			env, err := event.ParseRecord(r)
+			if err != nil {
+				return err
+			}
+			c := out[env.AggregateID]
+			out[env.AggregateID] = [2]int64{c[0] + 1, int64(env.Version)}
+		}
+		return nil
+	})
+	require.NoError(w.t, err)
+	return out
+}
+
+// awaitEnd waits until every partition's checkpoint is at its end.
+func (w *world) awaitEnd(timeout time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ps, err := w.p.Partitions(w.t.Context())
+		require.NoError(w.t, err)
+		cps := w.checkpoints()
+		behind := []string{}
+		for _, p := range ps {
+			if next, ok := cps[p.ID]; p.High > p.Low && (!ok || next < p.High) {
+				behind = append(behind, fmt.Sprintf("%d at %d of %d", p.ID, next, p.High))
+			}
+		}
+		if len(behind) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("partitions not caught up after %v: %v", timeout, behind)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the database, bounded by the deadline
+	}
+}
