@@ -34,6 +34,9 @@ type restoreResult struct {
 	Seconds     float64 `json:"seconds"`
 	PeakRSSMB   float64 `json:"peak_rss_mb"`
 	HeapPerAggB float64 `json:"heap_per_aggregate_bytes"` // beyond the aggregate's own fields
+	// SinceSpawn is the seconds from the exec of a bare loop's process
+	// to its last record (the writer section), 0 otherwise.
+	SinceSpawn float64 `json:"since_spawn,omitempty"`
 }
 
 func (r restoreResult) rate() float64 { return float64(r.Events) / r.Seconds }
@@ -130,6 +133,7 @@ func bareConsume(ctx context.Context, brokers, topic string, props map[string]st
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.SinceSpawn = sinceSpawn()
 	return res, nil
 }
 
