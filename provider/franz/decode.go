@@ -71,8 +71,10 @@ func decodeCommon(rp *kmsg.FetchResponseTopicPartition, at int64) ([]event.Recor
 		return nil, 0, false
 	}
 	in := rp.RecordBatches
-	// One slab of records and one of headers for the response: the
-	// counts in the batch headers size them.
+	// One slab of records and one of headers for the response, sized by
+	// the counts in the batch headers (not yet checked: no more than a
+	// record per 8 bytes; a compressed batch may hold more, and append
+	// grows the slab then).
 	n := 0
 	for b := in; len(b) >= batchHeaderSize; {
 		length := int(int32(binary.BigEndian.Uint32(b[batchLengthAt:]))) + 12
@@ -82,8 +84,10 @@ func decodeCommon(rp *kmsg.FetchResponseTopicPartition, at int64) ([]event.Recor
 		n += max(int(int32(binary.BigEndian.Uint32(b[batchNumRecordsAt:]))), 0)
 		b = b[length:]
 	}
+	n = min(n, len(in)/8)
 	recs := make([]event.Record, 0, n)
 	var hs []event.Header
+	decoded := 0
 	next := at
 	for len(in) > batchMagicAt {
 		length := int(int32(binary.BigEndian.Uint32(in[batchLengthAt:]))) + 12
@@ -119,9 +123,10 @@ func decodeCommon(rp *kmsg.FetchResponseTopicPartition, at int64) ([]event.Recor
 		for range count {
 			var r event.Record
 			var ok bool
-			if raw, r, hs, ok = decodeRecord(raw, base, hs); !ok {
+			if raw, r, hs, ok = decodeRecord(raw, base, hs, max(n-decoded, 1), len(in)); !ok {
 				return nil, 0, false
 			}
+			decoded++
 			if r.Offset >= next && r.Offset < end {
 				r.Partition = rp.Partition
 				recs = append(recs, r)
@@ -137,9 +142,12 @@ func decodeCommon(rp *kmsg.FetchResponseTopicPartition, at int64) ([]event.Recor
 
 // decodeRecord decodes the record at the start of in, a v2 record of the
 // batch starting at offset base, and returns what follows it. The
-// record's headers are appended to hs, which grows by chunks that double:
-// a record's headers are its own (a full slice) however hs grows later.
-func decodeRecord(in []byte, base int64, hs []event.Header) (rest []byte, r event.Record, _ []event.Header, ok bool) {
+// record's headers are appended to hs; when it is full, the next chunk
+// holds as many for each of the left records still to decode (records of
+// one topic tend to carry the same headers), no more than a header per 2
+// bytes of the limit bytes left in the response, or twice the last chunk.
+// A record's headers are its own (a full slice) however hs grows later.
+func decodeRecord(in []byte, base int64, hs []event.Header, left, limit int) (rest []byte, r event.Record, _ []event.Header, ok bool) {
 	length, n := binary.Varint(in)
 	if n <= 0 || length < 0 || int64(len(in)-n) < length {
 		return nil, r, hs, false
@@ -169,7 +177,7 @@ func decodeRecord(in []byte, base int64, hs []event.Header) (rest []byte, r even
 	}
 	if count > 0 {
 		if cap(hs)-len(hs) < int(count) {
-			hs = make([]event.Header, 0, max(256, 2*cap(hs), int(count)))
+			hs = make([]event.Header, 0, max(256, 2*cap(hs), int(count), min(int(count)*left, limit/2)))
 		}
 		from := len(hs)
 		for range count {
