@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -224,13 +226,44 @@ func spawnBare(ctx context.Context, cfg config, child, topic string) (restoreRes
 }
 
 // sinceSpawn is the seconds from the exec of this process (spawnedAtEnv)
-// to now, 0 when it was not spawned by spawnBare.
-func sinceSpawn() float64 {
+// to now, and the CPU seconds it used, 0 when it was not spawned by
+// spawnBare.
+func sinceSpawn() (seconds, cpu float64) {
 	ns, err := strconv.ParseInt(os.Getenv(spawnedAtEnv), 10, 64)
+	if err != nil {
+		return 0, 0
+	}
+	seconds = time.Since(time.Unix(0, ns)).Seconds()
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	return seconds, cpu
+}
+
+// processCPUSeconds is the CPU time process pid has used (user and
+// system, /proc/pid/stat), 0 where /proc does not tell.
+func processCPUSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
-	return time.Since(time.Unix(0, ns)).Seconds()
+	// The command name, in parentheses, may hold spaces: fields are
+	// counted after its closing one.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (utime + stime) / 100 // USER_HZ, 100 on Linux
 }
 
 // startWriter runs the writer binary on topic with client until its
@@ -293,6 +326,7 @@ func startWriter(ctx context.Context, cfg config, bin, dir, client, topic, group
 		_ = resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
 			res.Seconds = time.Since(spawned).Seconds()
+			res.CPUSeconds = processCPUSeconds(cmd.Process.Pid)
 			break
 		}
 	}
