@@ -24,7 +24,7 @@ func TestQuickRun(t *testing.T) {
 		"repository restore, Kafka, json", "memory provider", "| 64 |", "Commands in fenced transactions", "Commands with each Kafka client",
 		"B joins: from B's Restore until B serves its share", "A closes: from A.Close until B serves all",
 		"Restore by instances joining at once", "| 3 | i3 |",
-		"Restart with snapshots", "Execute with snapshots"} {
+		"Restart with snapshots", "Execute with snapshots", "Writer start: process start to /readyz 200"} {
 		assert.Contains(t, out.String(), want)
 	}
 	for _, f := range []string{"results.md", "results.csv", "scaling.png", "clients-restore.png", "clients-execute.png"} {

@@ -72,6 +72,7 @@ func bareFranz(ctx context.Context, brokers, topic string) (restoreResult, error
 		})
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.SinceSpawn, res.CPUSeconds = sinceSpawn()
 	return res, nil
 }
 

@@ -46,6 +46,7 @@ import (
 	"github.com/rehydrate/rehydrate/provider/franz"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
+	"github.com/rehydrate/rehydrate/snapshot"
 )
 
 // workload is what the benchmark seeds.
@@ -212,7 +213,7 @@ func (cfg config) quickened() config {
 }
 
 // allSections are the measurements, in the order they run.
-var allSections = []string{"restore", "scaling", "commands", "takeover", "instances", "snapshots"}
+var allSections = []string{"restore", "scaling", "commands", "takeover", "instances", "snapshots", "writer"}
 
 func parseInts(s string) []int {
 	var out []int
@@ -329,6 +330,8 @@ type report struct {
 
 	SnapshotRestarts []snapshotRestart
 	SnapshotCommands *snapshotCommands
+
+	WriterStarts []writerStartResult
 
 	Notes []string // what went wrong without failing a measurement
 }
@@ -471,6 +474,19 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 			return err
 		}
 		rep.SnapshotCommands = &sc
+	}
+	if cfg.sections["writer"] {
+		seedTopic := func(label string, w workload) (string, error) {
+			topic := fmt.Sprintf("bench-%s-%s", runID, label)
+			topics = append(topics, topic, snapshot.TopicName(topic))
+			start := time.Now()
+			err := seedUsers(ctx, cfg.brokers, topic, w)
+			log.Printf("seeded %s with %d events in %v", topic, w.Events, time.Since(start).Round(time.Millisecond))
+			return topic, err
+		}
+		if rep.WriterStarts, err = writerStarts(ctx, cfg, seedTopic, group); err != nil {
+			return err
+		}
 	}
 	for _, n := range rep.Notes {
 		log.Printf("note: %s", n)

@@ -34,6 +34,11 @@ type restoreResult struct {
 	Seconds     float64 `json:"seconds"`
 	PeakRSSMB   float64 `json:"peak_rss_mb"`
 	HeapPerAggB float64 `json:"heap_per_aggregate_bytes"` // beyond the aggregate's own fields
+	// SinceSpawn is the seconds from the exec of a bare loop's process
+	// to its last record (the writer section), 0 otherwise; CPUSeconds
+	// is the CPU time the process had used by then.
+	SinceSpawn float64 `json:"since_spawn,omitempty"`
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
 func (r restoreResult) rate() float64 { return float64(r.Events) / r.Seconds }
@@ -130,6 +135,7 @@ func bareConsume(ctx context.Context, brokers, topic string, props map[string]st
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.SinceSpawn, res.CPUSeconds = sinceSpawn()
 	return res, nil
 }
 

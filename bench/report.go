@@ -181,6 +181,22 @@ func markdown(rep report) string {
 		}
 		fmt.Fprintf(&b, "\nCost of snapshotting on throughput: %.1f %%.\n", 100*(1-c.With.opsPerSec()/c.Without.opsPerSec()))
 	}
+	if len(rep.WriterStarts) > 0 {
+		b.WriteString("\n### Writer start: process start to /readyz 200, beside the bare loop of its client\n\n")
+		b.WriteString("The example writer as it runs by default (a group member, snapshots on; the snapshot topic exists, empty) against the bench's bare loop of the same client (the provider's fetch settings, counting records), both timed from their exec, taking turns on the same topic; median of the runs. CPU s is the process's CPU time until then (user and system: a loaded machine moves it less than the wall time). The steps are seconds after the exec, from the writer's log.\n\n")
+		b.WriteString("| client | partitions | events | bare s | writer s | writer / bare speed | bare CPU s | writer CPU s | connecting | joining | joined | restore started | restored | kcat s |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rep.WriterStarts {
+			kcat := "–"
+			if r.Kcat != nil {
+				kcat = fmt.Sprintf("%.2f", r.Kcat.Seconds)
+			}
+			p := r.Phases
+			fmt.Fprintf(&b, "| %s | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n", r.Client, r.Partitions, r.Events,
+				r.Bare.Seconds, r.Writer.Seconds, r.Bare.Seconds/r.Writer.Seconds, r.Bare.CPUSeconds, r.Writer.CPUSeconds,
+				p.Connecting, p.Joining, p.Joined, p.RestoreStarted, p.Restored, kcat)
+		}
+	}
 	if len(rep.Notes) > 0 {
 		b.WriteString("\n### Notes\n\n")
 		for _, n := range rep.Notes {

@@ -79,6 +79,13 @@ func eventRecord(reg *event.Registry, i, aggregates int) (event.Record, error) {
 // seedKafka creates topic and writes n events to it with a fast, batching,
 // idempotent producer, checking every delivery report.
 func seedKafka(ctx context.Context, brokers, topic string, partitions, n, aggregates int, codec event.Codec) error {
+	reg := registry(codec)
+	return seedRecords(ctx, brokers, topic, partitions, n, func(i int) (event.Record, error) { return eventRecord(reg, i, aggregates) })
+}
+
+// seedRecords creates topic and writes the records record(0) … record(n-1)
+// to it, in that order, with seedKafka's producer.
+func seedRecords(ctx context.Context, brokers, topic string, partitions, n int, record func(i int) (event.Record, error)) error {
 	p, err := kafka.New(kafka.Config{Brokers: brokers, Topic: topic})
 	if err != nil {
 		return err
@@ -108,9 +115,8 @@ func seedKafka(ctx context.Context, brokers, topic string, partitions, n, aggreg
 		}
 		errs <- first
 	}()
-	reg := registry(codec)
 	for i := range n {
-		rec, err := eventRecord(reg, i, aggregates)
+		rec, err := record(i)
 		if err != nil {
 			return err
 		}

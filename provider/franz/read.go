@@ -21,16 +21,18 @@ import (
 // end of a partition is a position, and kgo's consumer does not tell its
 // position: a partition may end in offsets that hold no record a consumer
 // sees (transaction markers, records of aborted transactions, compaction
-// gaps). Each Fetch response is decoded by kgo.ProcessFetchPartition, which
-// returns the position after what it decoded, markers and aborted records
-// included; that is the position the read reports and ends on.
+// gaps). Each partition of a Fetch response is decoded by decodeRecords
+// (kgo.ProcessFetchPartition's results, without its per-record objects in
+// the common case), which returns the position after what it decoded,
+// markers and aborted records included; that is the position the read
+// reports and ends on.
 //
 // One goroutine fetches (one request per leader broker, at once) and
 // decodes each response, its partitions in parallel; the caller's goroutine
 // hands the records over to fn. The fetcher fetches and decodes the next
 // response while this one is handed over, and no further: the read holds
 // two responses at most, each about 2.5 times its size once decoded into
-// records.
+// records (which point into it).
 const (
 	// fetchWait is how long a broker holds a fetch that has nothing new:
 	// how late a follower sees a record at most, and how often a caught-up
@@ -95,7 +97,7 @@ func (p *Provider) Read(ctx context.Context, ranges []provider.Range, batchSize 
 // position before up to next.
 type partFetch struct {
 	partition int32
-	records   []*kgo.Record
+	records   []event.Record
 	next      int64
 }
 
@@ -147,20 +149,17 @@ func (p *Provider) deliver(ctx context.Context, in <-chan fetched, ends map[int3
 			end := ends[pf.partition]
 			recs := pf.records
 			// Records at or past the end belong to a later read.
-			if i := slices.IndexFunc(recs, func(r *kgo.Record) bool { return r.Offset >= end }); i >= 0 {
+			if i := slices.IndexFunc(recs, func(r event.Record) bool { return r.Offset >= end }); i >= 0 {
 				recs = recs[:i]
 			}
 			at := min(pf.next, end)
 			if len(recs) == 0 && at <= next[pf.partition] {
 				continue // nothing moved
 			}
-			// One allocation for the fetch's records of the partition;
-			// batches are sub-slices of it, each its own to keep.
-			all := make([]event.Record, len(recs))
-			for i, r := range recs {
-				all[i] = event.Record{Key: r.Key, Value: r.Value, Headers: headers(r.Headers), Partition: pf.partition, Offset: r.Offset}
-			}
-			runs = append(runs, run{partition: pf.partition, records: all, next: at})
+			// The fetch's records of the partition are one allocation
+			// (decodeRecords); batches are sub-slices of it, each its
+			// own to keep.
+			runs = append(runs, run{partition: pf.partition, records: recs, next: at})
 		}
 		for len(runs) > 0 {
 			rest := runs[:0]
@@ -414,8 +413,9 @@ func (f *fetcher) fetchFrom(ctx context.Context, leader int32, parts []int32) ([
 	type decoded struct {
 		rp   *kmsg.FetchResponseTopicPartition
 		at   int64
-		fp   kgo.FetchPartition
+		recs []event.Record
 		next int64
+		fp   kgo.FetchPartition // its Err
 	}
 	var ds []decoded
 	for _, rt := range resp.Topics {
@@ -429,14 +429,7 @@ func (f *fetcher) fetchFrom(ctx context.Context, leader int32, parts []int32) ([
 	var wg sync.WaitGroup
 	for i := range ds {
 		d := &ds[i]
-		wg.Go(func() {
-			d.fp, d.next = kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-				Offset:         d.at,
-				IsolationLevel: kgo.ReadCommitted(),
-				Topic:          f.p.cfg.Topic,
-				Partition:      d.rp.Partition,
-			}, d.rp, decompressor, nil)
-		})
+		wg.Go(func() { d.recs, d.next, d.fp = decodeRecords(d.rp, f.p.cfg.Topic, d.at) })
 	}
 	wg.Wait()
 	var out []partFetch
@@ -462,8 +455,8 @@ func (f *fetcher) fetchFrom(ctx context.Context, leader int32, parts []int32) ([
 			// is left below it (the tail was compacted away).
 			next = rp.LastStableOffset
 		}
-		if next > at || len(fp.Records) > 0 {
-			out = append(out, partFetch{partition: rp.Partition, records: fp.Records, next: next})
+		if next > at || len(d.recs) > 0 {
+			out = append(out, partFetch{partition: rp.Partition, records: d.recs, next: next})
 		}
 	}
 	return out, retry

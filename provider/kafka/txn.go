@@ -187,6 +187,7 @@ func (l *lane) reset(ctx context.Context) error {
 	}()
 	ctx, cancel := context.WithTimeout(ctx, l.m.p.cfg.Timeout)
 	defer cancel()
+	connected(ctx, cp)
 	if err := p.InitTransactions(ctx); err != nil {
 		p.close()
 		return l.m.unavailable(fmt.Sprintf("init transactions of %s", l.txid), err)
