@@ -239,3 +239,21 @@ func (w *world) awaitEnd(timeout time.Duration) {
 		time.Sleep(50 * time.Millisecond) // polling the database, bounded by the deadline
 	}
 }
+
+// awaitClaims waits until n checkpoint rows of the projection exist
+// (claimed by instance, when not "").
+func (w *world) awaitClaims(instance string, n int) {
+	w.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got int
+		err := w.db.QueryRow(w.t.Context(), `SELECT count(*) FROM `+w.cps+` WHERE projection = 'users' AND ($1 = '' OR instance = $1)`, instance).Scan(&got)
+		if err == nil && got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%d partitions claimed by %q, want %d (%v)", got, instance, n, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the database, bounded by the deadline
+	}
+}
