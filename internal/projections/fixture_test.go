@@ -40,7 +40,7 @@ func (w *lockedWriter) String() string {
 
 // world is one test's topic, table and checkpoint table.
 type world struct {
-	t           *testing.T
+	t           testing.TB
 	db          *pgxpool.Pool
 	p           *franz.Provider
 	reg         *event.Registry
@@ -52,7 +52,7 @@ type world struct {
 	nextVersion map[string]int
 }
 
-func newWorld(t *testing.T, partitions int) *world {
+func newWorld(t testing.TB, partitions int) *world {
 	t.Helper()
 	if os.Getenv("PROJECTION_LONG_TESTS") != "1" {
 		if os.Getenv("CI") == "true" && os.Getenv("PROJECTION_LONG_TESTS_REQUIRED") == "1" {

@@ -142,11 +142,3 @@ func (pr *proc) kill(t *testing.T) {
 }
 
 func (pr *proc) output() string { return pr.cmd.Stderr.(*lockedWriter).String() }
-
-func envOf(kv map[string]string) []string {
-	out := make([]string, 0, len(kv))
-	for k, v := range kv {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
