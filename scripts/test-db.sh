@@ -40,6 +40,6 @@ if [[ -z ${KAFKA_BROKERS:-} ]] && (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/
   export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 fi
 echo "test-db.sh: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=${KAFKA_BROKERS:-(kfake)}" >&2
-PROJECTION_LONG_TESTS=1 "$GO" test -race -count=1 -timeout 14m -v "${TEST_FLAGS[@]}" ./internal/projections/ ./projection/... 2>&1 |
+PROJECTION_LONG_TESTS=1 "$GO" test -race -count=1 -timeout 14m -v "${TEST_FLAGS[@]}" ./internal/projections/ ./projection/ ./projection/postgres/ 2>&1 |
   grep -E '^(=== RUN|--- |PASS|FAIL|ok )|_test.go:[0-9]+:|Error Trace|Error:|Messages:'
 exit "${PIPESTATUS[0]}"

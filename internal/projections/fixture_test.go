@@ -40,7 +40,7 @@ func (w *lockedWriter) String() string {
 
 // world is one test's topic, table and checkpoint table.
 type world struct {
-	t           *testing.T
+	t           testing.TB
 	db          *pgxpool.Pool
 	p           *franz.Provider
 	reg         *event.Registry
@@ -52,7 +52,7 @@ type world struct {
 	nextVersion map[string]int
 }
 
-func newWorld(t *testing.T, partitions int) *world {
+func newWorld(t testing.TB, partitions int) *world {
 	t.Helper()
 	if os.Getenv("PROJECTION_LONG_TESTS") != "1" {
 		if os.Getenv("CI") == "true" && os.Getenv("PROJECTION_LONG_TESTS_REQUIRED") == "1" {
@@ -235,6 +235,24 @@ func (w *world) awaitEnd(timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			w.t.Fatalf("partitions not caught up after %v: %v", timeout, behind)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the database, bounded by the deadline
+	}
+}
+
+// awaitClaims waits until n checkpoint rows of the projection exist
+// (claimed by instance, when not "").
+func (w *world) awaitClaims(instance string, n int) {
+	w.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got int
+		err := w.db.QueryRow(w.t.Context(), `SELECT count(*) FROM `+w.cps+` WHERE projection = 'users' AND ($1 = '' OR instance = $1)`, instance).Scan(&got)
+		if err == nil && got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%d partitions claimed by %q, want %d (%v)", got, instance, n, err)
 		}
 		time.Sleep(50 * time.Millisecond) // polling the database, bounded by the deadline
 	}

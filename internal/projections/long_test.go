@@ -224,3 +224,39 @@ func TestRebuildUnderLoad(t *testing.T) {
 	assert.Equal(t, w.rows(), rebuilt)
 	assert.Equal(t, w.replay(), rebuilt)
 }
+
+// TestPausedSoleReaderIsRefused stops a reader that serves every partition
+// alone (no group), starts a second one, which claims them all, and resumes
+// the first: whatever it was doing, the database refuses its next commit
+// (ErrFenced, or its transaction ended by the server while it was stopped)
+// and it stops; the table equals a replay.
+func TestPausedSoleReaderIsRefused(t *testing.T) {
+	w := newWorld(t, 4)
+	stop := w.load()
+	a := startReader(t, w.readerEnv()...)
+	w.awaitClaims("", 4)
+	time.Sleep(time.Second) // a commits under load
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGSTOP))
+	startReader(t, w.readerEnv()...)
+	time.Sleep(5 * time.Second) // the server ends a's open transaction (3 s); b claims and commits
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGCONT))
+	select {
+	case <-a.done:
+		a.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the resumed reader was not refused; its log:\n%s", a.output())
+	}
+	out := a.output()
+	switch {
+	case strings.Contains(out, "checkpoint fenced"):
+		t.Log("the resumed reader's commit was refused: checkpoint fenced")
+	case strings.Contains(out, "terminating connection"):
+		t.Log("the resumed reader's transaction was ended by the server while it was stopped")
+	default:
+		t.Errorf("the resumed reader stopped for another reason:\n%s", out)
+	}
+	stop()
+	w.awaitEnd(60 * time.Second)
+	w.checkInvariants("end")
+	assert.Equal(t, w.replay(), w.rows())
+}

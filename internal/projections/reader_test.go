@@ -105,9 +105,8 @@ func reader() error {
 
 // proc is a reader process started by a test.
 type proc struct {
-	cmd    *exec.Cmd
-	stderr *strings.Builder
-	done   chan error
+	cmd  *exec.Cmd
+	done chan error
 }
 
 func startReader(t *testing.T, env ...string) *proc {
@@ -119,7 +118,7 @@ func startReader(t *testing.T, env ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pr := &proc{cmd: cmd, stderr: &stderr, done: make(chan error, 1)}
+	pr := &proc{cmd: cmd, done: make(chan error, 1)}
 	go func() { pr.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGCONT)
@@ -142,11 +141,3 @@ func (pr *proc) kill(t *testing.T) {
 }
 
 func (pr *proc) output() string { return pr.cmd.Stderr.(*lockedWriter).String() }
-
-func envOf(kv map[string]string) []string {
-	out := make([]string, 0, len(kv))
-	for k, v := range kv {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
