@@ -53,16 +53,22 @@ func TestSnapshotsSurviveKill9(t *testing.T) {
 // logRecord returns the last JSON log record with message msg, or fails.
 func (s *service) logRecord(msg string) map[string]any {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.logs) - 1; i >= 0; i-- {
-		var rec map[string]any
-		if json.Unmarshal([]byte(s.logs[i]), &rec) == nil && rec["msg"] == msg {
-			return rec
+	// The line may follow the readiness it reports by a moment (/readyz
+	// flips before the writer logs it): poll for it.
+	var found map[string]any
+	eventually(s.t, s.name+" logs "+msg, func() (bool, string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i := len(s.logs) - 1; i >= 0; i-- {
+			var rec map[string]any
+			if json.Unmarshal([]byte(s.logs[i]), &rec) == nil && rec["msg"] == msg {
+				found = rec
+				return true, ""
+			}
 		}
-	}
-	s.t.Fatalf("%s logged no %q", s.name, msg)
-	return nil
+		return false, "not logged yet"
+	})
+	return found
 }
 
 // countLogs counts the log lines that contain substr.
