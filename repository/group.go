@@ -18,8 +18,14 @@ type Group struct {
 	// Required.
 	Name string
 	// Instance names this instance, stable across its restarts (a pod
-	// name); empty means a random one. See provider.GroupConfig.
+	// name); empty means a random one. It is the instance's static
+	// membership: see provider.GroupConfig.
 	Instance string
+	// StayOnClose keeps this instance's partitions assigned to it when
+	// Close leaves, for an instance that comes back under the same
+	// Instance at once; by default Close hands them over to the others.
+	// See provider.GroupConfig.
+	StayOnClose bool
 	// Address is how the other instances reach this one, e.g.
 	// "http://10.0.0.7:4000"; Owners reports it. Optional.
 	Address string
@@ -77,11 +83,12 @@ func (r *Repository[A]) join(ctx context.Context) error {
 	// The callbacks may run before JoinGroup returns: takeovers wait for
 	// joined before they use the member.
 	m.member, err = g.JoinGroup(ctx, provider.GroupConfig{
-		Group:      cfg.Name,
-		Instance:   cfg.Instance,
-		Address:    cfg.Address,
-		OnAssigned: func(ids []int32) { r.assigned(m, ids) },
-		OnRevoked:  func(ids []int32, lost bool) { r.revoked(m, ids, lost) },
+		Group:       cfg.Name,
+		Instance:    cfg.Instance,
+		StayOnClose: cfg.StayOnClose,
+		Address:     cfg.Address,
+		OnAssigned:  func(ids []int32) { r.assigned(m, ids) },
+		OnRevoked:   func(ids []int32, lost bool) { r.revoked(m, ids, lost) },
 	})
 	close(m.joined)
 	if err != nil {

@@ -122,6 +122,7 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 		if !isTransport(err) {
 			l.t.Errorf("PUT %s: %v", id, err)
 		}
+		time.Sleep(10 * time.Millisecond) // pacing: a writer is down, do not spin
 	case status == http.StatusOK:
 		var a ack
 		if err := jsonUnmarshal(body, &a); err != nil {

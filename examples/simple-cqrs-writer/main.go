@@ -28,7 +28,12 @@
 // Several instances: every writer joins the group WRITER_GROUP (default
 // KAFKA_TOPIC-writer) and serves the partitions the group gives it; Kafka fences an
 // instance that lost its partitions. WRITER_INSTANCE names the instance,
-// stable across restarts (default hostname-PORT), and WRITER_ADVERTISE is the
+// stable across restarts (default hostname-PORT); it is the instance's static
+// group membership, so a writer restarted under its name (after a crash
+// too) takes its partitions back at once. WRITER_LEAVE (on, the default, or
+// off) says whether a clean stop hands the partitions over to the other
+// instances (and gets them back on return) or keeps them for a return
+// under the same WRITER_INSTANCE, unserved meanwhile. WRITER_ADVERTISE is the
 // URL the other instances forward its users' commands to (default
 // http://HOSTNAME:PORT). A command for a user another instance owns is
 // forwarded there; when the owner is unknown or moving the answer is 503 with
@@ -108,6 +113,9 @@ type config struct {
 	// WRITER_INSTANCE and WRITER_ADVERTISE, "" for their defaults, which
 	// depend on the port listened on.
 	group, instance, advertise string
+	// stayOnClose is WRITER_LEAVE=off: a clean stop keeps the partitions
+	// for this instance's return instead of handing them over.
+	stayOnClose bool
 	// maxUsers is WRITER_MAX_USERS, 0 for no cap.
 	maxUsers int64
 	// snapshots is WRITER_SNAPSHOTS (not "off") with
@@ -138,6 +146,16 @@ func loadConfig() (config, error) {
 	}
 	if c.group == "none" {
 		c.group = ""
+	}
+	switch v := serve.EnvOr("WRITER_LEAVE", "on"); v {
+	case "on":
+	case "off":
+		if c.instance == "" {
+			return config{}, errors.New("WRITER_LEAVE=off needs WRITER_INSTANCE: an instance keeps its partitions only for a return under its name")
+		}
+		c.stayOnClose = true
+	default:
+		return config{}, fmt.Errorf("WRITER_LEAVE %q: want on or off", v)
 	}
 	if c.snapshots, err = snapshotConfig(); err != nil {
 		return config{}, err
@@ -343,7 +361,7 @@ func groupOf(cfg config, addr net.Addr) *repository.Group {
 	if tcp, ok := addr.(*net.TCPAddr); ok {
 		port = strconv.Itoa(tcp.Port)
 	}
-	g := &repository.Group{Name: cfg.group, Instance: cfg.instance, Address: cfg.advertise}
+	g := &repository.Group{Name: cfg.group, Instance: cfg.instance, Address: cfg.advertise, StayOnClose: cfg.stayOnClose}
 	if g.Instance == "" {
 		g.Instance = host + "-" + port
 	}

@@ -42,8 +42,8 @@ var _ provider.Grouper = (*Provider)(nil)
 // The member's Close must not be called from its callbacks. Provider.Close
 // closes the members still open.
 func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
-	if gc.Group == "" {
-		return nil, errors.New("kafka: join group: no group name")
+	if err := gc.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka: join group: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -198,9 +198,12 @@ func (m *member) consumerConfig() *ckafka.ConfigMap {
 			cc[k] = v
 		}
 	}
-	// What the fencing argument rests on: not open to Properties.
+	// What the fencing argument rests on: not open to Properties. The
+	// member is static (leave.go): a restart under the same Instance takes
+	// the partitions back at once.
 	for k, v := range map[string]any{
 		"group.id":                      m.cfg.Group,
+		"group.instance.id":             m.cfg.Instance,
 		"group.protocol":                "classic",
 		"partition.assignment.strategy": "cooperative-sticky",
 		"client.id":                     ownership.ClientID(cmp.Or(cfg.ClientID, "rehydrate"), m.cfg.Instance, m.cfg.Address),
@@ -334,37 +337,22 @@ func (m *member) revoke(ids []int32, lost bool) {
 }
 
 // shutdown runs on the loop goroutine at Close: it revokes every partition
-// as a rebalance would, then closes the consumer, which leaves the group so
-// that the others take the partitions over at once.
+// as a rebalance would, leaves the group (unless StayOnClose: leave.go) so
+// that the others take the partitions over at once, then closes the
+// consumer.
 func (m *member) shutdown() {
 	m.revoke(m.own.Held(), false)
-	m.leave()
+	if m.cfg.StayOnClose {
+		m.stay()
+	} else {
+		m.leave()
+	}
 	m.cmu.Lock()
 	defer m.cmu.Unlock()
 	if err := m.consumer.Close(); err != nil {
 		m.closeErr = fmt.Errorf("kafka: group %s: close consumer: %w", m.cfg.Group, err)
 	}
 	m.consumerClosed = true
-}
-
-// leave unsubscribes, and polls until librdkafka has taken every partition
-// back (the rebalance callback runs here, as at any rebalance, and finds
-// nothing left to do), for at most the session timeout. Only then does
-// shutdown close the consumer: an IncrementalUnassign called from the
-// revocation that Close itself runs can block inside librdkafka for good
-// (librdkafka #4884, confluent-kafka-go #1016; seen here as a member's Close
-// hung for minutes on kfake).
-func (m *member) leave() {
-	if err := m.consumer.Unsubscribe(); err != nil {
-		m.log.Warn("kafka: unsubscribe before close", "group", m.cfg.Group, "err", err)
-		return
-	}
-	for deadline := time.Now().Add(m.p.cfg.SessionTimeout); time.Now().Before(deadline); {
-		if tps, err := m.consumer.Assignment(); err != nil || len(tps) == 0 {
-			return
-		}
-		m.consumer.Poll(int(pollInterval.Milliseconds()))
-	}
 }
 
 // Close implements provider.Member. It must not be called from a callback.
