@@ -128,13 +128,15 @@ type Member interface {
 	// Owners returns, for each partition with a known owner, the Address
 	// that owner gave in its GroupConfig ("" when it gave none). Partitions
 	// without a current owner are missing, and so may be others' while the
-	// group rebalances.
+	// group rebalances. Unlike the other methods, it still answers after
+	// Close, as long as the provider is open: a member that has left learns
+	// where its partitions went, to forward what still reaches it.
 	Owners(ctx context.Context) (map[int32]string, error)
 
 	// Close revokes every partition (calling OnRevoked), leaves the group
 	// so that the others take the partitions over at once (unless
-	// GroupConfig.StayOnClose), and releases the member. Later calls of the other methods return ErrClosed; Close
-	// may be called again and then returns nil. Closing the provider
-	// closes its members.
+	// GroupConfig.StayOnClose), and releases the member. Later calls of
+	// the other methods but Owners return ErrClosed; Close may be called
+	// again and then returns nil. Closing the provider closes its members.
 	Close() error
 }

@@ -260,6 +260,8 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 
 // Owners returns, for each partition with a known owner in the group, the
 // Address that owner gave; ErrNotReady without WithGroup or before Restore.
+// It still answers after Close, while the provider is open: an instance
+// that has left can forward the commands that still reach it.
 func (r *Repository[A]) Owners(ctx context.Context) (map[int32]string, error) {
 	if r.group == nil || !r.isReady() {
 		return nil, ErrNotReady

@@ -73,6 +73,7 @@ type fleetLoad struct {
 
 	mu      sync.Mutex
 	writers []*service
+	lb      *balancer // if set, the clients go through it instead
 	acks    map[string]map[uint64][2]string // id → version → names acknowledged
 	seq     atomic.Int64
 	ok      atomic.Int64
@@ -109,14 +110,10 @@ func (l *fleetLoad) start(clients int) {
 }
 
 func (l *fleetLoad) one(rng *rand.Rand) {
-	l.mu.Lock()
-	ws := l.writers
-	l.mu.Unlock()
-	w := ws[rng.IntN(len(ws))]
 	id := l.ids[rng.IntN(len(l.ids))]
 	n := l.seq.Add(1)
 	names := [2]string{"First" + strconv.FormatInt(n, 36), "Last" + strconv.FormatInt(n, 36)}
-	status, body, err := w.call(http.MethodPut, "/users/"+id, jsonBody(map[string]string{"first_name": names[0], "last_name": names[1]}), nil)
+	status, body, to, err := l.put(rng, id, jsonBody(map[string]string{"first_name": names[0], "last_name": names[1]}))
 	switch {
 	case err != nil:
 		if !isTransport(err) {
@@ -139,13 +136,13 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 		}
 		l.acks[id][a.Version] = names
 		l.mu.Unlock()
-	case status == http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable || l.lb != nil:
 		l.refused.Add(1)
 		l.mu.Lock()
 		l.why[string(body)]++
 		l.mu.Unlock()
 	default:
-		l.t.Errorf("PUT %s on %s: %d %s", id, w.url, status, body)
+		l.t.Errorf("PUT %s on %s: %d %s", id, to, status, body)
 	}
 }
 

@@ -51,6 +51,12 @@ type server struct {
 	// router forwards commands for users other instances own; nil when
 	// the writer runs without a group.
 	router *router
+	// handover bounds how long a command for a partition that is moving
+	// waits for it to be served again (WRITER_HANDOVER_WAIT).
+	handover time.Duration
+	// stopping is set at SIGTERM: /readyz says so, and what still
+	// arrives is forwarded to the partitions' new owners.
+	stopping atomic.Bool
 	// tokenSum is the SHA-256 of WRITER_TOKEN, nil when it is unset.
 	// Comparing digests rather than the tokens keeps the comparison's time
 	// independent of the token's length as well as of its bytes.
@@ -360,26 +366,41 @@ type commandResponse struct {
 
 func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	u, version, err := s.users.Get(id)
-	if notOwned(err) {
-		s.forward(w, r, id, nil, err)
-		return
+	get := func() bool {
+		u, version, err := s.users.Get(id)
+		if s.notServedHere(err) {
+			return false
+		}
+		if err != nil {
+			s.fail(w, r, id, err)
+			return true
+		}
+		w.Header().Set("ETag", etag(version))
+		serve.WriteJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
+		return true
 	}
-	if err != nil {
-		s.fail(w, r, id, err)
-		return
+	if !get() {
+		s.elsewhere(w, r, id, nil, get)
 	}
-	w.Header().Set("ETag", etag(version))
-	serve.WriteJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
 }
 
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
 
 // execute runs a decoded command and answers with the user's id and
-// version, or the error's status.
+// version, or the error's status. A command for a partition not served
+// here now waits for it to be served, here or elsewhere (elsewhere).
 func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
 	defer cancel()
+	run := func() bool { return s.executeHere(ctx, w, r, c) }
+	if !run() {
+		s.elsewhere(w, r, c.id, c.body, run)
+	}
+}
+
+// executeHere runs c and answers, unless its partition is not served here
+// now: it then answers nothing and returns false.
+func (s *server) executeHere(ctx context.Context, w http.ResponseWriter, r *http.Request, c command) bool {
 	var opts []repository.ExecOption
 	if c.expected != nil {
 		opts = append(opts, repository.ExpectVersion(*c.expected))
@@ -397,14 +418,13 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	case "delete":
 		res, err = s.users.Execute(ctx, c.id, deleteUser(), opts...)
 	}
-	if notOwned(err) {
-		s.forward(w, r, c.id, c.body, err)
-		return
+	if s.notServedHere(err) {
+		return false
 	}
 	if err != nil {
 		s.metrics.command(c.kind, resultOf(err))
 		s.fail(w, r, c.id, err)
-		return
+		return true
 	}
 	if len(res.Positions) == 0 {
 		s.metrics.command(c.kind, "unchanged")
@@ -421,6 +441,7 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 		w.Header().Set("ETag", etag(res.Version))
 	}
 	serve.WriteJSON(w, status, commandResponse{ID: c.id, Version: res.Version})
+	return true
 }
 
 // create creates a user under a new id. With a group, the id is one of a
@@ -624,12 +645,22 @@ type readiness struct {
 	// Partitions are the partitions this instance serves.
 	Partitions []int32 `json:"partitions,omitempty"`
 	Error      string  `json:"error,omitempty"`
+	// Stopping is set once the instance got SIGTERM: it forwards what
+	// still reaches it until it exits.
+	Stopping bool `json:"stopping,omitempty"`
 }
 
-// readyz answers 503 with the restore's progress until it has succeeded.
+// readyz answers 503 with the restore's progress until it has succeeded,
+// and 503 with stopping set from SIGTERM on, so that load balancers send
+// no more.
 func (s *server) readyz(w http.ResponseWriter, _ *http.Request) {
 	p := s.users.Progress()
 	body := readiness{Done: p.Done, Total: p.Total, ElapsedSeconds: p.Elapsed.Seconds()}
+	if s.stopping.Load() {
+		body.Stopping = true
+		serve.WriteJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
 	select {
 	case <-s.users.Ready():
 		body.Ready = true

@@ -50,10 +50,17 @@
 // and a restore beyond it stops the writer, instead of running out of
 // memory.
 //
-// SIGINT or SIGTERM stops accepting connections, lets the commands in flight
-// finish, snapshots the partitions that changed, leaves the group (the
-// others take the partitions over at once), flushes the producer and exits
-// 0.
+// A command for a partition that is moving (a deploy, a scale up or down, a
+// restart) waits up to WRITER_HANDOVER_WAIT (default 5s) for it to be served
+// again, here or at its new owner (forwarded once), before it answers 503.
+//
+// SIGINT or SIGTERM turns /readyz to 503 with "stopping": true at once,
+// snapshots the partitions that changed, leaves the group (the others take
+// the partitions over at once; commands in flight finish first), and keeps
+// the port open for WRITER_DRAIN (default 2s), forwarding what still
+// arrives to the new owners; then it stops accepting connections, lets the
+// requests in flight finish, flushes the producer and exits 0. Without a
+// group it stops accepting at once.
 package main
 
 import (
@@ -95,6 +102,11 @@ const (
 	defaultReadHeaderTimeout = 5 * time.Second
 	// readTimeout bounds reading a whole request, body included.
 	readTimeout = 15 * time.Second
+	// defaultHandover is WRITER_HANDOVER_WAIT's default: a handover from
+	// snapshots takes about a second.
+	defaultHandover = 5 * time.Second
+	// defaultDrain is WRITER_DRAIN's default.
+	defaultDrain = 2 * time.Second
 )
 
 func main() { serve.Main("simple-cqrs-writer", run) }
@@ -116,6 +128,12 @@ type config struct {
 	// stayOnClose is WRITER_LEAVE=off: a clean stop keeps the partitions
 	// for this instance's return instead of handing them over.
 	stayOnClose bool
+	// handover is WRITER_HANDOVER_WAIT: how long a command for a moving
+	// partition waits for it to be served again.
+	handover time.Duration
+	// drain is WRITER_DRAIN: how long a stopping instance keeps its port
+	// open after it has handed its partitions over, forwarding.
+	drain time.Duration
 	// maxUsers is WRITER_MAX_USERS, 0 for no cap.
 	maxUsers int64
 	// snapshots is WRITER_SNAPSHOTS (not "off") with
@@ -174,6 +192,18 @@ func loadConfig() (config, error) {
 	if s := os.Getenv("STARTUP_TIMEOUT"); s != "" {
 		if c.startupTimeout, err = time.ParseDuration(s); err != nil || c.startupTimeout <= 0 {
 			return config{}, fmt.Errorf("STARTUP_TIMEOUT %q: want a positive Go duration such as 5s", s)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		to   *time.Duration
+		def  time.Duration
+	}{{"WRITER_HANDOVER_WAIT", &c.handover, defaultHandover}, {"WRITER_DRAIN", &c.drain, defaultDrain}} {
+		*d.to = d.def
+		if s := os.Getenv(d.name); s != "" {
+			if *d.to, err = time.ParseDuration(s); err != nil || *d.to < 0 {
+				return config{}, fmt.Errorf("%s %q: want a Go duration such as 5s", d.name, s)
+			}
 		}
 	}
 	if s := os.Getenv("READ_HEADER_TIMEOUT"); s != "" {
@@ -285,7 +315,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	}
 	m := newMetrics(repo, observer)
 	observer.WatchLog(p) // lag_offsets: how far memory is behind the log
-	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second}
+	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second, handover: cfg.handover}
 	if group != nil {
 		srv.router = &router{users: repo, self: group.Address, client: &http.Client{Timeout: srv.timeout}}
 	}
@@ -322,12 +352,20 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		}
 	}
 
+	// /readyz says so from now on: load balancers stop sending here.
+	srv.stopping.Store(true)
 	// Stop accepting, and wait for the commands in flight: each has its
 	// own timeout, shorter than this.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), max(minShutdownPeriod, srv.timeout+3*time.Second))
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), max(minShutdownPeriod, srv.timeout+3*time.Second)+cfg.drain)
 	defer cancel()
-	if err := httpServer.Shutdown(shutdownCtx); err != nil {
-		fatal = errors.Join(fatal, fmt.Errorf("http shutdown: %w", err))
+	shutdownHTTP := func() {
+		if err := httpServer.Shutdown(shutdownCtx); err != nil {
+			fatal = errors.Join(fatal, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	if group == nil {
+		// Nobody to hand over to, nor to forward to.
+		shutdownHTTP()
 	}
 	cancelRestore()
 	if restored != nil {
@@ -343,9 +381,21 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		cancel()
 	}
 	// Leave the group now rather than when the session times out: the
-	// other instances take the partitions over at once.
+	// other instances take the partitions over at once (unless
+	// WRITER_LEAVE=off). What still reaches this instance from now on
+	// waits for the new owners and is forwarded there, for WRITER_DRAIN:
+	// the port stays open while load balancers learn it is stopping.
 	if err := repo.Close(); err != nil {
 		fatal = errors.Join(fatal, fmt.Errorf("leave group: %w", err))
+	}
+	if group != nil {
+		log.Info("left the group: forwarding what still arrives", "for", cfg.drain)
+		select {
+		case <-time.After(cfg.drain):
+		case err := <-served:
+			fatal = errors.Join(fatal, fmt.Errorf("http server: %w", err))
+		}
+		shutdownHTTP()
 	}
 	return fatal
 }

@@ -403,9 +403,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if m.own.Closing() {
-		return nil, provider.ErrClosed
-	}
+	// Also after Close (a member that left: no self, nothing owned).
 	self := ""
 	if md, err := m.metadata(); err == nil {
 		self = md.member

@@ -447,7 +447,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	}
 	m.p.mu.RLock()
 	defer m.p.mu.RUnlock()
-	if m.p.closed || m.closed {
+	if m.p.closed { // a closed member still answers (provider.Member)
 		return nil, provider.ErrClosed
 	}
 	owners := make(map[int32]string)
