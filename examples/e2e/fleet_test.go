@@ -73,7 +73,7 @@ type fleetLoad struct {
 
 	mu      sync.Mutex
 	writers []*service
-	lb      *balancer // if set, the clients go through it instead
+	lb      *balancer                       // if set, the clients go through it instead
 	acks    map[string]map[uint64][2]string // id → version → names acknowledged
 	seq     atomic.Int64
 	ok      atomic.Int64
