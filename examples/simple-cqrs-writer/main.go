@@ -59,8 +59,10 @@
 // the partitions over at once; commands in flight finish first), and keeps
 // the port open for WRITER_DRAIN (default 2s), forwarding what still
 // arrives to the new owners; then it stops accepting connections, lets the
-// requests in flight finish, flushes the producer and exits 0. Without a
-// group it stops accepting at once.
+// requests in flight finish, flushes the producer and exits 0. With
+// WRITER_LEAVE=off it serves as usual for WRITER_DRAIN first, then stops
+// accepting, snapshots and exits, keeping its partitions for its return.
+// Without a group it stops accepting at once.
 package main
 
 import (
@@ -363,8 +365,23 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 			fatal = errors.Join(fatal, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
-	if group == nil {
+	drain := func(what string) {
+		log.Info(what, "for", cfg.drain)
+		select {
+		case <-time.After(cfg.drain):
+		case err := <-served:
+			fatal = errors.Join(fatal, fmt.Errorf("http server: %w", err))
+		}
+	}
+	switch {
+	case group == nil:
 		// Nobody to hand over to, nor to forward to.
+		shutdownHTTP()
+	case cfg.stayOnClose:
+		// The partitions wait for this instance's return, unserved:
+		// serve them while load balancers learn it is stopping, and
+		// stop accepting before leaving.
+		drain("stopping: serving while load balancers learn it")
 		shutdownHTTP()
 	}
 	cancelRestore()
@@ -388,13 +405,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if err := repo.Close(); err != nil {
 		fatal = errors.Join(fatal, fmt.Errorf("leave group: %w", err))
 	}
-	if group != nil {
-		log.Info("left the group: forwarding what still arrives", "for", cfg.drain)
-		select {
-		case <-time.After(cfg.drain):
-		case err := <-served:
-			fatal = errors.Join(fatal, fmt.Errorf("http server: %w", err))
-		}
+	if group != nil && !cfg.stayOnClose {
+		drain("left the group: forwarding what still arrives")
 		shutdownHTTP()
 	}
 	return fatal
