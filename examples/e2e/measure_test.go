@@ -135,7 +135,8 @@ func seedUsers(t *testing.T, tp topic, n, count int) []string {
 		ids[i] = event.NewID()
 	}
 	p := tp.provider(t)
-	const writers, batch = 8, 2000
+	// At most 8 000 records in flight: franz-go buffers 10 000 by default.
+	const writers, batch = 4, 2000
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for w := range writers {
