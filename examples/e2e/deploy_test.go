@@ -183,13 +183,10 @@ func checkNoRefusal(t *testing.T, load *fleetLoad, lb *balancer) {
 	assert.Zero(t, lb.broken.Load(), "connections broken after the request was sent")
 }
 
-// A rolling deploy of three writers, one by one, each stopped (SIGTERM) and
-// started again under its name, under 16 clients behind a load balancer:
-// no command is refused, nothing acknowledged is lost, and no version is
-// acknowledged twice.
-func TestRollingDeployRefusesNothing(t *testing.T) {
-	tp := newTopic(t)
-	names := []string{"w-0", "w-1", "w-2"}
+// balancedFleet starts a writer per name, creates 200 users, and starts 16
+// clients behind a balancer, returning once 300 updates were acknowledged.
+func balancedFleet(t *testing.T, tp topic, names []string) ([]*service, []string, *fleetLoad, *balancer) {
+	t.Helper()
 	ws := make([]*service, len(names))
 	for i, name := range names {
 		ws[i] = startWriterAt(t, tp, 0, "WRITER_INSTANCE="+name)
@@ -199,6 +196,17 @@ func TestRollingDeployRefusesNothing(t *testing.T) {
 	load, lb := balanced(t, ids, ws...)
 	load.start(16)
 	waitAcks(t, load, 300)
+	return ws, ids, load, lb
+}
+
+// A rolling deploy of three writers, one by one, each stopped (SIGTERM) and
+// started again under its name, under 16 clients behind a load balancer:
+// no command is refused, nothing acknowledged is lost, and no version is
+// acknowledged twice.
+func TestRollingDeployRefusesNothing(t *testing.T) {
+	tp := newTopic(t)
+	names := []string{"w-0", "w-1", "w-2"}
+	ws, ids, load, lb := balancedFleet(t, tp, names)
 	for i, name := range names {
 		ws[i] = lb.restartUnder(t, tp, ws[i], name)
 		waitSpread(t, 6, ws...)
@@ -264,19 +272,11 @@ func (l *fleetLoad) put(rng *rand.Rand, id, body string) (status int, resp []byt
 func TestKill9RestartUnderNameMovesNothingElse(t *testing.T) {
 	tp := newTopic(t)
 	names := []string{"w-0", "w-1", "w-2"}
-	ws := make([]*service, len(names))
-	for i, name := range names {
-		ws[i] = startWriterAt(t, tp, 0, "WRITER_INSTANCE="+name)
-	}
-	waitSpread(t, 6, ws...)
-	ids := createUsers(t, ws[0], 200)
-	load, lb := balanced(t, ids, ws...)
-	load.start(16)
-	waitAcks(t, load, 300)
+	ws, ids, load, lb := balancedFleet(t, tp, names)
 	before := [][]int32{ws[1].served(), ws[2].served()}
 	ws[0].kill9()
 	lb.remove(ws[0])
-	ws[0] = startWriterAt(t, tp, ws[0].port(), "WRITER_INSTANCE=w-0")
+	ws[0] = startWriterAt(t, tp, ws[0].port(), "WRITER_INSTANCE="+names[0])
 	lb.add(ws[0])
 	waitSpread(t, 6, ws...)
 	assert.Equal(t, before, [][]int32{ws[1].served(), ws[2].served()}, "the others' partitions did not move")

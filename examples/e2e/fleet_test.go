@@ -141,6 +141,7 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 		l.mu.Lock()
 		l.why[string(body)]++
 		l.mu.Unlock()
+		time.Sleep(10 * time.Millisecond) // pacing, as Retry-After asks: do not spin
 	default:
 		l.t.Errorf("PUT %s on %s: %d %s", id, to, status, body)
 	}

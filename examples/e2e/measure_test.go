@@ -50,19 +50,27 @@ func TestMeasureFleet(t *testing.T) {
 	a.waitServingWithin(partitions, time.Minute)
 	report("clean_restart_from_snapshots", time.Since(t0))
 
-	// kill -9 the only writer under load, restart it under its name.
+	// kill -9 the only writer under load, restart it under its name; three
+	// times, the median and the slowest reported (the machine is shared).
 	load := newFleetLoad(t, ids[:300], a)
 	load.start(4)
 	waitAcks(t, load, 100)
-	a.kill9()
-	killed := time.Now()
-	a = startWriterAt(t, tp, a.port(), "WRITER_INSTANCE=w-a")
-	started := time.Now()
-	load.setWriters(a)
-	a.waitServingWithin(partitions, time.Minute)
-	report("kill9_restart_same_name_from_kill", time.Since(killed))
-	report("kill9_restart_same_name_from_start", time.Since(started))
-	waitAcks(t, load, load.ok.Load()+100)
+	var fromKill, fromStart []time.Duration
+	for range 3 {
+		a.kill9()
+		killed := time.Now()
+		a = startWriterAt(t, tp, a.port(), "WRITER_INSTANCE=w-a")
+		started := time.Now()
+		load.setWriters(a)
+		a.waitServingWithin(partitions, time.Minute)
+		fromKill, fromStart = append(fromKill, time.Since(killed)), append(fromStart, time.Since(started))
+		waitAcks(t, load, load.ok.Load()+100)
+	}
+	slices.Sort(fromKill)
+	slices.Sort(fromStart)
+	report("kill9_restart_same_name_from_kill_median", fromKill[1])
+	report("kill9_restart_same_name_from_kill_max", fromKill[2])
+	report("kill9_restart_same_name_from_start_median", fromStart[1])
 
 	// One of three, killed and restarted under its name: the others keep
 	// what they serve.
@@ -75,7 +83,7 @@ func TestMeasureFleet(t *testing.T) {
 	waitAcks(t, load, load.ok.Load()+100)
 	load.setWriters(b, c)
 	a.kill9()
-	killed = time.Now()
+	killed := time.Now()
 	a = startWriterAt(t, tp, a.port(), "WRITER_INSTANCE=w-a")
 	waitSpread(t, partitions, a, b, c)
 	report("kill9_one_of_three_restart_same_name", time.Since(killed))
