@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,9 +96,11 @@ func TestMeasureFleet(t *testing.T) {
 	// come back.
 	load.setWriters(b, c)
 	stopped := time.Now()
-	require.Equal(t, 0, a.terminate())
+	require.NoError(t, a.signal(syscall.SIGTERM))
 	waitSpread(t, partitions, b, c)
 	report("leave_on_stop_until_others_serve", time.Since(stopped))
+	<-a.exited // after WRITER_DRAIN
+	require.Equal(t, 0, a.cmd.ProcessState.ExitCode())
 	a = startWriterAt(t, tp, a.port(), "WRITER_INSTANCE=w-a", "WRITER_LEAVE=off")
 	waitSpread(t, partitions, a, b, c)
 	report("leave_on_stop_and_restart_until_spread", time.Since(stopped))

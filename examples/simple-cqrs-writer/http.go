@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -394,7 +395,9 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	defer cancel()
 	run := func() bool { return s.executeHere(ctx, w, r, c) }
 	if !run() {
-		s.elsewhere(w, r, c.id, c.body, run)
+		// A create goes to the owner of a random partition, which picks
+		// an id of its own.
+		s.elsewhere(w, r, cmp.Or(c.id, event.NewID()), c.body, run)
 	}
 }
 
