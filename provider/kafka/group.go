@@ -355,6 +355,26 @@ func (m *member) shutdown() {
 	m.consumerClosed = true
 }
 
+// leave unsubscribes, and polls until librdkafka has taken every partition
+// back (the rebalance callback runs here, as at any rebalance, and finds
+// nothing left to do), for at most the session timeout. Only then does
+// shutdown close the consumer: an IncrementalUnassign called from the
+// revocation that Close itself runs can block inside librdkafka for good
+// (librdkafka #4884, confluent-kafka-go #1016; seen here as a member's Close
+// hung for minutes on kfake).
+func (m *member) leave() {
+	if err := m.consumer.Unsubscribe(); err != nil {
+		m.log.Warn("kafka: unsubscribe before close", "group", m.cfg.Group, "err", err)
+		return
+	}
+	for deadline := time.Now().Add(m.p.cfg.SessionTimeout); time.Now().Before(deadline); {
+		if tps, err := m.consumer.Assignment(); err != nil || len(tps) == 0 {
+			return
+		}
+		m.consumer.Poll(int(pollInterval.Milliseconds()))
+	}
+}
+
 // Close implements provider.Member. It must not be called from a callback.
 func (m *member) Close() error {
 	if m.own.Close() {

@@ -2,40 +2,18 @@
 
 package kafka
 
-import "time"
-
 // A member is static (group.instance.id is its Instance, KIP-345): when it
 // closes, librdkafka sends no LeaveGroup, and the group keeps its
 // partitions for it until its session times out, so that the same instance
 // restarting takes them back without a rebalance. Unsubscribe, by
 // contrast, sends a LeaveGroup also for a static member (librdkafka's
-// rd_kafka_cgrp_leave_maybe skips it only when the consumer terminates;
-// version 0-1, naming the member id, which the coordinator removes whether
-// static or not). So a member that leaves unsubscribes first (leave), and
-// one that stays (GroupConfig.StayOnClose) gives its partitions up locally
-// only (stay).
-//
-// In both cases, every partition is given back to librdkafka before
-// shutdown closes the consumer: an IncrementalUnassign called from the
-// revocation that Close itself runs can block inside librdkafka for good
-// (librdkafka #4884, confluent-kafka-go #1016; seen here as a member's
-// Close hung for minutes on kfake).
-
-// leave unsubscribes, and polls until librdkafka has taken every partition
-// back (the rebalance callback runs here, as at any rebalance, and finds
-// nothing left to do), for at most the session timeout.
-func (m *member) leave() {
-	if err := m.consumer.Unsubscribe(); err != nil {
-		m.log.Warn("kafka: unsubscribe before close", "group", m.cfg.Group, "err", err)
-		return
-	}
-	for deadline := time.Now().Add(m.p.cfg.SessionTimeout); time.Now().Before(deadline); {
-		if tps, err := m.consumer.Assignment(); err != nil || len(tps) == 0 {
-			return
-		}
-		m.consumer.Poll(int(pollInterval.Milliseconds()))
-	}
-}
+// rd_kafka_cgrp_leave_maybe skips it only when the consumer terminates; it
+// names the member id, which the coordinator removes whether static or
+// not: providertest's StaticMemberLeavesOnClose). So a member that leaves
+// unsubscribes first (leave), and one that stays (GroupConfig.StayOnClose)
+// gives its partitions up locally only (stay). In both cases, every
+// partition is given back to librdkafka before shutdown closes the consumer
+// (see leave in group.go: librdkafka #4884).
 
 // stay gives the partitions back to librdkafka without telling the group:
 // the member stays in it, with its assignment, until its session times out
