@@ -294,6 +294,19 @@ func (gt *groupTest) visible(p provider.Provider) map[string][]provider.Position
 	return at
 }
 
+// visibleWith is visible once it holds id: a read-committed reader sees an
+// acknowledged append a moment after its acknowledgement (Kafka writes the
+// commit markers after it answers EndTxn).
+func (gt *groupTest) visibleWith(p provider.Provider, id string) map[string][]provider.Position {
+	gt.t.Helper()
+	var at map[string][]provider.Position
+	gt.waitFor("the acknowledged append "+id+" visible", func() bool {
+		at = gt.visible(p)
+		return len(at[id]) > 0
+	})
+	return at
+}
+
 func testSoleMember(t *testing.T, h GroupHarness) {
 	gt := newGroupTest(t, h, 3)
 	a := gt.join(gt.p, "a")
@@ -410,7 +423,7 @@ func testNotOwnerRefused(t *testing.T, h GroupHarness) {
 	last := envelope(gt.keyIn(theirs, 2), 1)
 	_, err = b.Append(gt.ctx, []event.Record{last.Record()})
 	require.NoError(t, err)
-	at := gt.visible(gt.p)
+	at := gt.visibleWith(gt.p, last.ID)
 	assert.Len(t, at[last.ID], 1)
 	for _, env := range []event.Envelope{alone, ok, notOK} {
 		assert.Empty(t, at[env.ID], "%s of a refused append is not in the log", env.AggregateID)
@@ -670,7 +683,7 @@ func testExpelled(t *testing.T, h GroupHarness) {
 	last := envelope(gt.keyIn(sets[0][0], 1), 1)
 	_, err := b.Append(gt.ctx, []event.Record{last.Record()})
 	require.NoError(t, err)
-	at := gt.visible(p2)
+	at := gt.visibleWith(p2, last.ID)
 	assert.Len(t, at[last.ID], 1)
 	for _, e := range refused {
 		assert.Empty(t, at[e.ID], "a's refused append v%d is not in the log", e.Version)
