@@ -245,8 +245,14 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 	ps := make([]provider.Partition, len(ids))
 	for i, id := range ids {
 		pt := r.parts[id]
-		pt.status.Store(partIdle)
-		pt.gate.Lock() // waits for the partition's commands in flight
+		if lost {
+			pt.status.Store(partIdle)
+			pt.gate.Lock() // waits for the partition's commands in flight
+		} else {
+			pt.gate.Lock() // waits for them; new ones wait for the snapshot
+			r.handOver(pt)
+			pt.status.Store(partIdle)
+		}
 		ps[i] = provider.Partition{ID: id}
 	}
 	r.forget(ps)
@@ -255,6 +261,27 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 	}
 	if len(restart) > 0 {
 		r.startTakeover(m, restart)
+	}
+}
+
+// revokeSnapshotWait bounds the snapshot a revocation hands over: the group
+// waits for it (the next owner is assigned the partition only after
+// OnRevoked returns), and a slow one only makes the next owner read more.
+const revokeSnapshotWait = 2 * time.Second
+
+// handOver snapshots a partition given up in a rebalance (WithSnapshots),
+// when it changed since its last snapshot, so that its next owner reads
+// the state rather than the events since: nothing changes it any more (the
+// member refuses its appends from the start of the revocation, and its
+// commands in flight have ended), so the snapshot is its final state.
+func (r *Repository[A]) handOver(pt *partition[A]) {
+	if r.snaps == nil || pt.status.Load() != partServing || pt.changes.Load() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), revokeSnapshotWait)
+	defer cancel()
+	if err := r.snapshotPartition(ctx, pt); err != nil {
+		r.log.Warn("snapshot at revocation failed: the next owner reads more events", "partition", pt.id, "err", err)
 	}
 }
 
