@@ -243,6 +243,8 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 		}
 	}
 	ps := make([]provider.Partition, len(ids))
+	snapCtx, cancel := context.WithTimeout(context.Background(), revokeSnapshotWait)
+	defer cancel()
 	for i, id := range ids {
 		pt := r.parts[id]
 		if lost {
@@ -250,7 +252,7 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 			pt.gate.Lock() // waits for the partition's commands in flight
 		} else {
 			pt.gate.Lock() // waits for them; new ones wait for the snapshot
-			r.handOver(pt)
+			r.handOver(snapCtx, pt)
 			pt.status.Store(partIdle)
 		}
 		ps[i] = provider.Partition{ID: id}
@@ -264,9 +266,10 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 	}
 }
 
-// revokeSnapshotWait bounds the snapshot a revocation hands over: the group
-// waits for it (the next owner is assigned the partition only after
-// OnRevoked returns), and a slow one only makes the next owner read more.
+// revokeSnapshotWait bounds the snapshots a revocation hands over, all
+// partitions together: the group waits for them (the next owner is assigned
+// a partition only after OnRevoked returns), and a missing one only makes
+// the next owner read more.
 const revokeSnapshotWait = 2 * time.Second
 
 // handOver snapshots a partition given up in a rebalance (WithSnapshots),
@@ -274,12 +277,10 @@ const revokeSnapshotWait = 2 * time.Second
 // the state rather than the events since: nothing changes it any more (the
 // member refuses its appends from the start of the revocation, and its
 // commands in flight have ended), so the snapshot is its final state.
-func (r *Repository[A]) handOver(pt *partition[A]) {
-	if r.snaps == nil || pt.status.Load() != partServing || pt.changes.Load() == 0 {
+func (r *Repository[A]) handOver(ctx context.Context, pt *partition[A]) {
+	if r.snaps == nil || pt.status.Load() != partServing || pt.changes.Load() == 0 || ctx.Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), revokeSnapshotWait)
-	defer cancel()
 	if err := r.snapshotPartition(ctx, pt); err != nil {
 		r.log.Warn("snapshot at revocation failed: the next owner reads more events", "partition", pt.id, "err", err)
 	}
