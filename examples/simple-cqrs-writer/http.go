@@ -367,21 +367,21 @@ type commandResponse struct {
 
 func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	get := func() bool {
+	get := func() error {
 		u, version, err := s.users.Get(id)
 		if s.notServedHere(err) {
-			return false
+			return err
 		}
 		if err != nil {
 			s.fail(w, r, id, err)
-			return true
+			return nil
 		}
 		w.Header().Set("ETag", etag(version))
 		serve.WriteJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
-		return true
+		return nil
 	}
-	if !get() {
-		s.elsewhere(w, r, id, nil, get)
+	if err := get(); err != nil {
+		s.elsewhere(w, r, id, nil, err, get)
 	}
 }
 
@@ -393,17 +393,17 @@ func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) 
 func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
 	defer cancel()
-	run := func() bool { return s.executeHere(ctx, w, r, c) }
-	if !run() {
+	run := func() error { return s.executeHere(ctx, w, r, c) }
+	if err := run(); err != nil {
 		// A create goes to the owner of a random partition, which picks
 		// an id of its own.
-		s.elsewhere(w, r, cmp.Or(c.id, event.NewID()), c.body, run)
+		s.elsewhere(w, r, cmp.Or(c.id, event.NewID()), c.body, err, run)
 	}
 }
 
 // executeHere runs c and answers, unless its partition is not served here
-// now: it then answers nothing and returns false.
-func (s *server) executeHere(ctx context.Context, w http.ResponseWriter, r *http.Request, c command) bool {
+// now: it then answers nothing and returns why (notServedHere).
+func (s *server) executeHere(ctx context.Context, w http.ResponseWriter, r *http.Request, c command) error {
 	var opts []repository.ExecOption
 	if c.expected != nil {
 		opts = append(opts, repository.ExpectVersion(*c.expected))
@@ -422,12 +422,12 @@ func (s *server) executeHere(ctx context.Context, w http.ResponseWriter, r *http
 		res, err = s.users.Execute(ctx, c.id, deleteUser(), opts...)
 	}
 	if s.notServedHere(err) {
-		return false
+		return err
 	}
 	if err != nil {
 		s.metrics.command(c.kind, resultOf(err))
 		s.fail(w, r, c.id, err)
-		return true
+		return nil
 	}
 	if len(res.Positions) == 0 {
 		s.metrics.command(c.kind, "unchanged")
@@ -444,7 +444,7 @@ func (s *server) executeHere(ctx context.Context, w http.ResponseWriter, r *http
 		w.Header().Set("ETag", etag(res.Version))
 	}
 	serve.WriteJSON(w, status, commandResponse{ID: c.id, Version: res.Version})
-	return true
+	return nil
 }
 
 // create creates a user under a new id. With a group, the id is one of a

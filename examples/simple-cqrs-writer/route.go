@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -90,18 +91,22 @@ func (rt *router) owner(ctx context.Context, p int32, fresh bool) string {
 // again (handover).
 const handoverPoll = 20 * time.Millisecond
 
-// elsewhere answers a request for a partition not served here now: not
-// owned here, or owned and still being restored (a takeover). It waits, up
-// to s.handover, for the partition to be served again: here, and then
-// here() serves the request, or by an owner the group names, and then the
-// request is forwarded there, once, and its answer copied back. Only past
-// the bound, or when no owner answers, is the answer 503 with Retry-After.
+// elsewhere answers a request for a partition not served here now (cause
+// says why: not owned here, or owned and still being restored, a
+// takeover). It waits, up to s.handover, for the partition to be served
+// again: here, and then here() serves the request, or by an owner the group
+// names, and then the request is forwarded there and its answer copied
+// back. Only past the bound, or when no owner answers, is the answer 503
+// with Retry-After.
 //
 // A request another instance forwarded is not forwarded again (when
 // ownership is moving, two instances could otherwise send it back and
 // forth), unless this instance is stopping: it will serve nothing again,
-// and it has left the group, so no owner it forwards to can name it.
-func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, body []byte, here func() bool) {
+// and it has left the group, so no owner it forwards to can name it. Such a
+// request waits here only while the partition is being restored here;
+// otherwise the answer is 503 at once, and the instance that forwarded it,
+// which still waits within its own bound, asks the group again.
+func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, body []byte, cause error, here func() error) {
 	rt := s.router
 	notNow := func(msg string) {
 		w.Header().Set("Retry-After", "1")
@@ -122,6 +127,7 @@ func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, bo
 		if mayForward {
 			if addr := rt.owner(ctx, part, attempt > 0); addr != "" {
 				resp, err := rt.send(ctx, r, addr, body)
+				level := slog.LevelWarn // gone or stopping: the group names its successor soon
 				if err == nil && resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline) {
 					// Not served there yet either, and nothing was
 					// changed there (no outcome_unknown): wait on.
@@ -129,7 +135,7 @@ func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, bo
 					b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 					resp.Body.Close()
 					if json.Unmarshal(b, &e) == nil && e.OutcomeUnknown == nil {
-						err = errors.New("503 " + e.Error)
+						err, level = errors.New("503 "+e.Error), slog.LevelDebug
 					} else {
 						resp.Body = io.NopCloser(bytes.NewReader(b))
 					}
@@ -148,17 +154,15 @@ func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, bo
 					s.metrics.forwarded("ok")
 					return
 				}
-				// Gone or stopping: the group names its successor soon.
-				s.log.Warn("forward failed", "id", id, "partition", part, "to", addr, "err", err)
+				s.log.Log(ctx, level, "forward failed", "id", id, "partition", part, "to", addr, "err", err)
 			}
 		}
+		if !mayForward && !restoringHere(cause) {
+			notNow("this instance does not serve the user's partition (forwarded by " + by + "); retry")
+			return
+		}
 		if time.Now().After(deadline) {
-			switch {
-			case by != "" && !mayForward:
-				notNow("the user's partition is moving between instances (forwarded by " + by + "); retry")
-			default:
-				notNow("the user's partition has no owner that serves it now (instances are rebalancing); retry")
-			}
+			notNow("the user's partition has no owner that serves it now (instances are rebalancing); retry")
 			return
 		}
 		select {
@@ -167,7 +171,7 @@ func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, bo
 			return
 		case <-time.After(handoverPoll):
 		}
-		if here() {
+		if cause = here(); cause == nil {
 			return
 		}
 	}
@@ -188,15 +192,21 @@ func (rt *router) send(ctx context.Context, r *http.Request, addr string, body [
 	return rt.client.Do(req)
 }
 
+// restoringHere reports whether err says the partition is this instance's
+// and being restored.
+func restoringHere(err error) bool {
+	var pe *repository.PartitionError
+	return errors.As(err, &pe) && errors.Is(pe, repository.ErrNotReady)
+}
+
 // notServedHere reports whether err says the aggregate's partition is not
 // served here now, and nothing of the command was done: another instance
 // owns it, this one is still restoring it, or this one is stopping and its
 // membership closed under the command (an append error without
 // ErrOutcomeUnknown wrote nothing: provider.Member's contract).
 func (s *server) notServedHere(err error) bool {
-	var pe *repository.PartitionError
 	switch {
-	case errors.Is(err, provider.ErrNotOwner), errors.As(err, &pe) && errors.Is(pe, repository.ErrNotReady):
+	case errors.Is(err, provider.ErrNotOwner), restoringHere(err):
 		return true
 	case s.stopping.Load() && s.router != nil:
 		return errors.Is(err, provider.ErrClosed) && !errors.Is(err, provider.ErrOutcomeUnknown)
