@@ -251,9 +251,13 @@ func snapshotConfig() (*repository.Snapshots, error) {
 // bearerToken is RFC 6750's b64token: what Authorization: Bearer can carry.
 var bearerToken = regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
 
-// run serves until ctx ends (a signal), then shuts down in order: the HTTP
-// server (commands in flight finish), the restore if still running, then
-// the provider, which flushes.
+// run serves until ctx ends (a signal), then shuts down in order: /readyz
+// says stopping, the restore if still running ends, a last snapshot, the
+// group left (its partitions handed over), WRITER_DRAIN of forwarding, the
+// HTTP server (requests in flight finish), then the provider, which
+// flushes. Without a group the HTTP server stops first; with
+// WRITER_LEAVE=off it serves for WRITER_DRAIN and stops before the
+// snapshot.
 func run(ctx context.Context, log *slog.Logger) (err error) {
 	cfg, err := loadConfig()
 	if err != nil {
