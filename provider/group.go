@@ -33,13 +33,26 @@ type GroupConfig struct {
 	// Group names the group; every writer instance of one service uses the
 	// same name. Required.
 	Group string
-	// Instance identifies this instance among the group's members. Give a
-	// name that is stable across restarts (a pod name): a restarted
-	// instance then settles the transaction its predecessor left open at
-	// once, instead of after the provider's transaction timeout. Two live
-	// processes must never share one: they would fence each other's
-	// appends (safe, but neither could append). Empty means a random name.
+	// Instance identifies this instance among the group's members, and is
+	// its static membership (Kafka's group.instance.id, KIP-345). Give a
+	// name that is stable across restarts (a pod name of a StatefulSet): a
+	// restarted instance then takes its partitions back at once, without
+	// waiting for the group to give up on its predecessor, and settles the
+	// transaction its predecessor left open at once, instead of after the
+	// provider's transaction timeout. Two live processes must never share
+	// one: the later one fences the earlier one's membership and appends
+	// (safe, but the earlier one can append no more). Empty means a random
+	// name: a restart is then a new member, and the predecessor's
+	// partitions wait for its session to time out.
 	Instance string
+	// StayOnClose keeps the member's partitions assigned to it when it
+	// closes, for an instance that restarts under the same Instance at
+	// once (a StatefulSet's rolling restart): its partitions then move
+	// nowhere, but nobody serves them until it is back or its session
+	// timed out. By default Close leaves the group, and the others take
+	// the partitions over at once (and give them back when it returns).
+	// It needs an Instance.
+	StayOnClose bool
 	// Address is how other members reach this one (e.g. the URL of its
 	// HTTP API); [Member.Owners] reports it. Optional, opaque.
 	Address string
@@ -64,6 +77,18 @@ type GroupConfig struct {
 	// one at a time, never after its Close returned. They must not call
 	// the member's Close or the provider's Close.
 	OnRevoked func(partitions []int32, lost bool)
+}
+
+// Validate reports every problem of the configuration at once.
+func (c GroupConfig) Validate() error {
+	var errs []error
+	if c.Group == "" {
+		errs = append(errs, errors.New("no group name"))
+	}
+	if c.StayOnClose && c.Instance == "" {
+		errs = append(errs, errors.New("StayOnClose needs an Instance: a random name never comes back for its partitions"))
+	}
+	return errors.Join(errs...)
 }
 
 // Member is one instance's membership of a group. It is safe for concurrent
@@ -103,13 +128,15 @@ type Member interface {
 	// Owners returns, for each partition with a known owner, the Address
 	// that owner gave in its GroupConfig ("" when it gave none). Partitions
 	// without a current owner are missing, and so may be others' while the
-	// group rebalances.
+	// group rebalances. Unlike the other methods, it still answers after
+	// Close, as long as the provider is open: a member that has left learns
+	// where its partitions went, to forward what still reaches it.
 	Owners(ctx context.Context) (map[int32]string, error)
 
 	// Close revokes every partition (calling OnRevoked), leaves the group
-	// so that the others take the partitions over at once, and releases
-	// the member. Later calls of the other methods return ErrClosed; Close
-	// may be called again and then returns nil. Closing the provider
-	// closes its members.
+	// so that the others take the partitions over at once (unless
+	// GroupConfig.StayOnClose), and releases the member. Later calls of
+	// the other methods but Owners return ErrClosed; Close may be called
+	// again and then returns nil. Closing the provider closes its members.
 	Close() error
 }

@@ -78,12 +78,20 @@ func (r *Repository[A]) restored() bool {
 
 // stopServing stops serving the partitions ids: commands for them fail
 // from now on, those in flight end first, then the state is dropped.
-func (r *Repository[A]) stopServing(ids []int32) {
+func (r *Repository[A]) stopServing(ids []int32, handOver bool) {
 	ps := make([]provider.Partition, len(ids))
+	snapCtx, cancel := context.WithTimeout(context.Background(), revokeSnapshotWait)
+	defer cancel()
 	for i, id := range ids {
 		pt := r.parts[id]
-		pt.status.Store(partIdle)
-		pt.gate.Lock() // waits for the partition's commands in flight
+		if handOver {
+			pt.gate.Lock() // waits for the commands in flight; new ones wait for the snapshot
+			r.handOver(snapCtx, pt)
+			pt.status.Store(partIdle)
+		} else {
+			pt.status.Store(partIdle)
+			pt.gate.Lock() // waits for the partition's commands in flight
+		}
 		ps[i] = provider.Partition{ID: id}
 	}
 	r.forget(ps)

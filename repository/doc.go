@@ -94,6 +94,14 @@
 // instance that initialises its producer late only fences its own previous
 // incarnation, never the rightful owner of a partition.
 //
+// Group.Instance is the instance's static membership: restarted under the
+// same name (a crash included), an instance takes its partitions back at
+// once, without a rebalance and with the same generation; its previous
+// incarnation is fenced by its transactional ids and by its member id,
+// which the group no longer knows (provider/kafka's documentation, "Static
+// membership"). Close leaves the group, handing the partitions over at
+// once, unless Group.StayOnClose keeps them for the instance's return.
+//
 // Unknown outcomes keep their rule: a commit whose outcome is unknown leaves
 // the aggregate unresolved; the next command for it appends a fence through
 // the same member (a partition's appends are ordered) and reads up to it.

@@ -18,8 +18,14 @@ type Group struct {
 	// Required.
 	Name string
 	// Instance names this instance, stable across its restarts (a pod
-	// name); empty means a random one. See provider.GroupConfig.
+	// name); empty means a random one. It is the instance's static
+	// membership: see provider.GroupConfig.
 	Instance string
+	// StayOnClose keeps this instance's partitions assigned to it when
+	// Close leaves, for an instance that comes back under the same
+	// Instance at once; by default Close hands them over to the others.
+	// See provider.GroupConfig.
+	StayOnClose bool
 	// Address is how the other instances reach this one, e.g.
 	// "http://10.0.0.7:4000"; Owners reports it. Optional.
 	Address string
@@ -77,11 +83,12 @@ func (r *Repository[A]) join(ctx context.Context) error {
 	// The callbacks may run before JoinGroup returns: takeovers wait for
 	// joined before they use the member.
 	m.member, err = g.JoinGroup(ctx, provider.GroupConfig{
-		Group:      cfg.Name,
-		Instance:   cfg.Instance,
-		Address:    cfg.Address,
-		OnAssigned: func(ids []int32) { r.assigned(m, ids) },
-		OnRevoked:  func(ids []int32, lost bool) { r.revoked(m, ids, lost) },
+		Group:       cfg.Name,
+		Instance:    cfg.Instance,
+		StayOnClose: cfg.StayOnClose,
+		Address:     cfg.Address,
+		OnAssigned:  func(ids []int32) { r.assigned(m, ids) },
+		OnRevoked:   func(ids []int32, lost bool) { r.revoked(m, ids, lost) },
 	})
 	close(m.joined)
 	if err != nil {
@@ -235,16 +242,37 @@ func (r *Repository[A]) revoked(m *membership, ids []int32, lost bool) {
 			}
 		}
 	}
-	r.stopServing(ids)
+	r.stopServing(ids, !lost)
 	if len(restart) > 0 {
 		r.startTakeover(m, restart)
 	}
 }
 
+// revokeSnapshotWait bounds the snapshots a revocation hands over, all
+// partitions together: the group waits for them (the next owner is assigned
+// a partition only after OnRevoked returns), and a missing one only makes
+// the next owner read more.
+const revokeSnapshotWait = 2 * time.Second
+
+// handOver snapshots a partition given up in a rebalance (WithSnapshots),
+// when it changed since its last snapshot, so that its next owner reads
+// the state rather than the events since: nothing changes it any more (the
+// member refuses its appends from the start of the revocation, and its
+// commands in flight have ended), so the snapshot is its final state.
+func (r *Repository[A]) handOver(ctx context.Context, pt *partition[A]) {
+	if r.snaps == nil || pt.status.Load() != partServing || pt.changes.Load() == 0 || ctx.Err() != nil {
+		return
+	}
+	if err := r.snapshotPartition(ctx, pt); err != nil {
+		r.log.Warn("snapshot at revocation failed: the next owner reads more events", "partition", pt.id, "err", err)
+	}
+}
+
 // Owners returns, for each partition with a known owner in the group, the
 // Address that owner gave; ErrNotReady without WithGroup or before Restore.
-// After Close it answers what the member answers: where the partitions
-// went, for an instance that forwards the commands still reaching it.
+// After Close it answers what the member answers (while the provider is
+// open): where the partitions went, for an instance that has left and
+// forwards the commands still reaching it.
 func (r *Repository[A]) Owners(ctx context.Context) (map[int32]string, error) {
 	if r.group == nil || !r.restored() {
 		return nil, ErrNotReady
@@ -291,6 +319,6 @@ func (r *Repository[A]) Close() error {
 			err = nil
 		}
 	}
-	r.stopServing(r.Owned())
+	r.stopServing(r.Owned(), false)
 	return err
 }

@@ -2,6 +2,7 @@ package repository_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -383,4 +384,39 @@ func rangesFrom(stats []repository.PartitionStats) []provider.Range {
 		rs[i] = provider.Range{Partition: st.Partition, Start: st.Start, End: st.End}
 	}
 	return rs
+}
+
+// TestRevocationHandsOverASnapshot: a partition that changed and is given
+// up in a rebalance is snapshotted as it is revoked, so its next owner
+// restores it from that snapshot and reads no event of it.
+func TestRevocationHandsOverASnapshot(t *testing.T) {
+	events, store := seeded(t), newMemory(t, 3)
+	snaps := withSnapshots(t, store, manual) // never on their own
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	first := rt.NewRepository(t, events, repository.WithGroup(repository.Group{Name: "writers", Instance: "first"}), snaps)
+	_, err := first.Restore(ctx)
+	require.NoError(t, err)
+	for i := range 12 {
+		_, err := first.Execute(ctx, fmt.Sprintf("acc-%d", i), rt.Deposit(5))
+		require.NoError(t, err)
+	}
+	second := rt.NewRepository(t, events, repository.WithGroup(repository.Group{Name: "writers", Instance: "second"}),
+		withSnapshots(t, store, manual))
+	_, err = second.Restore(ctx)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(second.Owned()) > 0 }, 10*time.Second, 10*time.Millisecond)
+	checked := 0
+	for _, ps := range second.Stats().Partitions {
+		if ps.Applied < 0 {
+			continue // not second's
+		}
+		checked++
+		assert.GreaterOrEqual(t, ps.Snapshot, int64(0), "partition %d restored from a snapshot: %+v", ps.Partition, ps)
+		assert.Equal(t, ps.Snapshot, ps.End, "partition %d: the snapshot is at its end: nothing read after it", ps.Partition)
+		a, _, err := second.Get(fmt.Sprintf("acc-%d", accountIn(t, ps.Partition)))
+		require.NoError(t, err)
+		assert.Equal(t, int64(1+2+5), a.Balance, "the snapshot holds the last deposit")
+	}
+	assert.Positive(t, checked, "second serves a partition")
 }

@@ -94,6 +94,18 @@ func (b *burst) step(w *service, s *slot, round int) bool {
 		s.pending = &pendingCommand{version: target, names: names}
 		return false
 	}
+	if err == nil && status == http.StatusServiceUnavailable {
+		// A stopping writer that has handed its partitions over (to
+		// nobody, alone) keeps its port open: its 503 says whether the
+		// command may have been done.
+		var e struct {
+			OutcomeUnknown *bool `json:"outcome_unknown"`
+		}
+		if assert.NoError(b.t, jsonUnmarshal(resp, &e)) && e.OutcomeUnknown != nil && *e.OutcomeUnknown {
+			s.pending = &pendingCommand{version: target, names: names}
+		}
+		return false
+	}
 	if !assert.NoError(b.t, err) || !assert.Contains(b.t, []int{http.StatusOK, http.StatusCreated}, status, "%s: %s", body, resp) {
 		return false
 	}

@@ -73,6 +73,7 @@ type fleetLoad struct {
 
 	mu      sync.Mutex
 	writers []*service
+	lb      *balancer                       // if set, the clients go through it instead
 	acks    map[string]map[uint64][2]string // id → version → names acknowledged
 	seq     atomic.Int64
 	ok      atomic.Int64
@@ -135,16 +136,12 @@ func (l *fleetLoad) start(clients int) {
 }
 
 func (l *fleetLoad) one(rng *rand.Rand) {
-	l.mu.Lock()
-	ws := l.writers
-	l.mu.Unlock()
-	w := ws[rng.IntN(len(ws))]
 	id := l.ids[rng.IntN(len(l.ids))]
 	n := l.seq.Add(1)
 	names := [2]string{"First" + strconv.FormatInt(n, 36), "Last" + strconv.FormatInt(n, 36)}
-	c := call{writer: w, id: id, names: names, start: time.Now()}
-	status, body, err := w.call(http.MethodPut, "/users/"+id, jsonBody(map[string]string{"first_name": names[0], "last_name": names[1]}), nil)
-	c.end, c.status, c.body, c.err = time.Now(), status, body, err
+	c := call{id: id, names: names, start: time.Now()}
+	status, body, w, to, err := l.put(rng, id, jsonBody(map[string]string{"first_name": names[0], "last_name": names[1]}))
+	c.writer, c.end, c.status, c.body, c.err = w, time.Now(), status, body, err
 	defer func() {
 		l.mu.Lock()
 		l.calls = append(l.calls, c)
@@ -155,6 +152,7 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 		if !isTransport(err) {
 			l.t.Errorf("PUT %s: %v", id, err)
 		}
+		time.Sleep(10 * time.Millisecond) // pacing: a writer is down, do not spin
 	case status == http.StatusOK:
 		var a ack
 		if err := jsonUnmarshal(body, &a); err != nil {
@@ -172,13 +170,14 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 		}
 		l.acks[id][a.Version] = names
 		l.mu.Unlock()
-	case status == http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable || l.lb != nil:
 		l.refused.Add(1)
 		l.mu.Lock()
 		l.why[string(body)]++
 		l.mu.Unlock()
+		time.Sleep(10 * time.Millisecond) // pacing, as Retry-After asks: do not spin
 	default:
-		l.t.Errorf("PUT %s on %s: %d %s", id, w.url, status, body)
+		l.t.Errorf("PUT %s on %s: %d %s", id, to, status, body)
 	}
 }
 

@@ -69,9 +69,11 @@ func TestKill9MidBurstLosesNoAcknowledgedChange(t *testing.T) {
 	}
 }
 
-// SIGTERM during a burst: the writer stops accepting, finishes the
-// commands in flight, and exits 0; every command that got a 2xx is on the
-// topic.
+// SIGTERM during a burst: the writer finishes the commands in flight,
+// answers what still arrives with 503 (nothing changed: alone, it has
+// nobody to hand over to) until it stops accepting, and exits 0; every
+// command that got a 2xx is on the topic, and none that got a 503 saying
+// nothing changed.
 func TestSIGTERMDuringBurstKeepsEveryAcknowledgedCommand(t *testing.T) {
 	tp := newTopic(t)
 	w := start(t, writerBin, tp.env...)

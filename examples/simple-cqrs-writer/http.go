@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -51,6 +52,12 @@ type server struct {
 	// router forwards commands for users other instances own; nil when
 	// the writer runs without a group.
 	router *router
+	// handover bounds how long a command for a partition that is moving
+	// waits for it to be served again (WRITER_HANDOVER_WAIT).
+	handover time.Duration
+	// stopping is set at SIGTERM: /readyz says so, and what still
+	// arrives is forwarded to the partitions' new owners.
+	stopping atomic.Bool
 	// tokenSum is the SHA-256 of WRITER_TOKEN, nil when it is unset.
 	// Comparing digests rather than the tokens keeps the comparison's time
 	// independent of the token's length as well as of its bytes.
@@ -363,26 +370,43 @@ type commandResponse struct {
 
 func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	u, version, err := s.users.Get(id)
-	if notOwned(err) {
-		s.forward(w, r, id, nil, err)
-		return
+	get := func() error {
+		u, version, err := s.users.Get(id)
+		if s.notServedHere(err) {
+			return err
+		}
+		if err != nil {
+			s.fail(w, r, id, err)
+			return nil
+		}
+		w.Header().Set("ETag", etag(version))
+		serve.WriteJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
+		return nil
 	}
-	if err != nil {
-		s.fail(w, r, id, err)
-		return
+	if err := get(); err != nil {
+		s.elsewhere(w, r, id, nil, err, get)
 	}
-	w.Header().Set("ETag", etag(version))
-	serve.WriteJSON(w, http.StatusOK, userResponse{ID: id, FirstName: u.FirstName, LastName: u.LastName, Version: version})
 }
 
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
 
 // execute runs a decoded command and answers with the user's id and
-// version, or the error's status.
+// version, or the error's status. A command for a partition not served
+// here now waits for it to be served, here or elsewhere (elsewhere).
 func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
 	defer cancel()
+	run := func() error { return s.executeHere(ctx, w, r, c) }
+	if err := run(); err != nil {
+		// A create goes to the owner of a random partition, which picks
+		// an id of its own.
+		s.elsewhere(w, r, cmp.Or(c.id, event.NewID()), c.body, err, run)
+	}
+}
+
+// executeHere runs c and answers, unless its partition is not served here
+// now: it then answers nothing and returns why (notServedHere).
+func (s *server) executeHere(ctx context.Context, w http.ResponseWriter, r *http.Request, c command) error {
 	var opts []repository.ExecOption
 	if c.expected != nil {
 		opts = append(opts, repository.ExpectVersion(*c.expected))
@@ -400,14 +424,13 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 	case "delete":
 		res, err = s.users.Execute(ctx, c.id, deleteUser(), opts...)
 	}
-	if notOwned(err) {
-		s.forward(w, r, c.id, c.body, err)
-		return
+	if s.notServedHere(err) {
+		return err
 	}
 	if err != nil {
 		s.metrics.command(c.kind, resultOf(err))
 		s.fail(w, r, c.id, err)
-		return
+		return nil
 	}
 	if len(res.Positions) == 0 {
 		s.metrics.command(c.kind, "unchanged")
@@ -424,6 +447,7 @@ func (s *server) execute(w http.ResponseWriter, r *http.Request, c command) {
 		w.Header().Set("ETag", etag(res.Version))
 	}
 	serve.WriteJSON(w, status, commandResponse{ID: c.id, Version: res.Version, Positions: res.Positions})
+	return nil
 }
 
 // create creates a user under a new id. With a group, the id is one of a
@@ -627,12 +651,22 @@ type readiness struct {
 	// Partitions are the partitions this instance serves.
 	Partitions []int32 `json:"partitions,omitempty"`
 	Error      string  `json:"error,omitempty"`
+	// Stopping is set once the instance got SIGTERM: it forwards what
+	// still reaches it until it exits.
+	Stopping bool `json:"stopping,omitempty"`
 }
 
-// readyz answers 503 with the restore's progress until it has succeeded.
+// readyz answers 503 with the restore's progress until it has succeeded,
+// and 503 with stopping set from SIGTERM on, so that load balancers send
+// no more.
 func (s *server) readyz(w http.ResponseWriter, _ *http.Request) {
 	p := s.users.Progress()
 	body := readiness{Done: p.Done, Total: p.Total, ElapsedSeconds: p.Elapsed.Seconds()}
+	if s.stopping.Load() {
+		body.Stopping = true
+		serve.WriteJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
 	select {
 	case <-s.users.Ready():
 		body.Ready = true

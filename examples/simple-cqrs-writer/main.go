@@ -28,7 +28,12 @@
 // Several instances: every writer joins the group WRITER_GROUP (default
 // KAFKA_TOPIC-writer) and serves the partitions the group gives it; Kafka fences an
 // instance that lost its partitions. WRITER_INSTANCE names the instance,
-// stable across restarts (default hostname-PORT), and WRITER_ADVERTISE is the
+// stable across restarts (default hostname-PORT); it is the instance's static
+// group membership, so a writer restarted under its name (after a crash
+// too) takes its partitions back at once. WRITER_LEAVE (on, the default, or
+// off) says whether a clean stop hands the partitions over to the other
+// instances (and gets them back on return) or keeps them for a return
+// under the same WRITER_INSTANCE, unserved meanwhile. WRITER_ADVERTISE is the
 // URL the other instances forward its users' commands to (default
 // http://HOSTNAME:PORT). A command for a user another instance owns is
 // forwarded there; when the owner is unknown or moving the answer is 503 with
@@ -45,10 +50,19 @@
 // and a restore beyond it stops the writer, instead of running out of
 // memory.
 //
-// SIGINT or SIGTERM stops accepting connections, lets the commands in flight
-// finish, snapshots the partitions that changed, leaves the group (the
-// others take the partitions over at once), flushes the producer and exits
-// 0.
+// A command for a partition that is moving (a deploy, a scale up or down, a
+// restart) waits up to WRITER_HANDOVER_WAIT (default 5s) for it to be served
+// again, here or at its new owner (forwarded once), before it answers 503.
+//
+// SIGINT or SIGTERM turns /readyz to 503 with "stopping": true at once,
+// snapshots the partitions that changed, leaves the group (the others take
+// the partitions over at once; commands in flight finish first), and keeps
+// the port open for WRITER_DRAIN (default 2s), forwarding what still
+// arrives to the new owners; then it stops accepting connections, lets the
+// requests in flight finish, flushes the producer and exits 0. With
+// WRITER_LEAVE=off it serves as usual for WRITER_DRAIN first, then stops
+// accepting, snapshots and exits, keeping its partitions for its return.
+// Without a group it stops accepting at once.
 package main
 
 import (
@@ -90,6 +104,11 @@ const (
 	defaultReadHeaderTimeout = 5 * time.Second
 	// readTimeout bounds reading a whole request, body included.
 	readTimeout = 15 * time.Second
+	// defaultHandover is WRITER_HANDOVER_WAIT's default: a handover from
+	// snapshots takes about a second.
+	defaultHandover = 5 * time.Second
+	// defaultDrain is WRITER_DRAIN's default.
+	defaultDrain = 2 * time.Second
 )
 
 func main() { serve.Main("simple-cqrs-writer", run) }
@@ -108,6 +127,15 @@ type config struct {
 	// WRITER_INSTANCE and WRITER_ADVERTISE, "" for their defaults, which
 	// depend on the port listened on.
 	group, instance, advertise string
+	// stayOnClose is WRITER_LEAVE=off: a clean stop keeps the partitions
+	// for this instance's return instead of handing them over.
+	stayOnClose bool
+	// handover is WRITER_HANDOVER_WAIT: how long a command for a moving
+	// partition waits for it to be served again.
+	handover time.Duration
+	// drain is WRITER_DRAIN: how long a stopping instance keeps its port
+	// open after it has handed its partitions over, forwarding.
+	drain time.Duration
 	// maxUsers is WRITER_MAX_USERS, 0 for no cap.
 	maxUsers int64
 	// snapshots is WRITER_SNAPSHOTS (not "off") with
@@ -139,6 +167,16 @@ func loadConfig() (config, error) {
 	if c.group == "none" {
 		c.group = ""
 	}
+	switch v := serve.EnvOr("WRITER_LEAVE", "on"); v {
+	case "on":
+	case "off":
+		if c.instance == "" {
+			return config{}, errors.New("WRITER_LEAVE=off needs WRITER_INSTANCE: an instance keeps its partitions only for a return under its name")
+		}
+		c.stayOnClose = true
+	default:
+		return config{}, fmt.Errorf("WRITER_LEAVE %q: want on or off", v)
+	}
 	if c.snapshots, err = snapshotConfig(); err != nil {
 		return config{}, err
 	}
@@ -156,6 +194,18 @@ func loadConfig() (config, error) {
 	if s := os.Getenv("STARTUP_TIMEOUT"); s != "" {
 		if c.startupTimeout, err = time.ParseDuration(s); err != nil || c.startupTimeout <= 0 {
 			return config{}, fmt.Errorf("STARTUP_TIMEOUT %q: want a positive Go duration such as 5s", s)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		to   *time.Duration
+		def  time.Duration
+	}{{"WRITER_HANDOVER_WAIT", &c.handover, defaultHandover}, {"WRITER_DRAIN", &c.drain, defaultDrain}} {
+		*d.to = d.def
+		if s := os.Getenv(d.name); s != "" {
+			if *d.to, err = time.ParseDuration(s); err != nil || *d.to < 0 {
+				return config{}, fmt.Errorf("%s %q: want a Go duration such as 5s", d.name, s)
+			}
 		}
 	}
 	if s := os.Getenv("READ_HEADER_TIMEOUT"); s != "" {
@@ -201,9 +251,13 @@ func snapshotConfig() (*repository.Snapshots, error) {
 // bearerToken is RFC 6750's b64token: what Authorization: Bearer can carry.
 var bearerToken = regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
 
-// run serves until ctx ends (a signal), then shuts down in order: the HTTP
-// server (commands in flight finish), the restore if still running, then
-// the provider, which flushes.
+// run serves until ctx ends (a signal), then shuts down in order: /readyz
+// says stopping, the restore if still running ends, a last snapshot, the
+// group left (its partitions handed over), WRITER_DRAIN of forwarding, the
+// HTTP server (requests in flight finish), then the provider, which
+// flushes. Without a group the HTTP server stops first; with
+// WRITER_LEAVE=off it serves for WRITER_DRAIN and stops before the
+// snapshot.
 func run(ctx context.Context, log *slog.Logger) (err error) {
 	cfg, err := loadConfig()
 	if err != nil {
@@ -267,7 +321,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	}
 	m := newMetrics(repo, observer)
 	observer.WatchLog(p) // lag_offsets: how far memory is behind the log
-	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second}
+	srv := &server{users: repo, log: log, metrics: m, timeout: cfg.kafka.Timeout + 2*time.Second, handover: cfg.handover}
 	if group != nil {
 		srv.router = &router{users: repo, self: group.Address, client: &http.Client{Timeout: srv.timeout}}
 	}
@@ -304,12 +358,35 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		}
 	}
 
+	// /readyz says so from now on: load balancers stop sending here.
+	srv.stopping.Store(true)
 	// Stop accepting, and wait for the commands in flight: each has its
 	// own timeout, shorter than this.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), max(minShutdownPeriod, srv.timeout+3*time.Second))
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), max(minShutdownPeriod, srv.timeout+3*time.Second)+cfg.drain)
 	defer cancel()
-	if err := httpServer.Shutdown(shutdownCtx); err != nil {
-		fatal = errors.Join(fatal, fmt.Errorf("http shutdown: %w", err))
+	shutdownHTTP := func() {
+		if err := httpServer.Shutdown(shutdownCtx); err != nil {
+			fatal = errors.Join(fatal, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	drain := func(what string) {
+		log.Info(what, "for", cfg.drain)
+		select {
+		case <-time.After(cfg.drain):
+		case err := <-served:
+			fatal = errors.Join(fatal, fmt.Errorf("http server: %w", err))
+		}
+	}
+	switch {
+	case group == nil:
+		// Nobody to hand over to, nor to forward to.
+		shutdownHTTP()
+	case cfg.stayOnClose:
+		// The partitions wait for this instance's return, unserved:
+		// serve them while load balancers learn it is stopping, and
+		// stop accepting before leaving.
+		drain("stopping: serving while load balancers learn it")
+		shutdownHTTP()
 	}
 	cancelRestore()
 	if restored != nil {
@@ -325,9 +402,16 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		cancel()
 	}
 	// Leave the group now rather than when the session times out: the
-	// other instances take the partitions over at once.
+	// other instances take the partitions over at once (unless
+	// WRITER_LEAVE=off). What still reaches this instance from now on
+	// waits for the new owners and is forwarded there, for WRITER_DRAIN:
+	// the port stays open while load balancers learn it is stopping.
 	if err := repo.Close(); err != nil {
 		fatal = errors.Join(fatal, fmt.Errorf("leave group: %w", err))
+	}
+	if group != nil && !cfg.stayOnClose {
+		drain("left the group: forwarding what still arrives")
+		shutdownHTTP()
 	}
 	return fatal
 }
@@ -343,7 +427,7 @@ func groupOf(cfg config, addr net.Addr) *repository.Group {
 	if tcp, ok := addr.(*net.TCPAddr); ok {
 		port = strconv.Itoa(tcp.Port)
 	}
-	g := &repository.Group{Name: cfg.group, Instance: cfg.instance, Address: cfg.advertise}
+	g := &repository.Group{Name: cfg.group, Instance: cfg.instance, Address: cfg.advertise, StayOnClose: cfg.stayOnClose}
 	if g.Instance == "" {
 		g.Instance = host + "-" + port
 	}

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -85,11 +87,26 @@ func (rt *router) owner(ctx context.Context, p int32, fresh bool) string {
 	return addr
 }
 
-// forward answers a request for a partition this instance does not own:
-// it sends it to the owner and copies the answer back, or answers 503 with
-// Retry-After when the owner is unknown, moving, or unreachable. It never
-// executes the command itself.
-func (s *server) forward(w http.ResponseWriter, r *http.Request, id string, body []byte, cause error) {
+// handoverPoll is how often a command waiting for its partition looks
+// again (handover).
+const handoverPoll = 20 * time.Millisecond
+
+// elsewhere answers a request for a partition not served here now (cause
+// says why: not owned here, or owned and still being restored, a
+// takeover). It waits, up to s.handover, for the partition to be served
+// again: here, and then here() serves the request, or by an owner the group
+// names, and then the request is forwarded there and its answer copied
+// back. Only past the bound, or when no owner answers, is the answer 503
+// with Retry-After.
+//
+// A request another instance forwarded is not forwarded again (when
+// ownership is moving, two instances could otherwise send it back and
+// forth), unless this instance is stopping: it will serve nothing again,
+// and it has left the group, so no owner it forwards to can name it. Such a
+// request waits here only while the partition is being restored here;
+// otherwise the answer is 503 at once, and the instance that forwarded it,
+// which still waits within its own bound, asks the group again.
+func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, body []byte, cause error, here func() error) {
 	rt := s.router
 	notNow := func(msg string) {
 		w.Header().Set("Retry-After", "1")
@@ -100,42 +117,64 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, id string, body
 		notNow("this instance does not own the user's partition")
 		return
 	}
-	if by := r.Header.Get(forwardedHeader); by != "" {
-		notNow("the user's partition is moving between instances (forwarded by " + by + "); retry")
-		return
-	}
-	var pe *repository.PartitionError
-	if !errors.As(cause, &pe) {
-		notNow("this instance does not own the user's partition")
-		return
-	}
+	by := r.Header.Get(forwardedHeader)
+	mayForward := by == "" || s.stopping.Load()
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	for attempt := range 2 {
-		addr := rt.owner(ctx, pe.Partition, attempt > 0)
-		if addr == "" {
-			notNow("the user's partition has no owner right now (instances are rebalancing); retry")
+	part := s.users.PartitionOf(id)
+	deadline := time.Now().Add(s.handover)
+	for attempt := 0; ; attempt++ {
+		if mayForward {
+			if addr := rt.owner(ctx, part, attempt > 0); addr != "" {
+				resp, err := rt.send(ctx, r, addr, body)
+				level := slog.LevelWarn // gone or stopping: the group names its successor soon
+				if err == nil && resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+					// Not served there yet either, and nothing was
+					// changed there (no outcome_unknown): wait on.
+					var e errorResponse
+					b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+					resp.Body.Close()
+					if json.Unmarshal(b, &e) == nil && e.OutcomeUnknown == nil {
+						err, level = errors.New("503 "+e.Error), slog.LevelDebug
+					} else {
+						resp.Body = io.NopCloser(bytes.NewReader(b))
+					}
+				}
+				if err == nil {
+					defer resp.Body.Close()
+					for k, vs := range resp.Header {
+						if k == "Content-Length" || k == "Connection" {
+							continue
+						}
+						w.Header()[k] = vs
+					}
+					w.Header().Set("Rehydrate-Served-By", addr)
+					w.WriteHeader(resp.StatusCode)
+					_, _ = io.Copy(w, resp.Body)
+					s.metrics.forwarded("ok")
+					return
+				}
+				s.log.Log(ctx, level, "forward failed", "id", id, "partition", part, "to", addr, "err", err)
+			}
+		}
+		if !mayForward && !restoringHere(cause) {
+			notNow("this instance does not serve the user's partition (forwarded by " + by + "); retry")
 			return
 		}
-		resp, err := rt.send(ctx, r, addr, body)
-		if err != nil {
-			s.log.Warn("forward failed", "id", id, "partition", pe.Partition, "to", addr, "err", err)
-			continue
+		if time.Now().After(deadline) {
+			notNow("the user's partition has no owner that serves it now (instances are rebalancing); retry")
+			return
 		}
-		defer resp.Body.Close()
-		for k, vs := range resp.Header {
-			if k == "Content-Length" || k == "Connection" {
-				continue
-			}
-			w.Header()[k] = vs
+		select {
+		case <-ctx.Done():
+			notNow("the user's partition has no owner that serves it now (instances are rebalancing); retry")
+			return
+		case <-time.After(handoverPoll):
 		}
-		w.Header().Set("Rehydrate-Served-By", addr)
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, resp.Body)
-		s.metrics.forwarded("ok")
-		return
+		if cause = here(); cause == nil {
+			return
+		}
 	}
-	notNow("the instance that owns the user's partition did not answer; retry")
 }
 
 // send replays r, with body, to the instance at addr.
@@ -153,5 +192,24 @@ func (rt *router) send(ctx context.Context, r *http.Request, addr string, body [
 	return rt.client.Do(req)
 }
 
-// notOwned reports whether err says another instance owns the aggregate.
-func notOwned(err error) bool { return errors.Is(err, provider.ErrNotOwner) }
+// restoringHere reports whether err says the partition is this instance's
+// and being restored.
+func restoringHere(err error) bool {
+	var pe *repository.PartitionError
+	return errors.As(err, &pe) && errors.Is(pe, repository.ErrNotReady)
+}
+
+// notServedHere reports whether err says the aggregate's partition is not
+// served here now, and nothing of the command was done: another instance
+// owns it, this one is still restoring it, or this one is stopping and its
+// membership closed under the command (an append error without
+// ErrOutcomeUnknown wrote nothing: provider.Member's contract).
+func (s *server) notServedHere(err error) bool {
+	switch {
+	case errors.Is(err, provider.ErrNotOwner), restoringHere(err):
+		return true
+	case s.stopping.Load() && s.router != nil:
+		return errors.Is(err, provider.ErrClosed) && !errors.Is(err, provider.ErrOutcomeUnknown)
+	}
+	return false
+}

@@ -107,6 +107,14 @@
 //     marks the partitions unsettled and replaces the lane's client; its
 //     InitProducerID under the same transactional id completes or aborts
 //     the transaction, and only then do appends to those partitions go on.
+//   - Static membership (provider/kafka's "Static membership", the same
+//     argument): the group client's instance id (kgo.InstanceID) is
+//     GroupConfig.Instance. kgo sends no LeaveGroup when a static member
+//     closes, so Close sends it itself after closing the group client
+//     (unless StayOnClose): LeaveGroup v3+ naming the instance and the
+//     member id it had, as Kafka's admin "remove members" does; naming the
+//     member id too means a newer incarnation that already took the name
+//     over is not removed (FENCED_INSTANCE_ID).
 //
 // Not yet as in provider/kafka: when one record of a transaction is refused
 // for what it is (too large), every append of that transaction fails with

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -36,8 +35,8 @@ var _ provider.Grouper = (*Provider)(nil)
 // has assigned the member its first share, possibly none; the callbacks
 // start after it returned. ctx bounds all of that.
 func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
-	if gc.Group == "" {
-		return nil, errors.New("franz: join group: no group name")
+	if err := gc.Validate(); err != nil {
+		return nil, fmt.Errorf("franz: join group: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -95,6 +94,9 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	}
 	opts = append(opts,
 		kgo.ConsumerGroup(gc.Group),
+		// Static membership: a restart under the same Instance takes
+		// the partitions back at once (leave.go).
+		kgo.InstanceID(gc.Instance),
 		kgo.ConsumeTopics(m.topic),
 		// Classic protocol, cooperative: a partition moves only after
 		// its owner gave it up (OnPartitionsRevoked returned).
@@ -245,8 +247,7 @@ func (m *member) revoke(ids []int32, lost bool) {
 }
 
 // Close implements provider.Member: it revokes every partition, leaves the
-// group (kgo's Close leaves it, so the others take the partitions over at
-// once), and closes the producers.
+// group (unless StayOnClose: leave.go), and closes the producers.
 func (m *member) Close() error {
 	if m.own.Close() {
 		<-m.closed
@@ -263,9 +264,12 @@ func (m *member) Close() error {
 		//lint:ignore SA2001 an empty critical section, as a barrier
 		m.callbacks.Unlock()
 		m.revoke(m.own.Held(), false)
-		// kgo calls OnPartitionsRevoked as it leaves: nothing is left to
-		// revoke by then.
+		memberID, _ := gcl.GroupMetadata()
+		// kgo calls OnPartitionsRevoked as it closes: nothing is left to
+		// revoke by then. A static member's Close does not leave the
+		// group; leave does, after it, unless StayOnClose.
 		gcl.Close()
+		m.leave(memberID)
 	}
 	for _, l := range lanes {
 		close(l.stop)
@@ -399,9 +403,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if m.own.Closing() {
-		return nil, provider.ErrClosed
-	}
+	// Also after Close (a member that left: no self, nothing owned).
 	self := ""
 	if md, err := m.metadata(); err == nil {
 		self = md.member

@@ -33,12 +33,25 @@ func TestGroupConformance(t *testing.T) {
 			}
 			return open(), open
 		},
-		Expel: expel,
+		Expel:      expel,
+		Static:     true,
+		Generation: generation,
 		// Above the client's default limits (librdkafka's message.max.bytes,
 		// franz-go's ProducerBatchMaxBytes) and the broker's.
 		TooLarge: 2 << 20,
 	})
 }
+
+// generation is GroupHarness.Generation against a real broker.
+var generation = func() func(provider.Member) int32 {
+	if !kafkatest.Real() {
+		return nil // kfake rebalances at a static rejoin
+	}
+	return func(m provider.Member) int32 {
+		gen, _ := franz.GroupMetadata(m)
+		return gen
+	}
+}()
 
 // expel has the group coordinator remove m (LeaveGroup naming its member
 // id, as an administrator would), which the member learns at its next

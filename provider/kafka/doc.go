@@ -118,6 +118,50 @@
 // Read on its group and Write and Describe on the transactional ids
 // "<group>-<instance>-*".
 //
+// # Static membership
+//
+// A member is static: its consumer's group.instance.id is
+// GroupConfig.Instance (KIP-345, classic protocol). The same instance
+// restarting (kill -9, an out-of-memory kill, a node drain) joins with that
+// id and an unknown member id; the coordinator replaces the member it knew
+// under the id by the new one at once, keeps the assignment, and, when the
+// group is stable, keeps the generation (Kafka does not rebalance; kfake
+// does): the partitions are back as soon as the new process has joined,
+// without waiting for the old one's session to time out. Why the old
+// incarnation, should it still run (paused, partitioned away), cannot write
+// once the new one has joined, although the generation is the same:
+//
+//  1. The producers first. JoinGroup initialises the member's transactional
+//     producers before it joins the group; their transactional ids are the
+//     old incarnation's ("<group>-<instance>-<n>"), so InitTransactions
+//     bumps their epoch: the old producers are fenced (every later produce
+//     or commit of theirs fails) and their open transactions are aborted at
+//     once, which is also why the takeover's AwaitStable does not wait.
+//  2. The member id. The coordinator checks a transaction's offsets against
+//     the member id before the generation: the old incarnation's member id
+//     is no longer in the group (UNKNOWN_MEMBER_ID, or FENCED_INSTANCE_ID
+//     when the metadata names the instance, which librdkafka's does), so
+//     its transaction is refused even if it re-initialised its producers
+//     after the new incarnation's (which fences the new one's producers:
+//     their appends fail and their producers are replaced, but nothing of
+//     the old one commits). The same holds at every later swap: a name
+//     held by two live processes makes them take turns, never write both.
+//     librdkafka treats FENCED_INSTANCE_ID as fatal: the old consumer stops
+//     for good. A StatefulSet never runs two pods of one name; a
+//     Deployment's pod names are random, so each start is a new member, and
+//     a crashed instance's partitions wait for its session timeout
+//     (Config.SessionTimeout).
+//
+// Close leaves the group by default: librdkafka sends no LeaveGroup when a
+// static member's consumer closes, but it does when it unsubscribes (a
+// LeaveGroup naming the member id, which the coordinator honours for a
+// static member too), so the member unsubscribes, waits until librdkafka
+// has taken its partitions back, and then closes. With
+// GroupConfig.StayOnClose it gives its partitions back to librdkafka
+// without unsubscribing: the group keeps them for the instance's return, or
+// until its session times out. Neither needs a request librdkafka cannot
+// make; this module needs no other Kafka client for it.
+//
 // # Security
 //
 // TLS is SecurityProtocol "ssl" with SSLCALocation and, for a client

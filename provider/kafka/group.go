@@ -42,8 +42,8 @@ var _ provider.Grouper = (*Provider)(nil)
 // The member's Close must not be called from its callbacks. Provider.Close
 // closes the members still open.
 func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
-	if gc.Group == "" {
-		return nil, errors.New("kafka: join group: no group name")
+	if err := gc.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka: join group: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -198,9 +198,12 @@ func (m *member) consumerConfig() *ckafka.ConfigMap {
 			cc[k] = v
 		}
 	}
-	// What the fencing argument rests on: not open to Properties.
+	// What the fencing argument rests on: not open to Properties. The
+	// member is static (leave.go): a restart under the same Instance takes
+	// the partitions back at once.
 	for k, v := range map[string]any{
 		"group.id":                      m.cfg.Group,
+		"group.instance.id":             m.cfg.Instance,
 		"group.protocol":                "classic",
 		"partition.assignment.strategy": "cooperative-sticky",
 		"client.id":                     ownership.ClientID(cmp.Or(cfg.ClientID, "rehydrate"), m.cfg.Instance, m.cfg.Address),
@@ -334,11 +337,16 @@ func (m *member) revoke(ids []int32, lost bool) {
 }
 
 // shutdown runs on the loop goroutine at Close: it revokes every partition
-// as a rebalance would, then closes the consumer, which leaves the group so
-// that the others take the partitions over at once.
+// as a rebalance would, leaves the group (unless StayOnClose: leave.go) so
+// that the others take the partitions over at once, then closes the
+// consumer.
 func (m *member) shutdown() {
 	m.revoke(m.own.Held(), false)
-	m.leave()
+	if m.cfg.StayOnClose {
+		m.stay()
+	} else {
+		m.leave()
+	}
 	m.cmu.Lock()
 	defer m.cmu.Unlock()
 	if err := m.consumer.Close(); err != nil {
@@ -568,9 +576,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if m.own.Closing() {
-		return nil, provider.ErrClosed
-	}
+	// Also after Close (a member that left: no self, nothing owned).
 	self := ""
 	if md, err := m.metadata(); err == nil {
 		self = md.member

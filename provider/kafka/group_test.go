@@ -48,12 +48,28 @@ func TestGroupConformance(t *testing.T) {
 			}
 			return open(), open
 		},
-		Expel: expel,
+		Expel:      expel,
+		Static:     true,
+		Generation: generation,
 		// Above the client's default limits (librdkafka's message.max.bytes,
 		// franz-go's ProducerBatchMaxBytes) and the broker's.
 		TooLarge: 2 << 20,
 	})
 }
+
+// generation is GroupHarness.Generation against a real broker.
+var generation = func() func(provider.Member) int32 {
+	if !kafkatest.Real() {
+		return nil // kfake rebalances at a static rejoin
+	}
+	return func(m provider.Member) int32 {
+		_, gen, _, err := kafka.GroupMetadata(m)
+		if err != nil {
+			return -1
+		}
+		return gen
+	}
+}()
 
 // expel drops m from its group by holding its polls past
 // max.poll.interval.ms, waits until the group has moved on without it, and

@@ -51,7 +51,13 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// (JoinGroup) before it hands the member's partitions to the others
 	// (librdkafka's session.timeout.ms; the broker allows 6 s to 30 min by
-	// default). Default 10 s.
+	// default). Default 10 s. Members are static (GroupConfig.Instance), so
+	// an instance restarted under its name takes its partitions back at
+	// once whatever this is: it bounds only how long the partitions of an
+	// instance that does not come back (a lost node) go unserved. Shorter
+	// notices that sooner; longer rides out longer pauses (GC, a network
+	// blip) without moving partitions, since a member wrongly dropped is
+	// fenced (safe) but costs a handover.
 	SessionTimeout time.Duration
 	// TransactionTimeout bounds a group member's transactions
 	// (transaction.timeout.ms): the broker aborts one left open longer. An

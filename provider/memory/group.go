@@ -44,7 +44,9 @@ var _ provider.Grouper = (*Provider)(nil)
 
 // JoinGroup implements provider.Grouper. A member that joins with the
 // Instance of a live member replaces it: the older one is expelled, as
-// Kafka fences a static member when its successor arrives.
+// Kafka fences a static member when its successor arrives. A closed member
+// hands its partitions on, StayOnClose or not: the memory log keeps no
+// assignment for a member that is gone.
 //
 // The returned member's Close waits for its callbacks to run, so it must not
 // be called from one of them.
@@ -52,8 +54,8 @@ func (p *Provider) JoinGroup(ctx context.Context, cfg provider.GroupConfig) (pro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if cfg.Group == "" {
-		return nil, errors.New("memory: join group: no group name")
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("memory: join group: %w", err)
 	}
 	if cfg.Instance == "" {
 		cfg.Instance = rand.Text()
@@ -447,7 +449,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	}
 	m.p.mu.RLock()
 	defer m.p.mu.RUnlock()
-	if m.p.closed || m.closed {
+	if m.p.closed { // a closed member still answers (provider.Member)
 		return nil, provider.ErrClosed
 	}
 	owners := make(map[int32]string)

@@ -33,6 +33,16 @@ type GroupHarness struct {
 	// without it. m must not rejoin on its own. Tests that need it skip
 	// when it is nil.
 	Expel func(t *testing.T, p provider.Provider, m provider.Member)
+	// Static says the provider's members are static (GroupConfig.Instance
+	// is a group.instance.id, KIP-345): a member closed with StayOnClose
+	// keeps its partitions until the same Instance joins again. Tests that
+	// need it skip when it is false.
+	Static bool
+	// Generation, if set, returns the group generation m is in now, for a
+	// coordinator that lets a static member rejoin without a rebalance
+	// (Kafka's does, kfake's rebalances): the test then checks that the
+	// generation stayed.
+	Generation func(m provider.Member) int32
 	// Timeout bounds each wait for a rebalance; 0 means 60 s.
 	Timeout time.Duration
 	// TooLarge, if set, is a payload size the provider refuses a record
@@ -62,6 +72,8 @@ func RunGroup(t *testing.T, h GroupHarness) {
 		{"RefusedRecordFailsOnlyItsAppend", testRefusedRecordFailsAlone},
 		{"ClosedMemberRefuses", testClosedMember},
 		{"ExpelledMemberIsFenced", testExpelled},
+		{"StaticMemberLeavesOnClose", testStaticLeaves},
+		{"StaticMemberStaysOnClose", testStaticStays},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -141,14 +153,22 @@ func (gt *groupTest) join(p provider.Provider, name string) *testMember {
 
 func (gt *groupTest) joinWith(p provider.Provider, name string, onRevoked func(m provider.Member, ps []int32, lost bool)) *testMember {
 	gt.t.Helper()
+	return gt.joinAs(p, name, provider.GroupConfig{}, onRevoked)
+}
+
+// joinAs joins with cfg's Instance and StayOnClose.
+func (gt *groupTest) joinAs(p provider.Provider, name string, cfg provider.GroupConfig, onRevoked func(m provider.Member, ps []int32, lost bool)) *testMember {
+	gt.t.Helper()
 	g, ok := p.(provider.Grouper)
 	require.True(gt.t, ok, "%T does not implement provider.Grouper", p)
 	tm := &testMember{name: name, address: "http://" + name + ".test", p: p, gt: gt, log: gt.log, onRevoked: onRevoked}
 	m, err := g.JoinGroup(gt.ctx, provider.GroupConfig{
-		Group:      gt.group,
-		Address:    tm.address,
-		OnAssigned: func(ps []int32) { tm.called(true, ps, false) },
-		OnRevoked:  func(ps []int32, lost bool) { tm.called(false, ps, lost) },
+		Group:       gt.group,
+		Instance:    cfg.Instance,
+		StayOnClose: cfg.StayOnClose,
+		Address:     tm.address,
+		OnAssigned:  func(ps []int32) { tm.called(true, ps, false) },
+		OnRevoked:   func(ps []int32, lost bool) { tm.called(false, ps, lost) },
 	})
 	require.NoError(gt.t, err, "join %s", name)
 	tm.Member = m
@@ -274,6 +294,19 @@ func (gt *groupTest) visible(p provider.Provider) map[string][]provider.Position
 	return at
 }
 
+// visibleWith is visible once it holds id: a read-committed reader sees an
+// acknowledged append a moment after its acknowledgement (Kafka writes the
+// commit markers after it answers EndTxn).
+func (gt *groupTest) visibleWith(p provider.Provider, id string) map[string][]provider.Position {
+	gt.t.Helper()
+	var at map[string][]provider.Position
+	gt.waitFor("the acknowledged append "+id+" visible", func() bool {
+		at = gt.visible(p)
+		return len(at[id]) > 0
+	})
+	return at
+}
+
 func testSoleMember(t *testing.T, h GroupHarness) {
 	gt := newGroupTest(t, h, 3)
 	a := gt.join(gt.p, "a")
@@ -390,7 +423,7 @@ func testNotOwnerRefused(t *testing.T, h GroupHarness) {
 	last := envelope(gt.keyIn(theirs, 2), 1)
 	_, err = b.Append(gt.ctx, []event.Record{last.Record()})
 	require.NoError(t, err)
-	at := gt.visible(gt.p)
+	at := gt.visibleWith(gt.p, last.ID)
 	assert.Len(t, at[last.ID], 1)
 	for _, env := range []event.Envelope{alone, ok, notOK} {
 		assert.Empty(t, at[env.ID], "%s of a refused append is not in the log", env.AggregateID)
@@ -605,8 +638,13 @@ func testClosedMember(t *testing.T, h GroupHarness) {
 	e := envelope(gt.keyIn(0, 0), 1)
 	_, err := a.Append(gt.ctx, []event.Record{e.Record()})
 	assert.ErrorIs(t, err, provider.ErrClosed, "Append")
-	_, err = a.Owners(gt.ctx)
-	assert.ErrorIs(t, err, provider.ErrClosed, "Owners")
+	// Owners still answers, while the provider is open, and names a no
+	// more: a member that left can forward what still reaches it.
+	owners, err := a.Owners(gt.ctx)
+	require.NoError(t, err, "Owners after Close")
+	for x, addr := range owners {
+		assert.NotEqual(t, a.address, addr, "partition %d: a closed, and its Owners still names it", x)
+	}
 	assert.ErrorIs(t, a.AwaitStable(gt.ctx, []int32{0}), provider.ErrClosed, "AwaitStable")
 	if err := a.Close(); err != nil {
 		assert.ErrorIs(t, err, provider.ErrClosed, "Close again")
@@ -645,7 +683,7 @@ func testExpelled(t *testing.T, h GroupHarness) {
 	last := envelope(gt.keyIn(sets[0][0], 1), 1)
 	_, err := b.Append(gt.ctx, []event.Record{last.Record()})
 	require.NoError(t, err)
-	at := gt.visible(p2)
+	at := gt.visibleWith(p2, last.ID)
 	assert.Len(t, at[last.ID], 1)
 	for _, e := range refused {
 		assert.Empty(t, at[e.ID], "a's refused append v%d is not in the log", e.Version)
@@ -794,4 +832,67 @@ func (l *callLog) check() []string {
 func hasKey[K comparable, V any](m map[K]V, k K) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// A static member that closes leaves the group at once: right after its
+// Close, the group no longer names it as an owner (it would, with its
+// partitions, until its session timed out, had it not left).
+func testStaticLeaves(t *testing.T, h GroupHarness) {
+	if !h.Static {
+		t.Skip("the provider's members are not static")
+	}
+	gt := newGroupTest(t, h, 4)
+	a := gt.joinAs(gt.p, "a", provider.GroupConfig{Instance: "a"}, nil)
+	gt.waitCovered(a)
+	b := gt.join(gt.second(), "b")
+	gt.waitCovered(a, b)
+	require.NoError(t, a.Close())
+	owners, err := b.Owners(gt.ctx)
+	require.NoError(t, err)
+	for x, addr := range owners {
+		assert.NotEqual(t, a.address, addr, "partition %d: a closed, and the group still names it", x)
+	}
+	gt.waitCovered(b)
+}
+
+// A static member closed with StayOnClose keeps its partitions: the group
+// still names it as their owner, and the same Instance joining again (a
+// restarted process) gets them back, while the other member never owned
+// any of them.
+func testStaticStays(t *testing.T, h GroupHarness) {
+	if !h.Static {
+		t.Skip("the provider's members are not static")
+	}
+	gt := newGroupTest(t, h, 4)
+	stay := provider.GroupConfig{Instance: "a", StayOnClose: true}
+	a := gt.joinAs(gt.p, "a", stay, nil)
+	gt.waitCovered(a)
+	b := gt.join(gt.second(), "b")
+	sets := gt.waitCovered(a, b)
+	require.NoError(t, a.Close())
+	owners, err := b.Owners(gt.ctx)
+	require.NoError(t, err)
+	for _, x := range sets[0] {
+		assert.Equal(t, a.address, owners[x], "partition %d: a stayed, and the group names another owner", x)
+	}
+	var gen int32
+	if h.Generation != nil {
+		gen = h.Generation(b.Member)
+	}
+	again := gt.joinAs(gt.second(), "a-again", stay, nil)
+	got := gt.waitCovered(again, b)
+	assert.Equal(t, sets[0], got[0], "the same Instance got its partitions back")
+	if h.Generation != nil {
+		// Without a rebalance: a new member would have had to wait until
+		// the group dropped a, in a new generation.
+		assert.Equal(t, gen, h.Generation(again.Member), "a-again's generation")
+		assert.Equal(t, gen, h.Generation(b.Member), "b's generation")
+	}
+	for _, e := range gt.log.snapshot() {
+		if e.member == "b" && e.assigned {
+			for _, x := range sets[0] {
+				assert.NotContains(t, e.partitions, x, "b was assigned a partition of the instance that stayed")
+			}
+		}
+	}
 }
