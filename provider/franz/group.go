@@ -19,7 +19,7 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/internal/ownership"
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 var _ provider.Grouper = (*Provider)(nil)
@@ -54,7 +54,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		cfg:        gc,
 		topic:      p.cfg.Topic,
 		topicID:    topicID,
-		own:        ownership.New("franz: group "+gc.Group, n, p.cfg.Timeout),
+		own:        kafkagroup.New("franz: group "+gc.Group, n, p.cfg.Timeout),
 		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
 		registered: make(chan struct{}),
 		started:    make(chan struct{}),
@@ -79,15 +79,23 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	// The producers first: a restarted instance ends its predecessor's open
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
-	lanes := make([]*lane, p.cfg.GroupProducers)
-	for i := range lanes {
-		lanes[i] = newLane(m, i)
-		if err := lanes[i].reset(ctx); err != nil {
-			for _, l := range lanes[:i] {
-				l.closeClient()
-			}
-			return fail(err)
-		}
+	lanes := kafkagroup.NewLanes(m.own, lanesClient{m}, kafkagroup.LanesConfig{
+		Name:          "franz: group " + gc.Group,
+		Topic:         m.topic,
+		TxIDs:         kafkagroup.TxIDs(gc.Group, gc.Instance, p.cfg.GroupProducers),
+		Timeout:       p.cfg.Timeout,
+		DeliveryBound: p.deliveryBound(),
+		Log:           m.log,
+	})
+	m.mu.Lock()
+	if m.own.Closing() { // Provider.Close came first
+		m.mu.Unlock()
+		return fail(provider.ErrClosed)
+	}
+	m.lanes = lanes
+	m.mu.Unlock()
+	if err := lanes.Start(ctx); err != nil {
+		return fail(err)
 	}
 	opts, err := clientOpts(p.cfg, m.log)
 	if err != nil {
@@ -106,16 +114,13 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		kgo.HeartbeatInterval(min(max(p.cfg.SessionTimeout/20, 100*time.Millisecond), 500*time.Millisecond)),
 		kgo.DisableAutoCommit(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ClientID(ownership.ClientID(cmp.Or(p.cfg.ClientID, "rehydrate"), gc.Instance, gc.Address)),
+		kgo.ClientID(kafkagroup.ClientID(cmp.Or(p.cfg.ClientID, "rehydrate"), gc.Instance, gc.Address)),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) { m.revoked(tps, false) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) { m.revoked(tps, true) }),
 	)
 	gcl, err := kgo.NewClient(opts...)
 	if err != nil {
-		for _, l := range lanes {
-			l.closeClient()
-		}
 		return fail(fmt.Errorf("group client: %w", err))
 	}
 	// The member never fetches: its topic is paused before anything is
@@ -125,15 +130,9 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	if m.own.Closing() { // Provider.Close came first
 		m.mu.Unlock()
 		gcl.Close()
-		for _, l := range lanes {
-			l.closeClient()
-		}
 		return fail(provider.ErrClosed)
 	}
-	m.gcl, m.lanes = gcl, lanes
-	for _, l := range lanes {
-		go l.run()
-	}
+	m.gcl = gcl
 	m.mu.Unlock()
 
 	select {
@@ -154,11 +153,11 @@ type member struct {
 	topic   string
 	topicID [16]byte // newer TxnOffsetCommit versions name topics by id
 	log     *slog.Logger
-	own     *ownership.Table
+	own     *kafkagroup.Table
 
 	mu    sync.Mutex
-	gcl   *kgo.Client // the group client, set under mu at join
-	lanes []*lane
+	gcl   *kgo.Client       // the group client, set under mu at join
+	lanes *kafkagroup.Lanes // set under mu at join
 
 	// callbacks is held while ownership moves and the GroupConfig
 	// callbacks run: kgo's goroutine and Close's revocation take turns, so
@@ -172,8 +171,8 @@ type member struct {
 	closed       chan struct{} // closed when Close has finished
 
 	// Test hooks.
-	stayOut          atomic.Bool                   // after losing its partitions, the member leaves instead of rejoining
-	metadataOverride atomic.Pointer[groupMetadata] // sent instead of the group client's
+	stayOut          atomic.Bool                         // after losing its partitions, the member leaves instead of rejoining
+	metadataOverride atomic.Pointer[kafkagroup.Metadata] // sent instead of the group client's
 }
 
 var _ provider.Member = (*member)(nil)
@@ -267,9 +266,8 @@ func (m *member) Close() error {
 		// revoke by then.
 		gcl.Close()
 	}
-	for _, l := range lanes {
-		close(l.stop)
-		<-l.done
+	if lanes != nil {
+		lanes.Close()
 	}
 	m.p.mu.Lock()
 	delete(m.p.members, m)
@@ -286,34 +284,23 @@ func (m *member) Owned() []int32 { return m.own.Owned() }
 
 // Append implements provider.Member; see txn.go for the transaction.
 func (m *member) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
-	return m.own.Append(ctx, "franz", records, func(a *ownership.Append) { m.lanes[int(a.Parts[0])%len(m.lanes)].queue.Push(a) })
+	return m.lanes.Append(ctx, "franz", records)
 }
 
-// groupMetadata is what a transaction sends the group coordinator of the
-// member: the generation and member id the fence checks.
-type groupMetadata struct {
-	generation int32
-	member     string
-}
-
-// metadata returns the member's group metadata now, refusing metadata that
-// names no membership: the coordinator would accept it without any check.
-func (m *member) metadata() (groupMetadata, error) {
+// metadata returns the member's group metadata now (kafkagroup.Lanes
+// refuses metadata that names no membership).
+func (m *member) metadata() (kafkagroup.Metadata, error) {
 	m.mu.Lock()
 	gcl := m.gcl
 	m.mu.Unlock()
 	if gcl == nil || m.own.Closing() {
-		return groupMetadata{}, fmt.Errorf("franz: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
+		return kafkagroup.Metadata{}, fmt.Errorf("franz: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
 	}
 	id, gen := gcl.GroupMetadata()
 	if o := m.metadataOverride.Load(); o != nil {
-		id, gen = o.member, o.generation
+		return *o, nil
 	}
-	if gen < 0 || id == "" {
-		return groupMetadata{}, fmt.Errorf("franz: group %s: the member is not in the group now (generation %d, member %q): %w",
-			m.cfg.Group, gen, id, provider.ErrNotOwner)
-	}
-	return groupMetadata{generation: gen, member: id}, nil
+	return kafkagroup.Metadata{Generation: gen, MemberID: id}, nil
 }
 
 // AwaitStable implements provider.Member: committed offsets read with
@@ -404,7 +391,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	}
 	self := ""
 	if md, err := m.metadata(); err == nil {
-		self = md.member
+		self = md.MemberID
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
@@ -421,7 +408,7 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 			if mem.MemberID == self {
 				continue
 			}
-			addr, _ := ownership.ParseClientID(mem.ClientID)
+			addr, _ := kafkagroup.ParseClientID(mem.ClientID)
 			assigned, ok := mem.Assigned.AsConsumer()
 			if !ok {
 				continue
