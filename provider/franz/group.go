@@ -3,16 +3,13 @@ package franz
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -36,14 +33,9 @@ var _ provider.Grouper = (*Provider)(nil)
 // has assigned the member its first share, possibly none; the callbacks
 // start after it returned. ctx bounds all of that.
 func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
-	if gc.Group == "" {
-		return nil, errors.New("franz: join group: no group name")
-	}
-	if err := ctx.Err(); err != nil {
+	gc, err := kafkagroup.PrepareJoin(ctx, "franz", gc)
+	if err != nil {
 		return nil, err
-	}
-	if gc.Instance == "" {
-		gc.Instance = rand.Text()
 	}
 	n, topicID, err := p.partitionCount(ctx)
 	if err != nil {
@@ -79,14 +71,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	// The producers first: a restarted instance ends its predecessor's open
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
-	lanes := kafkagroup.NewLanes(m.own, lanesClient{m}, kafkagroup.LanesConfig{
-		Name:          "franz: group " + gc.Group,
-		Topic:         m.topic,
-		TxIDs:         kafkagroup.TxIDs(gc.Group, gc.Instance, p.cfg.GroupProducers),
-		Timeout:       p.cfg.Timeout,
-		DeliveryBound: p.deliveryBound(),
-		Log:           m.log,
-	})
+	lanes := kafkagroup.MemberLanes(m.own, lanesClient{m}, m.topic, gc, p.cfg, m.log)
 	m.mu.Lock()
 	if m.own.Closing() { // Provider.Close came first
 		m.mu.Unlock()
@@ -208,12 +193,7 @@ func (m *member) assigned(_ context.Context, _ *kgo.Client, tps map[string][]int
 		return // Close revoked everything meanwhile
 	default:
 	}
-	ids := m.ours(tps)
-	m.own.Assign(ids)
-	m.log.Debug("franz: partitions assigned", "partitions", ids)
-	if m.cfg.OnAssigned != nil {
-		m.cfg.OnAssigned(ids)
-	}
+	m.own.Assigned(m.ours(tps), m.cfg, m.log)
 }
 
 // revoked is kgo's OnPartitionsRevoked and OnPartitionsLost: appends to the
@@ -236,11 +216,7 @@ func (m *member) revoked(tps map[string][]int32, lost bool) {
 func (m *member) revoke(ids []int32, lost bool) {
 	m.callbacks.Lock()
 	defer m.callbacks.Unlock()
-	told := m.own.Revoke(ids)
-	m.log.Debug("franz: partitions revoked", "partitions", ids, "lost", lost)
-	if len(told) > 0 && m.cfg.OnRevoked != nil {
-		m.cfg.OnRevoked(told, lost)
-	}
+	m.own.Revoked(ids, lost, m.cfg, m.log)
 }
 
 // Close implements provider.Member: it revokes every partition, leaves the
@@ -341,58 +317,40 @@ func (m *member) stable(ctx context.Context, partitions []int32) (bool, error) {
 			}
 		}
 	}
-	if len(committed) == 0 {
-		return true, nil
-	}
-	lso, err := m.p.admin.ListCommittedOffsets(ctx, m.topic)
-	if err == nil {
-		err = lso.Error()
-	}
-	if err != nil {
-		return false, err
-	}
-	var behind []int32
-	for _, id := range slices.Sorted(maps.Keys(committed)) {
-		if o, ok := lso.Lookup(m.topic, id); !ok || o.Offset < committed[id] {
-			behind = append(behind, id)
+	return m.own.Stable(ctx, committed, m.offsets(m.p.admin.ListCommittedOffsets), m.offsets(m.p.admin.ListEndOffsets), m.log)
+}
+
+// offsets adapts one of kadm's listings of the topic's offsets.
+func (m *member) offsets(list func(context.Context, ...string) (kadm.ListedOffsets, error)) kafkagroup.Offsets {
+	return func(ctx context.Context, _ []int32) (map[int32]int64, error) {
+		listed, err := list(ctx, m.topic)
+		if err == nil {
+			err = listed.Error()
 		}
-	}
-	if len(behind) == 0 {
-		return true, nil
-	}
-	// A committed offset beyond the log's end was not written by a member
-	// (ours commit the end of what they wrote): do not wait for it.
-	hw, err := m.p.admin.ListEndOffsets(ctx, m.topic)
-	if err == nil {
-		err = hw.Error()
-	}
-	if err != nil {
-		return false, err
-	}
-	for _, id := range behind {
-		o, _ := hw.Lookup(m.topic, id)
-		if committed[id] <= o.Offset {
-			return false, fmt.Errorf("partition %d: last stable offset below the committed offset %d", id, committed[id])
+		if err != nil {
+			return nil, err
 		}
-		m.log.Warn("franz: await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", o.Offset)
+		out := make(map[int32]int64)
+		for id, o := range listed[m.topic] {
+			out[id] = o.Offset
+		}
+		return out, nil
 	}
-	return true, nil
 }
 
 // Owners implements provider.Member from the group's description: each
 // member's assignment and client.id, which carries its Address. This
 // member's own partitions come from its own state, which is fresher.
 func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if m.own.Closing() {
-		return nil, provider.ErrClosed
-	}
 	self := ""
 	if md, err := m.metadata(); err == nil {
 		self = md.MemberID
 	}
+	return m.own.Owners(ctx, self, m.cfg.Address, m.describe)
+}
+
+// describe returns the members of the group as its description tells them.
+func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
 	groups, err := m.p.admin.DescribeGroups(ctx, m.cfg.Group)
@@ -402,29 +360,21 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	if err != nil {
 		return nil, m.p.brokerError("describe group "+m.cfg.Group, err)
 	}
-	owners := make(map[int32]string)
+	var members []kafkagroup.Assignment
 	for _, g := range groups {
 		for _, mem := range g.Members {
-			if mem.MemberID == self {
-				continue
-			}
-			addr, _ := kafkagroup.ParseClientID(mem.ClientID)
 			assigned, ok := mem.Assigned.AsConsumer()
 			if !ok {
 				continue
 			}
+			a := kafkagroup.Assignment{MemberID: mem.MemberID, ClientID: mem.ClientID}
 			for _, t := range assigned.Topics {
-				if t.Topic != m.topic {
-					continue
-				}
-				for _, id := range m.own.Mine(t.Partitions) {
-					owners[id] = addr
+				if t.Topic == m.topic {
+					a.Partitions = append(a.Partitions, t.Partitions...)
 				}
 			}
+			members = append(members, a)
 		}
 	}
-	for _, id := range m.Owned() {
-		owners[id] = m.cfg.Address
-	}
-	return owners, nil
+	return members, nil
 }

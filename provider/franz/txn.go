@@ -112,12 +112,6 @@ func transactionsV2(ctx context.Context, cl *kgo.Client) (bool, error) {
 	return feature && request, nil
 }
 
-// deliveryBound is how long a transaction waits for its records' promises
-// at most: kgo's delivery timeout, and a margin for its last request.
-func (p *Provider) deliveryBound() time.Duration {
-	return min(p.cfg.Timeout, p.cfg.TransactionTimeout) + 5*time.Second
-}
-
 // txnClient is a lane's transactional client (kafkagroup.Producer).
 type txnClient struct {
 	m    *member

@@ -5,11 +5,8 @@ package kafka
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,17 +39,12 @@ var _ provider.Grouper = (*Provider)(nil)
 // The member's Close must not be called from its callbacks. Provider.Close
 // closes the members still open.
 func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
-	if gc.Group == "" {
-		return nil, errors.New("kafka: join group: no group name")
-	}
-	if err := ctx.Err(); err != nil {
+	gc, err := kafkagroup.PrepareJoin(ctx, "kafka", gc)
+	if err != nil {
 		return nil, err
 	}
 	if p.isClosed() {
 		return nil, provider.ErrClosed
-	}
-	if gc.Instance == "" {
-		gc.Instance = rand.Text()
 	}
 	idCtx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	ids, err := p.partitionIDs(idCtx)
@@ -91,14 +83,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
 	m.txn = &lanesClient{m: m}
-	lanes := kafkagroup.NewLanes(m.own, m.txn, kafkagroup.LanesConfig{
-		Name:          "kafka: group " + gc.Group,
-		Topic:         m.topic,
-		TxIDs:         kafkagroup.TxIDs(gc.Group, gc.Instance, p.cfg.GroupProducers),
-		Timeout:       p.cfg.Timeout,
-		DeliveryBound: p.deliveryBound(),
-		Log:           m.log,
-	})
+	lanes := kafkagroup.MemberLanes(m.own, m.txn, m.topic, gc, p.cfg, m.log)
 	m.mu.Lock()
 	if m.own.Closing() { // Provider.Close came first
 		m.mu.Unlock()
@@ -303,12 +288,7 @@ func (m *member) assigned(c *ckafka.Consumer, tps []ckafka.TopicPartition) {
 		return // assigned during Close: not ours to serve
 	default:
 	}
-	ids := m.ours(tps)
-	m.own.Assign(ids)
-	m.log.Debug("kafka: partitions assigned", "partitions", ids)
-	if m.cfg.OnAssigned != nil {
-		m.cfg.OnAssigned(ids)
-	}
+	m.own.Assigned(m.ours(tps), m.cfg, m.log)
 }
 
 // revoked gives partitions up: appends to them fail from now on, those in
@@ -326,13 +306,7 @@ func (m *member) revoked(c *ckafka.Consumer, tps []ckafka.TopicPartition, lost b
 	}
 }
 
-func (m *member) revoke(ids []int32, lost bool) {
-	told := m.own.Revoke(ids)
-	m.log.Debug("kafka: partitions revoked", "partitions", ids, "lost", lost)
-	if len(told) > 0 && m.cfg.OnRevoked != nil {
-		m.cfg.OnRevoked(told, lost)
-	}
-}
+func (m *member) revoke(ids []int32, lost bool) { m.own.Revoked(ids, lost, m.cfg, m.log) }
 
 // shutdown runs on the loop goroutine at Close: it revokes every partition
 // as a rebalance would, then closes the consumer, which leaves the group so
@@ -477,76 +451,48 @@ func (m *member) stable(ctx context.Context, tps []ckafka.TopicPartition) (bool,
 	if len(committed) == 0 {
 		return true, nil
 	}
-	ids := slices.Sorted(maps.Keys(committed))
 	lctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
-	lso, err := m.p.listOffsets(lctx, ids, ckafka.LatestOffsetSpec)
-	if err != nil {
-		return false, err
-	}
-	var behind []int32
-	for _, id := range ids {
-		if lso[id] < committed[id] {
-			behind = append(behind, id)
-		}
-	}
-	if len(behind) == 0 {
-		return true, nil
-	}
-	// A committed offset beyond the log's end was not written by a member
-	// (ours commit the end of what they wrote): do not wait for it.
-	hw, err := m.p.listOffsetsUncommitted(lctx, behind)
-	if err != nil {
-		return false, err
-	}
-	for _, id := range behind {
-		if committed[id] <= hw[id] {
-			return false, fmt.Errorf("partition %d: last stable offset %d below the committed offset %d", id, lso[id], committed[id])
-		}
-		m.log.Warn("kafka: await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", hw[id])
-	}
-	return true, nil
+	return m.own.Stable(lctx, committed,
+		func(ctx context.Context, ids []int32) (map[int32]int64, error) {
+			return m.p.listOffsets(ctx, ids, ckafka.LatestOffsetSpec)
+		},
+		m.p.listOffsetsUncommitted, m.log)
 }
 
 // Owners implements provider.Member from the group's description: each
 // member's assignment and client.id, which carries its Address. This
 // member's own partitions come from its own state, which is fresher.
 func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if m.own.Closing() {
-		return nil, provider.ErrClosed
-	}
 	self := ""
 	if md, err := m.metadata(); err == nil {
 		self = md.MemberID
 	}
+	return m.own.Owners(ctx, self, m.cfg.Address, m.describe)
+}
+
+// describe returns the members of the group as its description tells them.
+func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
 	res, err := m.p.admin.DescribeConsumerGroups(ctx, []string{m.cfg.Group})
 	if err != nil {
 		return nil, m.p.brokerError("describe group "+m.cfg.Group, err)
 	}
-	owners := make(map[int32]string)
+	var members []kafkagroup.Assignment
 	for _, g := range res.ConsumerGroupDescriptions {
 		if g.Error.Code() != ckafka.ErrNoError {
 			return nil, m.p.brokerError("describe group "+m.cfg.Group, g.Error)
 		}
 		for _, mem := range g.Members {
-			if mem.ConsumerID == self {
-				continue
-			}
-			addr, _ := kafkagroup.ParseClientID(mem.ClientID)
+			a := kafkagroup.Assignment{MemberID: mem.ConsumerID, ClientID: mem.ClientID}
 			for _, tp := range mem.Assignment.TopicPartitions {
-				if tp.Topic != nil && *tp.Topic == m.topic && int(tp.Partition) < m.own.Len() {
-					owners[tp.Partition] = addr
+				if tp.Topic != nil && *tp.Topic == m.topic {
+					a.Partitions = append(a.Partitions, tp.Partition)
 				}
 			}
+			members = append(members, a)
 		}
 	}
-	for _, id := range m.Owned() {
-		owners[id] = m.cfg.Address
-	}
-	return owners, nil
+	return members, nil
 }

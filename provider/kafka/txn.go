@@ -74,12 +74,6 @@ func (p *Provider) newTxnProducer(txid string) (*ckafka.Producer, error) {
 	return ckafka.NewProducer(&pc)
 }
 
-// deliveryBound is how long a transaction waits for its delivery reports
-// at most: librdkafka reports every record within message.timeout.ms.
-func (p *Provider) deliveryBound() time.Duration {
-	return min(p.cfg.Timeout, p.cfg.TransactionTimeout) + 5*time.Second
-}
-
 // NewProducer implements kafkagroup.Client: a new producer with txid,
 // initialised. InitTransactions bumps the producer epoch, which fences the
 // old producer, and completes or aborts the transaction it may have left
