@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -54,8 +55,13 @@ func (c lanesClient) NewProducer(ctx context.Context, txid string) (kafkagroup.P
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// A transaction's records are produced in one go and then
-		// flushed (Produce): lingering would only delay them.
+		// flushed (Produce): lingering would only delay them. A manually
+		// flushed client refuses records past its buffer instead of
+		// waiting for room; the lane buffers one transaction's records,
+		// which are in memory already, and one append may hold more than
+		// kgo's default 50 000.
 		kgo.ManualFlushing(),
+		kgo.MaxBufferedRecords(math.MaxInt32),
 		kgo.RecordDeliveryTimeout(min(cfg.Timeout, cfg.TransactionTimeout)),
 		kgo.ProduceRequestTimeout(min(cfg.Timeout, cfg.TransactionTimeout)),
 		// AddOffsetsToTxn after CONCURRENT_TRANSACTIONS (the previous
