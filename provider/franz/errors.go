@@ -113,12 +113,17 @@ func classify(err error) class {
 }
 
 // txnClass is what err, returned by a transactional client's call, means
-// for the transaction (kafkagroup.Class). kgo keeps a transaction's client
-// usable through most failures, so anything the table does not name is
-// abortable: the abort is tried, and only its success proves that nothing
-// was committed.
+// for the transaction (kafkagroup.Class). A broker's definite answer that
+// the table does not name leaves the client usable and the transaction to
+// abort. Anything else (a timeout, a lost connection, a retriable code that
+// outlived kgo's retries, UNKNOWN_SERVER_ERROR) leaves the call's effect
+// unconfirmed: a commit that failed so has an unknown outcome. kgo's
+// EndTransaction(TryAbort) after such a commit returns nil once it has
+// re-initialised the producer id, which ends an unfinished transaction but
+// completes one the broker had begun to commit: its success proves nothing
+// (the fault suite saw commits so reported as not done in the log).
 func txnClass(err error) kafkagroup.Class {
-	_, t, _ := lookup(err)
+	ke, t, ok := lookup(err)
 	switch {
 	case t&oldGeneration != 0:
 		return kafkagroup.ClassStaleGeneration
@@ -128,6 +133,8 @@ func txnClass(err error) kafkagroup.Class {
 		return kafkagroup.ClassRecordRefused
 	case t&fencedProducer != 0:
 		return kafkagroup.ClassFatal
+	case !ok, ke.Retriable, ke == kerr.UnknownServerError:
+		return kafkagroup.ClassRetriable
 	}
 	return kafkagroup.ClassAbortable
 }
