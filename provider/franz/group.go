@@ -72,14 +72,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
 	lanes := kafkagroup.MemberLanes(m.own, lanesClient{m}, m.topic, gc, p.cfg, m.log)
-	m.mu.Lock()
-	if m.own.Closing() { // Provider.Close came first
-		m.mu.Unlock()
-		return fail(provider.ErrClosed)
-	}
-	m.lanes = lanes
-	m.mu.Unlock()
-	if err := lanes.Start(ctx); err != nil {
+	if err := lanes.Attach(ctx, &m.mu, func(l *kafkagroup.Lanes) { m.lanes = l }); err != nil {
 		return fail(err)
 	}
 	opts, err := clientOpts(p.cfg, m.log)

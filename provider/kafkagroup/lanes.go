@@ -148,6 +148,21 @@ func (ls *Lanes) Start(ctx context.Context) error {
 	return nil
 }
 
+// Attach sets the member's lanes (set, called with mu held) unless the
+// member is closing, then starts them (Start). A member's Close that reads
+// its lanes under mu after Table.Close so either finds them, or makes this
+// fail with provider.ErrClosed.
+func (ls *Lanes) Attach(ctx context.Context, mu sync.Locker, set func(*Lanes)) error {
+	mu.Lock()
+	if ls.own.Closing() {
+		mu.Unlock()
+		return provider.ErrClosed
+	}
+	set(ls)
+	mu.Unlock()
+	return ls.Start(ctx)
+}
+
 // Append is a member's Append: it admits the append (Table.Append), queues
 // it for the next free lane, and waits for its outcome. prefix starts
 // errors.
