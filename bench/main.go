@@ -9,7 +9,8 @@
 // on a topic of 12 partitions, the takeover of partitions when an
 // instance joins or leaves and restores by 1, 2 and 3 instances at once, and
 // restarts with and without snapshots, with the cost of taking them on
-// Execute. It
+// Execute, and the example writer from its exec to /readyz 200 beside the
+// bare loop of each client from its exec (writer.go). It
 // seeds its own topics on KAFKA_BROKERS and deletes them and its groups
 // afterwards, prints a markdown table and writes results.md, results.csv and
 // scaling.png under -out.
