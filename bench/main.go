@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/franz"
 	"github.com/rehydrate/rehydrate/provider/kafka"
 	"github.com/rehydrate/rehydrate/repository"
@@ -56,24 +57,25 @@ type workload struct {
 }
 
 type config struct {
-	brokers     string
-	out         string
-	quick       bool
-	work        workload
-	scaling     []int
-	concurrency []int
-	duration    time.Duration
-	batchSize   int
-	isolate     bool // run each restore in a child process
-	keep        bool // keep the seeded topics, for profiling with -child
-	cpuProfile  string
-	memProfile  string            // allocations of a -child run
-	traceFile   string            // execution trace of a -child run
-	sections    map[string]bool   // what to measure (-sections)
-	groupParts  int               // partitions of the group topic
-	instances   []int             // instance counts of the group restores
-	props       map[string]string // extra librdkafka consumer properties, for tuning
-	repeat      int               // restore runs per measurement; the median is reported
+	brokers        string
+	out            string
+	quick          bool
+	work           workload
+	scaling        []int
+	concurrency    []int
+	duration       time.Duration
+	batchSize      int
+	isolate        bool // run each restore in a child process
+	keep           bool // keep the seeded topics, for profiling with -child
+	cpuProfile     string
+	memProfile     string            // allocations of a -child run
+	traceFile      string            // execution trace of a -child run
+	sections       map[string]bool   // what to measure (-sections)
+	groupParts     int               // partitions of the group topic
+	groupProducers int               // transactional producers of the fenced Execute (0: default)
+	instances      []int             // instance counts of the group restores
+	props          map[string]string // extra librdkafka consumer properties, for tuning
+	repeat         int               // restore runs per measurement; the median is reported
 }
 
 func main() {
@@ -87,6 +89,7 @@ func main() {
 	flag.IntVar(&cfg.work.Aggregates, "aggregates", 100_000, "aggregates in the restore workload")
 	flag.StringVar(&scaling, "scaling", "100000,300000,1000000,3000000", "event counts for the scaling series")
 	flag.StringVar(&conc, "concurrency", "1,16,64,256", "command concurrencies")
+	flag.IntVar(&cfg.groupProducers, "group-producers", 0, "transactional producers of the fenced Execute's member (0: the providers' default)")
 	flag.IntVar(&cfg.groupParts, "group-partitions", 12, "partitions of the topic of the takeover and group restore measurements")
 	flag.StringVar(&instances, "instances", "1,2,3", "instance counts of the group restores")
 	flag.StringVar(&sections, "sections", strings.Join(allSections, ","), "what to measure (a subset for profiling; results.md then has only those)")
@@ -349,6 +352,9 @@ type commandRow struct {
 	Txn                  commandResult // Execute through WithGroup: fenced transactions
 	TxnMarkers           int64         // commit markers the transactions left in the log
 	Txns                 float64       // transactions, estimated from the markers
+	TxnFranz             commandResult // the same with provider/franz
+	TxnFranzMarkers      int64
+	TxnsFranz            float64
 }
 
 func run(ctx context.Context, cfg config, w io.Writer) error {
@@ -531,11 +537,16 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 	if _, err := franzRepo.Restore(ctx); err != nil {
 		return nil, err
 	}
-	txnRepo, txnLog, closeTxn, err := groupRepository(ctx, cfg, seed, group, aggregates)
+	txnRepo, txnLog, closeTxn, err := groupRepository(ctx, cfg, seed, group, aggregates, "kafka")
 	if err != nil {
 		return nil, err
 	}
 	defer closeTxn()
+	txnFranzRepo, txnFranzLog, closeTxnFranz, err := groupRepository(ctx, cfg, seed, group, aggregates, "franz")
+	if err != nil {
+		return nil, err
+	}
+	defer closeTxnFranz()
 	memRepo, err := memoryRepository(ctx, cfg.work.Partitions, aggregates)
 	if err != nil {
 		return nil, err
@@ -555,27 +566,17 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 		if row.RawFranz, err = rawFranzProduceBench(ctx, cfg.brokers, franzTopic, c, cfg.duration); err != nil {
 			return nil, err
 		}
-		before, err := logEnd(ctx, txnLog)
-		if err != nil {
+		if row.Txn, row.TxnMarkers, row.Txns, err = fencedBench(ctx, cfg, "Execute, Kafka, WithGroup (transactions)", txnRepo, txnLog, aggregates, c); err != nil {
 			return nil, err
 		}
-		if row.Txn, err = executeBench(ctx, "Execute, Kafka, WithGroup (transactions)", txnRepo, aggregates, c, cfg.duration); err != nil {
+		if row.TxnFranz, row.TxnFranzMarkers, row.TxnsFranz, err = fencedBench(ctx, cfg, "Execute, franz, WithGroup (transactions)", txnFranzRepo, txnFranzLog, aggregates, c); err != nil {
 			return nil, err
 		}
-		after, err := logEnd(ctx, txnLog)
-		if err != nil {
-			return nil, err
-		}
-		// Every offset beyond the commands' events is a commit marker:
-		// one per partition a transaction wrote.
-		commands := row.Txn.Ops + 1 // the warm-up's
-		row.TxnMarkers = after - before - commands
-		row.Txns = transactions(commands, row.TxnMarkers, cfg.work.Partitions)
 		if row.InMemory, err = executeBench(ctx, "Execute, memory", memRepo, aggregates, c, cfg.duration); err != nil {
 			return nil, err
 		}
-		log.Printf("concurrency %d: Execute %.0f/s, bare producer %.0f/s, Execute with franz %.0f/s, bare franz producer %.0f/s, Execute in transactions %.0f/s",
-			c, row.Kafka.opsPerSec(), row.Raw.opsPerSec(), row.Franz.opsPerSec(), row.RawFranz.opsPerSec(), row.Txn.opsPerSec())
+		log.Printf("concurrency %d: Execute %.0f/s, bare producer %.0f/s, Execute with franz %.0f/s, bare franz producer %.0f/s, Execute in transactions %.0f/s (p99 %.1f ms), with franz %.0f/s (p99 %.1f ms)",
+			c, row.Kafka.opsPerSec(), row.Raw.opsPerSec(), row.Franz.opsPerSec(), row.RawFranz.opsPerSec(), row.Txn.opsPerSec(), row.Txn.P99Ms, row.TxnFranz.opsPerSec(), row.TxnFranz.P99Ms)
 		rows = append(rows, row)
 	}
 	return rows, nil
@@ -583,18 +584,27 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 
 // groupRepository is a repository with WithGroup on a topic of its own (a
 // plain repository must be its topic's only writer), the only member of its
-// group: it owns every partition and appends in fenced transactions, with
-// the provider's group settings at their defaults.
-func groupRepository(ctx context.Context, cfg config, seed func(string, int, int, int, event.Codec) (string, error), group func(string) string, aggregates int) (*repository.Repository[Account], *kafka.Provider, func(), error) {
-	topic, err := seed(fmt.Sprintf("commands-txn-%d", aggregates), cfg.work.Partitions, aggregates, aggregates, event.Msgpack)
+// group, on the Kafka client named (kafka or franz): it owns every partition
+// and appends in fenced transactions, with the provider's group settings at
+// their defaults.
+func groupRepository(ctx context.Context, cfg config, seed func(string, int, int, int, event.Codec) (string, error), group func(string) string, aggregates int, client string) (*repository.Repository[Account], provider.Provider, func(), error) {
+	topic, err := seed(fmt.Sprintf("commands-txn-%s-%d", client, aggregates), cfg.work.Partitions, aggregates, aggregates, event.Msgpack)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	p, err := kafka.New(kafka.Config{Brokers: cfg.brokers, Topic: topic})
+	var p interface {
+		provider.Provider
+		Close() error
+	}
+	if client == "franz" {
+		p, err = franz.New(franz.Config{Brokers: cfg.brokers, Topic: topic, GroupProducers: cfg.groupProducers})
+	} else {
+		p, err = kafka.New(kafka.Config{Brokers: cfg.brokers, Topic: topic, GroupProducers: cfg.groupProducers})
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	repo, err := newRepository(p, event.Msgpack, repository.WithGroup(repository.Group{Name: group("execute"), Instance: "bench"}))
+	repo, err := newRepository(p, event.Msgpack, repository.WithGroup(repository.Group{Name: group("execute-" + client), Instance: "bench"}))
 	if err == nil {
 		_, err = repo.Restore(ctx)
 	}
@@ -609,15 +619,37 @@ func groupRepository(ctx context.Context, cfg config, seed func(string, int, int
 	}
 	if err != nil {
 		closeAll()
-		return nil, nil, nil, fmt.Errorf("repository with a group: %w", err)
+		return nil, nil, nil, fmt.Errorf("repository with a group (%s): %w", client, err)
 	}
 	return repo, p, closeAll, nil
+}
+
+// fencedBench runs Execute on a group repository and counts the commit
+// markers its transactions left in txnLog, and the transactions they make.
+func fencedBench(ctx context.Context, cfg config, name string, repo *repository.Repository[Account], txnLog provider.Provider, aggregates, c int) (commandResult, int64, float64, error) {
+	before, err := logEnd(ctx, txnLog)
+	if err != nil {
+		return commandResult{}, 0, 0, err
+	}
+	res, err := executeBench(ctx, name, repo, aggregates, c, cfg.duration)
+	if err != nil {
+		return commandResult{}, 0, 0, err
+	}
+	after, err := logEnd(ctx, txnLog)
+	if err != nil {
+		return commandResult{}, 0, 0, err
+	}
+	// Every offset beyond the commands' events is a commit marker: one per
+	// partition a transaction wrote.
+	commands := res.Ops + 1 // the warm-up's
+	markers := after - before - commands
+	return res, markers, transactions(commands, markers, cfg.work.Partitions), nil
 }
 
 // logEnd is the sum of the partitions' end offsets once they stopped
 // moving: the coordinator writes a transaction's commit markers after its
 // commit returned, and the end (the last stable offset) waits for them.
-func logEnd(ctx context.Context, p *kafka.Provider) (int64, error) {
+func logEnd(ctx context.Context, p provider.Provider) (int64, error) {
 	last := int64(-1)
 	for range 40 {
 		ps, err := p.Partitions(ctx)

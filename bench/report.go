@@ -94,19 +94,25 @@ func markdown(rep report) string {
 				c.Franz.opsPerSec()/c.Kafka.opsPerSec())
 		}
 		fmt.Fprintf(&b, "\n### Commands in fenced transactions: Execute through WithGroup, one instance owning all %d partitions\n\n", rep.Work.Partitions)
-		b.WriteString("Group settings at their defaults (1 transactional producer, session timeout 10 s); group commit. Same run, same concurrency as the table above. " +
-			"Each transaction leaves a commit marker in every partition it wrote; commands per transaction is estimated from those markers.\n\n")
-		b.WriteString("| concurrency | Execute in transactions ops/s | p50 ms | p99 ms | bare producer ops/s | vs bare producer | vs Execute (idempotent) | markers per command | commands per transaction |\n")
-		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, c := range rep.Commands {
-			perTxn := "–"
-			if c.Txns > 0 {
-				perTxn = fmt.Sprintf("%.1f", float64(c.Txn.Ops+1)/c.Txns)
+		b.WriteString("Group settings at their defaults (session timeout 10 s); group commit. Same run, same concurrency as the tables above; each client beside its own unfenced Execute. " +
+			"Each transaction leaves a commit marker in every partition it wrote; transactions are estimated from those markers, and transactions in flight from them by Little's law (transactions/s × median latency).\n\n")
+		b.WriteString("| client | concurrency | fenced ops/s | p50 ms | p99 ms | unfenced Execute ops/s | p99 ms | fenced/unfenced | p99 fenced/unfenced | commands per transaction | transactions in flight |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, client := range []string{"confluent", "franz"} {
+			for _, c := range rep.Commands {
+				txn, plain, txns := c.Txn, c.Kafka, c.Txns
+				if client == "franz" {
+					txn, plain, txns = c.TxnFranz, c.Franz, c.TxnsFranz
+				}
+				perTxn, inFlight := "–", "–"
+				if txns > 0 {
+					perTxn = fmt.Sprintf("%.1f", float64(txn.Ops+1)/txns)
+					inFlight = fmt.Sprintf("%.1f", txns/txn.Seconds*txn.P50Ms/1000)
+				}
+				fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %s | %s |\n", client, c.Concurrency,
+					txn.opsPerSec(), txn.P50Ms, txn.P99Ms, plain.opsPerSec(), plain.P99Ms,
+					txn.opsPerSec()/plain.opsPerSec(), txn.P99Ms/plain.P99Ms, perTxn, inFlight)
 			}
-			fmt.Fprintf(&b, "| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %s |\n", c.Concurrency,
-				c.Txn.opsPerSec(), c.Txn.P50Ms, c.Txn.P99Ms, c.Raw.opsPerSec(),
-				c.Txn.opsPerSec()/c.Raw.opsPerSec(), c.Txn.opsPerSec()/c.Kafka.opsPerSec(),
-				float64(c.TxnMarkers)/float64(c.Txn.Ops+1), perTxn)
 		}
 	}
 	how := "each instance a child process with its own kafka.Provider"
@@ -241,13 +247,18 @@ func writeCSV(path string, rep report) error {
 		for _, r := range []commandResult{c.Kafka, c.Raw, c.Franz, c.RawFranz, c.InMemory} {
 			row("commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms))
 		}
-		r := c.Txn
-		perTxn := ""
-		if c.Txns > 0 {
-			perTxn = f64(float64(r.Ops+1) / c.Txns)
+		for _, t := range []struct {
+			r       commandResult
+			markers int64
+			txns    float64
+		}{{c.Txn, c.TxnMarkers, c.Txns}, {c.TxnFranz, c.TxnFranzMarkers, c.TxnsFranz}} {
+			perTxn := ""
+			if t.txns > 0 {
+				perTxn = f64(float64(t.r.Ops+1) / t.txns)
+			}
+			row("commands", t.r.Name, itoa(t.r.Concurrency), f64(t.r.opsPerSec()), "", f64(t.r.Seconds), "", "", f64(t.r.P50Ms), f64(t.r.P99Ms),
+				"", "", "", "", "", i64(t.markers), perTxn)
 		}
-		row("commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms),
-			"", "", "", "", "", i64(c.TxnMarkers), perTxn)
 	}
 	for _, t := range rep.Takeovers {
 		row("takeover", t.Name, i64(t.Read), f64(t.rate()), "", f64(t.Seconds), "", "", "", "",

@@ -90,9 +90,12 @@
 //     aborted; so the new owner's restore ends after the late commit and
 //     includes it, and the new owner's versions follow it.
 //
-// Transactional producer ids belong to instances, not partitions, so an
-// instance that initialises its producer late only fences its own previous
-// incarnation, never the rightful owner of a partition.
+// Transactional producer ids belong to instances (and their lanes: a
+// member may run several transactions at once, each checked on its own),
+// not partitions, so an instance that initialises its producers late only
+// fences its own previous incarnation, never the rightful owner of a
+// partition. The argument in full, for both Kafka providers, is in package
+// provider/kafkagroup.
 //
 // Unknown outcomes keep their rule: a commit whose outcome is unknown leaves
 // the aggregate unresolved; the next command for it appends a fence through

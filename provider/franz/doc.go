@@ -77,28 +77,32 @@
 //     OnPartitionsLost on its own goroutine; there is no poll loop to keep
 //     alive and no max.poll.interval.ms to be dropped for. Its client.id
 //     carries the member's Address for Owners, as in provider/kafka.
-//   - Ownership held through the commit: the same table
-//     (provider/internal/ownership) as provider/kafka: a revocation marks
-//     the partitions not owned, waits for the appends in flight, calls
-//     OnRevoked, and only then returns to kgo, which rejoins and lets the
-//     group move them (cooperative).
-//   - The fence: GroupProducers transactional clients per member, with
-//     transactional ids "<group>-<instance>-<n>". kgo's own way to put
-//     offsets in a transaction (GroupTransactSession) sends the metadata of
-//     a consuming client's group; the member sends raw requests instead:
-//     AddOffsetsToTxn, then TxnOffsetCommit for every partition written at
-//     the end of what the transaction wrote there (a real offset), with the
-//     generation and member id read from the group client just before
-//     (kgo's GroupMetadata, fresh). Metadata of generation -1 or without a
-//     member id is refused locally, as the coordinator would accept it
-//     unchecked. The coordinator refuses a member it no longer knows or an
-//     old generation (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
-//     FENCED_INSTANCE_ID): the transaction is aborted, the append fails
-//     with provider.ErrNotOwner (after waiting up to a second for a newer
-//     generation if the member still owns the partitions, since a
-//     cooperative rebalance moves every member's generation on). This is
-//     simpler than decoding librdkafka's serialized metadata, and as safe:
-//     the coordinator checks the same two fields.
+//   - Ownership held through the commit, and the lanes: package kafkagroup,
+//     shared with provider/kafka: a revocation marks the partitions not
+//     owned, waits for the appends in flight on any lane, calls OnRevoked,
+//     and only then returns to kgo, which rejoins and lets the group move
+//     them (cooperative). Appends queue for the next free lane of
+//     GroupProducers transactional clients, transactional ids
+//     "<group>-<instance>-<n>".
+//   - The fence: kgo's own way to put offsets in a transaction
+//     (GroupTransactSession) sends the metadata of a consuming client's
+//     group; the member sends raw requests instead: TxnOffsetCommit for
+//     every partition written at the end of what the transaction wrote
+//     there (a real offset), with the generation and member id read from
+//     the group client just before (kgo's GroupMetadata, fresh), preceded by
+//     AddOffsetsToTxn only where the cluster does not run transactions v2
+//     (KIP-890 part 2, transaction.version 2: kgo then folds the partitions'
+//     registration into the produce requests, and TxnOffsetCommit v5 adds
+//     the group itself). Metadata of generation -1 or without a member id is
+//     refused locally, as the coordinator would accept it unchecked. The
+//     coordinator refuses a member it no longer knows or an old generation
+//     (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID): the
+//     transaction is aborted, the append fails with provider.ErrNotOwner
+//     (after waiting up to a second for a newer generation if the member
+//     still owns the partitions, since a cooperative rebalance moves every
+//     member's generation on). This is simpler than decoding librdkafka's
+//     serialized metadata, and as safe: the coordinator checks the same two
+//     fields.
 //   - The takeover: AwaitStable sends OffsetFetch with require_stable (the
 //     coordinator answers UNSTABLE_OFFSET_COMMIT while a transaction has
 //     offsets pending), then waits until the last stable offsets reach the
@@ -108,10 +112,9 @@
 //     InitProducerID under the same transactional id completes or aborts
 //     the transaction, and only then do appends to those partitions go on.
 //
-// Not yet as in provider/kafka: when one record of a transaction is refused
-// for what it is (too large), every append of that transaction fails with
-// provider.ErrUnavailable; provider/kafka fails only the culprit's and runs
-// the others again.
+// A record refused for what it is (too large) spoils its transaction: its
+// append fails with the refusal, the others run again (kafkagroup), as in
+// provider/kafka.
 //
 // # Security
 //

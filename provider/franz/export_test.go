@@ -1,6 +1,9 @@
 package franz
 
-import "github.com/rehydrate/rehydrate/provider"
+import (
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
+)
 
 // Hooks for the tests of package franz_test.
 
@@ -20,5 +23,5 @@ func GroupMetadata(m provider.Member) (generation int32, memberID string) {
 // UseGroupMetadata makes the member's transactions send generation and
 // memberID instead of its own.
 func UseGroupMetadata(m provider.Member, generation int32, memberID string) {
-	m.(*member).metadataOverride.Store(&groupMetadata{generation: generation, member: memberID})
+	m.(*member).metadataOverride.Store(&kafkagroup.Metadata{Generation: generation, MemberID: memberID})
 }

@@ -331,58 +331,6 @@ func (p *Provider) appendError(err error, maybeWritten bool) error {
 	}
 }
 
-// class is what a client error means: the one table of client errors
-// (classify) every path asks.
-type class int
-
-const (
-	// classRefused: the broker or the client refused the request for what
-	// it is (too large, not authorised, no such partition): nothing was
-	// written, and retrying changes nothing.
-	classRefused class = iota + 1
-	// classUnavailable: brokers unreachable, too slow, moving leaders, a
-	// failed TLS handshake or SASL login, the producer's buffer full; a
-	// retry later may succeed. A record that failed so may have been
-	// written, unless the buffer was full (kgo.ErrMaxBuffered: never sent).
-	classUnavailable
-	// classOther: anything else; a record that failed so may have been
-	// written.
-	classOther
-)
-
-// recordRefused reports whether the log refused a record for what it is,
-// whatever transaction it was in.
-func recordRefused(err error) bool {
-	var ke *kerr.Error
-	return errors.As(err, &ke) && (ke == kerr.MessageTooLarge || ke == kerr.RecordListTooLarge ||
-		ke == kerr.InvalidRecord || ke == kerr.CorruptMessage)
-}
-
-func classify(err error) class {
-	var ke *kerr.Error
-	if errors.As(err, &ke) {
-		switch ke {
-		case kerr.MessageTooLarge, kerr.UnknownTopicOrPartition, kerr.TopicAuthorizationFailed,
-			kerr.ClusterAuthorizationFailed, kerr.TransactionalIDAuthorizationFailed, kerr.InvalidRecord,
-			kerr.RecordListTooLarge, kerr.CorruptMessage, kerr.InvalidRequiredAcks, kerr.InvalidTopicException:
-			return classRefused
-		case kerr.SaslAuthenticationFailed, kerr.NotEnoughReplicas, kerr.NotEnoughReplicasAfterAppend:
-			return classUnavailable
-		}
-		if ke.Retriable {
-			return classUnavailable
-		}
-		return classOther
-	}
-	var authErr *kgo.ErrFirstReadEOF
-	switch {
-	case errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries), errors.Is(err, kgo.ErrMaxBuffered),
-		errors.Is(err, context.DeadlineExceeded), errors.As(err, &authErr), isNetErr(err), isTLSErr(err):
-		return classUnavailable
-	}
-	return classOther
-}
-
 // Partitions implements provider.Provider. High is the last stable offset
 // (read-committed), so records of open transactions are not counted.
 func (p *Provider) Partitions(ctx context.Context) ([]provider.Partition, error) {

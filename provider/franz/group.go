@@ -3,23 +3,20 @@ package franz
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/internal/ownership"
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 var _ provider.Grouper = (*Provider)(nil)
@@ -36,14 +33,9 @@ var _ provider.Grouper = (*Provider)(nil)
 // has assigned the member its first share, possibly none; the callbacks
 // start after it returned. ctx bounds all of that.
 func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
-	if gc.Group == "" {
-		return nil, errors.New("franz: join group: no group name")
-	}
-	if err := ctx.Err(); err != nil {
+	gc, err := kafkagroup.PrepareJoin(ctx, "franz", gc)
+	if err != nil {
 		return nil, err
-	}
-	if gc.Instance == "" {
-		gc.Instance = rand.Text()
 	}
 	n, topicID, err := p.partitionCount(ctx)
 	if err != nil {
@@ -54,7 +46,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		cfg:        gc,
 		topic:      p.cfg.Topic,
 		topicID:    topicID,
-		own:        ownership.New("franz: group "+gc.Group, n, p.cfg.Timeout),
+		own:        kafkagroup.New("franz: group "+gc.Group, n, p.cfg.Timeout),
 		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
 		registered: make(chan struct{}),
 		started:    make(chan struct{}),
@@ -79,15 +71,9 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	// The producers first: a restarted instance ends its predecessor's open
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
-	lanes := make([]*lane, p.cfg.GroupProducers)
-	for i := range lanes {
-		lanes[i] = newLane(m, i)
-		if err := lanes[i].reset(ctx); err != nil {
-			for _, l := range lanes[:i] {
-				l.closeClient()
-			}
-			return fail(err)
-		}
+	lanes := kafkagroup.MemberLanes(m.own, lanesClient{m}, m.topic, gc, p.cfg, m.log)
+	if err := lanes.Attach(ctx, &m.mu, func(l *kafkagroup.Lanes) { m.lanes = l }); err != nil {
+		return fail(err)
 	}
 	opts, err := clientOpts(p.cfg, m.log)
 	if err != nil {
@@ -106,16 +92,13 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		kgo.HeartbeatInterval(min(max(p.cfg.SessionTimeout/20, 100*time.Millisecond), 500*time.Millisecond)),
 		kgo.DisableAutoCommit(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ClientID(ownership.ClientID(cmp.Or(p.cfg.ClientID, "rehydrate"), gc.Instance, gc.Address)),
+		kgo.ClientID(kafkagroup.ClientID(cmp.Or(p.cfg.ClientID, "rehydrate"), gc.Instance, gc.Address)),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) { m.revoked(tps, false) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) { m.revoked(tps, true) }),
 	)
 	gcl, err := kgo.NewClient(opts...)
 	if err != nil {
-		for _, l := range lanes {
-			l.closeClient()
-		}
 		return fail(fmt.Errorf("group client: %w", err))
 	}
 	// The member never fetches: its topic is paused before anything is
@@ -125,15 +108,9 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	if m.own.Closing() { // Provider.Close came first
 		m.mu.Unlock()
 		gcl.Close()
-		for _, l := range lanes {
-			l.closeClient()
-		}
 		return fail(provider.ErrClosed)
 	}
-	m.gcl, m.lanes = gcl, lanes
-	for _, l := range lanes {
-		go l.run()
-	}
+	m.gcl = gcl
 	m.mu.Unlock()
 
 	select {
@@ -154,11 +131,11 @@ type member struct {
 	topic   string
 	topicID [16]byte // newer TxnOffsetCommit versions name topics by id
 	log     *slog.Logger
-	own     *ownership.Table
+	own     *kafkagroup.Table
 
 	mu    sync.Mutex
-	gcl   *kgo.Client // the group client, set under mu at join
-	lanes []*lane
+	gcl   *kgo.Client       // the group client, set under mu at join
+	lanes *kafkagroup.Lanes // set under mu at join
 
 	// callbacks is held while ownership moves and the GroupConfig
 	// callbacks run: kgo's goroutine and Close's revocation take turns, so
@@ -172,8 +149,8 @@ type member struct {
 	closed       chan struct{} // closed when Close has finished
 
 	// Test hooks.
-	stayOut          atomic.Bool                   // after losing its partitions, the member leaves instead of rejoining
-	metadataOverride atomic.Pointer[groupMetadata] // sent instead of the group client's
+	stayOut          atomic.Bool                         // after losing its partitions, the member leaves instead of rejoining
+	metadataOverride atomic.Pointer[kafkagroup.Metadata] // sent instead of the group client's
 }
 
 var _ provider.Member = (*member)(nil)
@@ -209,12 +186,7 @@ func (m *member) assigned(_ context.Context, _ *kgo.Client, tps map[string][]int
 		return // Close revoked everything meanwhile
 	default:
 	}
-	ids := m.ours(tps)
-	m.own.Assign(ids)
-	m.log.Debug("franz: partitions assigned", "partitions", ids)
-	if m.cfg.OnAssigned != nil {
-		m.cfg.OnAssigned(ids)
-	}
+	m.own.Assigned(m.ours(tps), m.cfg, m.log)
 }
 
 // revoked is kgo's OnPartitionsRevoked and OnPartitionsLost: appends to the
@@ -237,11 +209,7 @@ func (m *member) revoked(tps map[string][]int32, lost bool) {
 func (m *member) revoke(ids []int32, lost bool) {
 	m.callbacks.Lock()
 	defer m.callbacks.Unlock()
-	told := m.own.Revoke(ids)
-	m.log.Debug("franz: partitions revoked", "partitions", ids, "lost", lost)
-	if len(told) > 0 && m.cfg.OnRevoked != nil {
-		m.cfg.OnRevoked(told, lost)
-	}
+	m.own.Revoked(ids, lost, m.cfg, m.log)
 }
 
 // Close implements provider.Member: it revokes every partition, leaves the
@@ -267,9 +235,8 @@ func (m *member) Close() error {
 		// revoke by then.
 		gcl.Close()
 	}
-	for _, l := range lanes {
-		close(l.stop)
-		<-l.done
+	if lanes != nil {
+		lanes.Close()
 	}
 	m.p.mu.Lock()
 	delete(m.p.members, m)
@@ -286,34 +253,23 @@ func (m *member) Owned() []int32 { return m.own.Owned() }
 
 // Append implements provider.Member; see txn.go for the transaction.
 func (m *member) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
-	return m.own.Append(ctx, "franz", records, func(a *ownership.Append) { m.lanes[int(a.Parts[0])%len(m.lanes)].queue.Push(a) })
+	return m.lanes.Append(ctx, "franz", records)
 }
 
-// groupMetadata is what a transaction sends the group coordinator of the
-// member: the generation and member id the fence checks.
-type groupMetadata struct {
-	generation int32
-	member     string
-}
-
-// metadata returns the member's group metadata now, refusing metadata that
-// names no membership: the coordinator would accept it without any check.
-func (m *member) metadata() (groupMetadata, error) {
+// metadata returns the member's group metadata now (kafkagroup.Lanes
+// refuses metadata that names no membership).
+func (m *member) metadata() (kafkagroup.Metadata, error) {
 	m.mu.Lock()
 	gcl := m.gcl
 	m.mu.Unlock()
 	if gcl == nil || m.own.Closing() {
-		return groupMetadata{}, fmt.Errorf("franz: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
+		return kafkagroup.Metadata{}, fmt.Errorf("franz: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
 	}
 	id, gen := gcl.GroupMetadata()
 	if o := m.metadataOverride.Load(); o != nil {
-		id, gen = o.member, o.generation
+		return *o, nil
 	}
-	if gen < 0 || id == "" {
-		return groupMetadata{}, fmt.Errorf("franz: group %s: the member is not in the group now (generation %d, member %q): %w",
-			m.cfg.Group, gen, id, provider.ErrNotOwner)
-	}
-	return groupMetadata{generation: gen, member: id}, nil
+	return kafkagroup.Metadata{Generation: gen, MemberID: id}, nil
 }
 
 // AwaitStable implements provider.Member: committed offsets read with
@@ -354,58 +310,40 @@ func (m *member) stable(ctx context.Context, partitions []int32) (bool, error) {
 			}
 		}
 	}
-	if len(committed) == 0 {
-		return true, nil
-	}
-	lso, err := m.p.admin.ListCommittedOffsets(ctx, m.topic)
-	if err == nil {
-		err = lso.Error()
-	}
-	if err != nil {
-		return false, err
-	}
-	var behind []int32
-	for _, id := range slices.Sorted(maps.Keys(committed)) {
-		if o, ok := lso.Lookup(m.topic, id); !ok || o.Offset < committed[id] {
-			behind = append(behind, id)
+	return m.own.Stable(ctx, committed, m.offsets(m.p.admin.ListCommittedOffsets), m.offsets(m.p.admin.ListEndOffsets), m.log)
+}
+
+// offsets adapts one of kadm's listings of the topic's offsets.
+func (m *member) offsets(list func(context.Context, ...string) (kadm.ListedOffsets, error)) kafkagroup.Offsets {
+	return func(ctx context.Context, _ []int32) (map[int32]int64, error) {
+		listed, err := list(ctx, m.topic)
+		if err == nil {
+			err = listed.Error()
 		}
-	}
-	if len(behind) == 0 {
-		return true, nil
-	}
-	// A committed offset beyond the log's end was not written by a member
-	// (ours commit the end of what they wrote): do not wait for it.
-	hw, err := m.p.admin.ListEndOffsets(ctx, m.topic)
-	if err == nil {
-		err = hw.Error()
-	}
-	if err != nil {
-		return false, err
-	}
-	for _, id := range behind {
-		o, _ := hw.Lookup(m.topic, id)
-		if committed[id] <= o.Offset {
-			return false, fmt.Errorf("partition %d: last stable offset below the committed offset %d", id, committed[id])
+		if err != nil {
+			return nil, err
 		}
-		m.log.Warn("franz: await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", o.Offset)
+		out := make(map[int32]int64)
+		for id, o := range listed[m.topic] {
+			out[id] = o.Offset
+		}
+		return out, nil
 	}
-	return true, nil
 }
 
 // Owners implements provider.Member from the group's description: each
 // member's assignment and client.id, which carries its Address. This
 // member's own partitions come from its own state, which is fresher.
 func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if m.own.Closing() {
-		return nil, provider.ErrClosed
-	}
 	self := ""
 	if md, err := m.metadata(); err == nil {
-		self = md.member
+		self = md.MemberID
 	}
+	return m.own.Owners(ctx, self, m.cfg.Address, m.describe)
+}
+
+// describe returns the members of the group as its description tells them.
+func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
 	groups, err := m.p.admin.DescribeGroups(ctx, m.cfg.Group)
@@ -415,29 +353,21 @@ func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
 	if err != nil {
 		return nil, m.p.brokerError("describe group "+m.cfg.Group, err)
 	}
-	owners := make(map[int32]string)
+	var members []kafkagroup.Assignment
 	for _, g := range groups {
 		for _, mem := range g.Members {
-			if mem.MemberID == self {
-				continue
-			}
-			addr, _ := ownership.ParseClientID(mem.ClientID)
 			assigned, ok := mem.Assigned.AsConsumer()
 			if !ok {
 				continue
 			}
+			a := kafkagroup.Assignment{MemberID: mem.MemberID, ClientID: mem.ClientID}
 			for _, t := range assigned.Topics {
-				if t.Topic != m.topic {
-					continue
-				}
-				for _, id := range m.own.Mine(t.Partitions) {
-					owners[id] = addr
+				if t.Topic == m.topic {
+					a.Partitions = append(a.Partitions, t.Partitions...)
 				}
 			}
+			members = append(members, a)
 		}
 	}
-	for _, id := range m.Owned() {
-		owners[id] = m.cfg.Address
-	}
-	return owners, nil
+	return members, nil
 }

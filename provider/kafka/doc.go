@@ -54,18 +54,23 @@
 // of a consumer group on the topic (classic protocol, cooperative-sticky
 // assignor; the member never fetches: its partitions are assigned and paused
 // at once) with Config.GroupProducers transactional producers of its own,
-// transactional.id "<group>-<instance>-<n>". Partition p appends through
-// producer p mod GroupProducers, one transaction at a time: every append
-// queued when a transaction starts rides in it (group commit), and each is
+// its lanes, transactional.id "<group>-<instance>-<n>". The lanes and the
+// transaction steps are package kafkagroup's, shared with provider/franz;
+// this package is confluent-kafka-go's side of them. Appends queue for the
+// next free lane, which runs one transaction at a time: every append queued
+// when a transaction starts rides in it (group commit), and each is
 // acknowledged after the commit, so an append's records are all visible to
-// read-committed readers or none is. The consumer's client.id carries the
+// read-committed readers or none is. With more than one lane, one produces
+// its transaction while another commits. The consumer's client.id carries the
 // member's Address ("<ClientID>;instance=…;address=…", percent-encoded),
 // which is how Owners reads it from the group's description. Properties
 // cannot override the settings the fencing rests on (group.protocol,
 // partition.assignment.strategy, isolation.level, client.id,
 // transactional.id, acks, enable.idempotence).
 //
-// Why a member that lost a partition cannot write to it:
+// Why a member that lost a partition cannot write to it (the argument is
+// package kafkagroup's, for both Kafka providers; here with librdkafka's
+// particulars):
 //
 //  1. The generation check. Before its commit, every transaction sends
 //     offsets for each partition it wrote, a real offset (the end of what it
@@ -77,7 +82,8 @@
 //     A process paused past its session timeout or max.poll.interval.ms is
 //     refused so, also after re-initialising its producers late: their
 //     transactional ids are its own, so its InitTransactions fences only
-//     its own earlier producers, never another member's.
+//     its own earlier producers, never another member's. Transactions of
+//     several lanes overlap; each is checked on its own.
 //  2. The "no generation" hole. Metadata of generation -1 without a member
 //     id, which librdkafka hands out before the first join and after
 //     leaving the group, is accepted by the coordinator as coming from a
@@ -86,7 +92,8 @@
 //  3. Ownership held through the commit. The coordinator checks membership,
 //     not partitions: a current member could still commit to a partition
 //     it has just given up. An append counts as in flight on its partitions
-//     from Append's ownership check until its outcome is decided; a
+//     from Append's ownership check until its outcome is decided, on
+//     whichever lane; a
 //     revocation marks the partitions not owned (new appends fail at once),
 //     waits for the appends in flight, calls OnRevoked and only then lets
 //     the group move them. The cooperative protocol gives a partition to
@@ -102,11 +109,20 @@
 //     nothing of an earlier owner can appear below the last stable offset
 //     that Partitions reports and a new owner restores to.
 //
+// librdkafka has no transactions v2 (KIP-890 part 2; librdkafka #5423): each
+// transaction registers its partitions (AddPartitionsToTxn, one request at a
+// time, retried 20 ms after CONCURRENT_TRANSACTIONS while the previous
+// transaction of the same transactional.id is still completing) and its
+// group (AddOffsetsToTxn) in round trips of their own, which is most of
+// what a fenced append costs beyond a plain one (README, "Commands in
+// fenced transactions").
+//
 // A commit whose outcome stays unknown (it timed out, the producer failed)
 // fails its appends with provider.ErrOutcomeUnknown; the producer is then
 // replaced before anything else, and InitTransactions under the same
 // transactional.id completes or aborts what it left open. Appends to the
-// partitions it wrote wait for that (bounded by Config.Timeout), so a
+// partitions it wrote wait for that through any lane (bounded by
+// Config.Timeout), so a
 // partition's appends stay ordered: an append that starts after another
 // returned lands after it, if at all.
 //

@@ -7,6 +7,8 @@ import (
 	"errors"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 // trait is one thing an error code tells, in the library's terms.
@@ -87,10 +89,10 @@ const (
 //     provider.ErrUnavailable (appendUnavailable, retriable,
 //     brokerUnavailable, readError).
 //   - refused by the group: the member is fenced; its transaction is
-//     aborted and its appends fail with provider.ErrNotOwner (classify).
+//     aborted and its appends fail with provider.ErrNotOwner (txnClass).
 //   - abortable: the transaction must be aborted; the producer stays
-//     usable (classify).
-//   - fatal: the client is unusable and must be replaced (classify,
+//     usable (txnClass).
+//   - fatal: the client is unusable and must be replaced (txnClass,
 //     readError).
 //   - read specials: the end of a partition, a refused throwaway group
 //     (readError, partitionReadError).
@@ -183,14 +185,6 @@ func notPersisted(err error) bool { return is(err, notWritten) }
 // whatever transaction it was in.
 func recordRefused(err error) bool { return is(err, invalidRecord) }
 
-// purged reports the error of a record librdkafka dropped because another
-// one failed the transaction.
-func purged(err error) bool { return is(err, purgedRecord) }
-
-// staleGeneration reports whether the group coordinator refused the
-// member's metadata as an old generation.
-func staleGeneration(err error) bool { return is(err, oldGeneration) }
-
 // topicGone reports whether err says that the topic does not exist.
 func topicGone(err error) bool { return is(err, topicMissing) }
 
@@ -219,46 +213,33 @@ func brokerUnavailable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || is(err, timedOut|unreachable)
 }
 
-// txnClass is what a client error means for a transaction.
-type txnClass int
-
-const (
-	// classRefused: the group coordinator refused the member's metadata:
-	// the group has moved on without it. The transaction must be aborted.
-	classRefused txnClass = iota + 1
-	// classAbortable: the transaction failed and must be aborted; the
-	// producer stays usable.
-	classAbortable
-	// classRetriable: the same call may be made again (a timeout, a
-	// coordinator moving).
-	classRetriable
-	// classFatal: the producer is unusable (fenced by a newer producer
-	// with its transactional.id, refused an id, in a state no call gets
-	// it out of): it must be replaced.
-	classFatal
-)
-
-// classify is what err, returned by a transactional producer's call, means
-// for the transaction. The transactional API sets the fatal, abortable and
-// retriable flags itself; only the codes that override them are in the
-// table.
-func classify(err error) txnClass {
+// txnClass is what err, returned by a transactional producer's call, means
+// for the transaction (kafkagroup.Class). The transactional API sets the
+// fatal, abortable and retriable flags itself; only the codes that override
+// them are in the table.
+func txnClass(err error) kafkagroup.Class {
 	ke, t, ok := lookup(err)
 	switch {
 	case !ok:
-		return classFatal
+		return kafkagroup.ClassFatal
+	case t&oldGeneration != 0:
+		return kafkagroup.ClassStaleGeneration
 	case t&fencedByGroup != 0:
-		return classRefused
+		return kafkagroup.ClassRefused
+	case t&invalidRecord != 0:
+		return kafkagroup.ClassRecordRefused
+	case t&purgedRecord != 0:
+		return kafkagroup.ClassPurged
 	case t&fencedProducer != 0, ke.IsFatal():
-		return classFatal
+		return kafkagroup.ClassFatal
 	case ke.TxnRequiresAbort():
-		return classAbortable
+		return kafkagroup.ClassAbortable
 	case ke.IsRetriable(), t&timedOut != 0:
-		return classRetriable
+		return kafkagroup.ClassRetriable
 	}
 	// Anything else (an invalid state, a conflicting call) is not worth
 	// reasoning about: replace the producer.
-	return classFatal
+	return kafkagroup.ClassFatal
 }
 
 // readClass is what an error a read's consumer reports means for the read.

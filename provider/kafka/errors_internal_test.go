@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 // flagged returns a client error with the retriable and abort flags, which
@@ -42,8 +44,6 @@ func TestErrorTable(t *testing.T) {
 	predicates := map[string]func(error) bool{
 		"notPersisted":      notPersisted,
 		"recordRefused":     recordRefused,
-		"purged":            purged,
-		"staleGeneration":   staleGeneration,
 		"topicGone":         topicGone,
 		"handshakeFailed":   handshakeFailed,
 		"appendUnavailable": appendUnavailable,
@@ -62,54 +62,54 @@ func TestErrorTable(t *testing.T) {
 	for _, tc := range []struct {
 		err       error
 		holds     string
-		txn       txnClass
+		txn       kafkagroup.Class
 		read      readClass // of a consumer error; 0: not a client error
 		partition readClass
 	}{
 		// Refused for what it is: proof, and the record's own fault.
-		{e(ckafka.ErrMsgSizeTooLarge), "notPersisted recordRefused", classFatal, readFails, readFails},
-		{e(ckafka.ErrInvalidRecord), "notPersisted recordRefused", classFatal, readFails, readFails},
-		{e(ckafka.ErrInvalidMsgSize), "recordRefused", classFatal, readFails, readFails},
+		{e(ckafka.ErrMsgSizeTooLarge), "notPersisted recordRefused", kafkagroup.ClassRecordRefused, readFails, readFails},
+		{e(ckafka.ErrInvalidRecord), "notPersisted recordRefused", kafkagroup.ClassRecordRefused, readFails, readFails},
+		{e(ckafka.ErrInvalidMsgSize), "recordRefused", kafkagroup.ClassRecordRefused, readFails, readFails},
 		// Refused, not for the record: proof, nobody's fault in particular.
-		{e(ckafka.ErrTopicAuthorizationFailed), "notPersisted", classFatal, readFails, readFails},
-		{e(ckafka.ErrInvalidRequiredAcks), "notPersisted", classFatal, readFails, readFails},
-		{e(ckafka.ErrUnknownTopic), "notPersisted topicGone", classFatal, readFails, readFails},
+		{e(ckafka.ErrTopicAuthorizationFailed), "notPersisted", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrInvalidRequiredAcks), "notPersisted", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrUnknownTopic), "notPersisted topicGone", kafkagroup.ClassFatal, readFails, readFails},
 		// A retry's refusal is no proof of the first attempt.
-		{e(ckafka.ErrNotEnoughReplicas), "appendUnavailable", classFatal, readFails, readFails},
-		{e(ckafka.ErrMsgTimedOut), "appendUnavailable", classFatal, readFails, readFails},
-		{e(ckafka.ErrQueueFull), "appendUnavailable", classFatal, readFails, readFails},
+		{e(ckafka.ErrNotEnoughReplicas), "appendUnavailable", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrMsgTimedOut), "appendUnavailable", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrQueueFull), "appendUnavailable", kafkagroup.ClassFatal, readFails, readFails},
 		// Unavailable, each path its own set.
-		{e(ckafka.ErrTimedOut), "appendUnavailable retriable brokerUnavailable", classRetriable, readTransient, readFails},
-		{e(ckafka.ErrTimedOutQueue), "appendUnavailable brokerUnavailable", classRetriable, readFails, readFails},
-		{e(ckafka.ErrTransport), "appendUnavailable retriable brokerUnavailable", classFatal, readTransient, readFails},
-		{e(ckafka.ErrAllBrokersDown), "appendUnavailable retriable brokerUnavailable", classFatal, readTransient, readFails},
-		{e(ckafka.ErrNotLeaderForPartition), "retriable", classFatal, readTransient, readFails},
-		{e(ckafka.ErrUnknownTopicOrPart), "retriable topicGone", classFatal, readFails, readFails},
-		{e(ckafka.ErrNotCoordinator), "retriable", classFatal, readFails, readFails},
-		{e(ckafka.ErrBrokerNotAvailable), "", classFatal, readTransient, readFails},
-		{f(ckafka.ErrCoordinatorLoadInProgress, retry), "appendUnavailable retriable", classRetriable, readTransient, readTransient},
-		{context.DeadlineExceeded, "brokerUnavailable", classFatal, 0, readFails},
+		{e(ckafka.ErrTimedOut), "appendUnavailable retriable brokerUnavailable", kafkagroup.ClassRetriable, readTransient, readFails},
+		{e(ckafka.ErrTimedOutQueue), "appendUnavailable brokerUnavailable", kafkagroup.ClassRetriable, readFails, readFails},
+		{e(ckafka.ErrTransport), "appendUnavailable retriable brokerUnavailable", kafkagroup.ClassFatal, readTransient, readFails},
+		{e(ckafka.ErrAllBrokersDown), "appendUnavailable retriable brokerUnavailable", kafkagroup.ClassFatal, readTransient, readFails},
+		{e(ckafka.ErrNotLeaderForPartition), "retriable", kafkagroup.ClassFatal, readTransient, readFails},
+		{e(ckafka.ErrUnknownTopicOrPart), "retriable topicGone", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrNotCoordinator), "retriable", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrBrokerNotAvailable), "", kafkagroup.ClassFatal, readTransient, readFails},
+		{f(ckafka.ErrCoordinatorLoadInProgress, retry), "appendUnavailable retriable", kafkagroup.ClassRetriable, readTransient, readTransient},
+		{context.DeadlineExceeded, "brokerUnavailable", kafkagroup.ClassFatal, 0, readFails},
 		// Handshakes, and the read's throwaway group.
-		{e(ckafka.ErrAuthentication), "handshakeFailed", classFatal, readUnavailable, readFails},
-		{e(ckafka.ErrSsl), "handshakeFailed", classFatal, readUnavailable, readFails},
-		{e(ckafka.ErrGroupAuthorizationFailed), "", classFatal, readIgnored, readFails},
-		{e(ckafka.ErrPartitionEOF), "", classFatal, readFails, readEnd},
+		{e(ckafka.ErrAuthentication), "handshakeFailed", kafkagroup.ClassFatal, readUnavailable, readFails},
+		{e(ckafka.ErrSsl), "handshakeFailed", kafkagroup.ClassFatal, readUnavailable, readFails},
+		{e(ckafka.ErrGroupAuthorizationFailed), "", kafkagroup.ClassFatal, readIgnored, readFails},
+		{e(ckafka.ErrPartitionEOF), "", kafkagroup.ClassFatal, readFails, readEnd},
 		// Transactions: the codes first, then the flags.
-		{e(ckafka.ErrIllegalGeneration), "staleGeneration", classRefused, readFails, readFails},
-		{f(ckafka.ErrIllegalGeneration, fatal), "staleGeneration", classRefused, readFails, readFails},
-		{e(ckafka.ErrUnknownMemberID), "", classRefused, readFails, readFails},
-		{fmt.Errorf("wrapped: %w", e(ckafka.ErrFencedInstanceID)), "", classRefused, readFails, readFails},
-		{ckafka.NewError(ckafka.ErrFenced, "", true), "", classFatal, readFails, readFails},
-		{f(ckafka.ErrProducerFenced, abort|retry), "appendUnavailable retriable", classFatal, readTransient, readTransient},
-		{f(ckafka.ErrInvalidTxnState, abort), "", classAbortable, readFails, readFails},
-		{f(ckafka.ErrInvalidTxnState, fatal|abort|retry), "appendUnavailable retriable", classFatal, readFails, readFails},
-		{ckafka.NewError(ckafka.ErrMsgTimedOut, "", true), "appendUnavailable", classFatal, readFails, readFails},
-		{e(ckafka.ErrState), "", classFatal, readFails, readFails},
-		{e(ckafka.ErrPurgeQueue), "purged", classFatal, readFails, readFails},
-		{e(ckafka.ErrPurgeInflight), "purged", classFatal, readFails, readFails},
+		{e(ckafka.ErrIllegalGeneration), "", kafkagroup.ClassStaleGeneration, readFails, readFails},
+		{f(ckafka.ErrIllegalGeneration, fatal), "", kafkagroup.ClassStaleGeneration, readFails, readFails},
+		{e(ckafka.ErrUnknownMemberID), "", kafkagroup.ClassRefused, readFails, readFails},
+		{fmt.Errorf("wrapped: %w", e(ckafka.ErrFencedInstanceID)), "", kafkagroup.ClassRefused, readFails, readFails},
+		{ckafka.NewError(ckafka.ErrFenced, "", true), "", kafkagroup.ClassFatal, readFails, readFails},
+		{f(ckafka.ErrProducerFenced, abort|retry), "appendUnavailable retriable", kafkagroup.ClassFatal, readTransient, readTransient},
+		{f(ckafka.ErrInvalidTxnState, abort), "", kafkagroup.ClassAbortable, readFails, readFails},
+		{f(ckafka.ErrInvalidTxnState, fatal|abort|retry), "appendUnavailable retriable", kafkagroup.ClassFatal, readFails, readFails},
+		{ckafka.NewError(ckafka.ErrMsgTimedOut, "", true), "appendUnavailable", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrState), "", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrPurgeQueue), "", kafkagroup.ClassPurged, readFails, readFails},
+		{e(ckafka.ErrPurgeInflight), "", kafkagroup.ClassPurged, readFails, readFails},
 		// Not a client error, also behind another error.
-		{errors.New("not a client error"), "", classFatal, 0, readFails},
-		{fmt.Errorf("%w (%w)", errors.New("first"), e(ckafka.ErrMsgSizeTooLarge)), "notPersisted recordRefused", classFatal, readFails, readFails},
+		{errors.New("not a client error"), "", kafkagroup.ClassFatal, 0, readFails},
+		{fmt.Errorf("%w (%w)", errors.New("first"), e(ckafka.ErrMsgSizeTooLarge)), "notPersisted recordRefused", kafkagroup.ClassRecordRefused, readFails, readFails},
 	} {
 		holds := strings.Fields(tc.holds)
 		for name, p := range predicates {
@@ -122,8 +122,8 @@ func TestErrorTable(t *testing.T) {
 				t.Fatalf("no predicate %s", name)
 			}
 		}
-		if got := classify(tc.err); got != tc.txn {
-			t.Errorf("classify(%#v) = %d, want %d", tc.err, got, tc.txn)
+		if got := txnClass(tc.err); got != tc.txn {
+			t.Errorf("txnClass(%#v) = %d, want %d", tc.err, got, tc.txn)
 		}
 		var ke ckafka.Error
 		if errors.As(tc.err, &ke) {

@@ -53,27 +53,11 @@ func UseGroupMetadata(m provider.Member, md *ckafka.ConsumerGroupMetadata) {
 // new producer, InitTransactions under the same transactional.id), as a
 // stale instance that re-initialises late would.
 func ReinitProducers(ctx context.Context, m provider.Member) error {
-	var errs []error
-	for _, l := range m.(*member).lanes {
-		done := make(chan error, 1)
-		select {
-		case l.ops <- func() { done <- l.reset(ctx) }:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		errs = append(errs, <-done)
-	}
-	return errors.Join(errs...)
+	return m.(*member).lanes.Reinit(ctx)
 }
 
 // ProducerResets returns how many producers the member has initialised.
-func ProducerResets(m provider.Member) int64 {
-	var n int64
-	for _, l := range m.(*member).lanes {
-		n += l.resets.Load()
-	}
-	return n
-}
+func ProducerResets(m provider.Member) int64 { return m.(*member).lanes.Resets() }
 
 // DecodeGroupMetadata decodes md as the member does before sending it.
 func DecodeGroupMetadata(md *ckafka.ConsumerGroupMetadata) (generation int32, group, memberID string, err error) {
@@ -90,7 +74,7 @@ func FailNextCommit(m provider.Member, err error) { m.(*member).commitHook.Store
 
 // StallSendOffsets makes the member's next SendOffsetsToTransaction calls
 // block until release is called, as librdkafka's can with the group
-// coordinator down (see lane.sendOffsets).
+// coordinator down (see txnProducer.SendOffsets).
 func StallSendOffsets(m provider.Member) (release func()) {
 	stall := make(chan struct{})
 	m.(*member).stallSendOffsets.Store(&stall)

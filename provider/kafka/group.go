@@ -5,11 +5,8 @@ package kafka
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,7 +16,7 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
-	"github.com/rehydrate/rehydrate/provider/internal/ownership"
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 var _ provider.Grouper = (*Provider)(nil)
@@ -28,7 +25,7 @@ var _ provider.Grouper = (*Provider)(nil)
 // in the package documentation ("Groups and fenced appends"). This file holds
 // its membership half: the consumer that never fetches and whose rebalance
 // callback moves ownership (assigned, revoked) in the member's
-// ownership.Table (shared with provider/franz: which partitions it owns,
+// kafkagroup.Table (shared with provider/franz: which partitions it owns,
 // the appends in flight on each that a revocation waits for), the metadata
 // refused before it is sent (metadata), and the takeover wait
 // (AwaitStable). txn.go holds the transaction half.
@@ -42,17 +39,12 @@ var _ provider.Grouper = (*Provider)(nil)
 // The member's Close must not be called from its callbacks. Provider.Close
 // closes the members still open.
 func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (provider.Member, error) {
-	if gc.Group == "" {
-		return nil, errors.New("kafka: join group: no group name")
-	}
-	if err := ctx.Err(); err != nil {
+	gc, err := kafkagroup.PrepareJoin(ctx, "kafka", gc)
+	if err != nil {
 		return nil, err
 	}
 	if p.isClosed() {
 		return nil, provider.ErrClosed
-	}
-	if gc.Instance == "" {
-		gc.Instance = rand.Text()
 	}
 	idCtx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	ids, err := p.partitionIDs(idCtx)
@@ -64,7 +56,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		p:          p,
 		cfg:        gc,
 		topic:      p.cfg.Topic,
-		own:        ownership.New("kafka: group "+gc.Group, len(ids), p.cfg.Timeout),
+		own:        kafkagroup.New("kafka: group "+gc.Group, len(ids), p.cfg.Timeout),
 		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
 		registered: make(chan struct{}),
 		started:    make(chan struct{}),
@@ -90,23 +82,9 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	// The producers first: a restarted instance ends its predecessor's open
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
-	ready := make(chan error, p.cfg.GroupProducers)
-	m.mu.Lock()
-	if m.own.Closing() { // Provider.Close came first
-		m.mu.Unlock()
-		return fail(provider.ErrClosed)
-	}
-	m.lanes = make([]*lane, p.cfg.GroupProducers)
-	for i := range m.lanes {
-		m.lanes[i] = newLane(m, i)
-		go m.lanes[i].run(ctx, ready)
-	}
-	m.mu.Unlock()
-	var errs []error
-	for range m.lanes {
-		errs = append(errs, <-ready)
-	}
-	if err := errors.Join(errs...); err != nil {
+	m.txn = &lanesClient{m: m}
+	lanes := kafkagroup.MemberLanes(m.own, m.txn, m.topic, gc, p.cfg, m.log)
+	if err := lanes.Attach(ctx, &m.mu, func(l *kafkagroup.Lanes) { m.lanes = l }); err != nil {
 		return fail(err)
 	}
 
@@ -152,8 +130,9 @@ type member struct {
 	topic    string
 	log      *slog.Logger
 	errLog   logLimiter
-	consumer *ckafka.Consumer // set under mu before the poll loop starts
-	lanes    []*lane          // set under mu at join
+	consumer *ckafka.Consumer  // set under mu before the poll loop starts
+	lanes    *kafkagroup.Lanes // set under mu at join
+	txn      *lanesClient      // the lanes' client, set at join
 
 	// cmu guards the consumer against its Close while other goroutines
 	// call it (metadata, committed offsets): librdkafka's handle is freed
@@ -162,7 +141,7 @@ type member struct {
 	consumerClosed bool
 
 	mu  sync.Mutex // guards consumer and lanes while they are set
-	own *ownership.Table
+	own *kafkagroup.Table
 
 	lastErr      atomic.Pointer[ckafka.Error] // the consumer's last error, for JoinGroup's
 	registered   chan struct{}                // closed at the first assignment
@@ -203,7 +182,7 @@ func (m *member) consumerConfig() *ckafka.ConfigMap {
 		"group.id":                      m.cfg.Group,
 		"group.protocol":                "classic",
 		"partition.assignment.strategy": "cooperative-sticky",
-		"client.id":                     ownership.ClientID(cmp.Or(cfg.ClientID, "rehydrate"), m.cfg.Instance, m.cfg.Address),
+		"client.id":                     kafkagroup.ClientID(cmp.Or(cfg.ClientID, "rehydrate"), m.cfg.Instance, m.cfg.Address),
 		"enable.auto.commit":            false,
 		"enable.auto.offset.store":      false,
 		// Committed() then asks for stable offsets (AwaitStable).
@@ -302,12 +281,7 @@ func (m *member) assigned(c *ckafka.Consumer, tps []ckafka.TopicPartition) {
 		return // assigned during Close: not ours to serve
 	default:
 	}
-	ids := m.ours(tps)
-	m.own.Assign(ids)
-	m.log.Debug("kafka: partitions assigned", "partitions", ids)
-	if m.cfg.OnAssigned != nil {
-		m.cfg.OnAssigned(ids)
-	}
+	m.own.Assigned(m.ours(tps), m.cfg, m.log)
 }
 
 // revoked gives partitions up: appends to them fail from now on, those in
@@ -325,13 +299,7 @@ func (m *member) revoked(c *ckafka.Consumer, tps []ckafka.TopicPartition, lost b
 	}
 }
 
-func (m *member) revoke(ids []int32, lost bool) {
-	told := m.own.Revoke(ids)
-	m.log.Debug("kafka: partitions revoked", "partitions", ids, "lost", lost)
-	if len(told) > 0 && m.cfg.OnRevoked != nil {
-		m.cfg.OnRevoked(told, lost)
-	}
-}
+func (m *member) revoke(ids []int32, lost bool) { m.own.Revoked(ids, lost, m.cfg, m.log) }
 
 // shutdown runs on the loop goroutine at Close: it revokes every partition
 // as a rebalance would, then closes the consumer, which leaves the group so
@@ -380,9 +348,9 @@ func (m *member) Close() error {
 	if polling {
 		<-m.done
 	}
-	for _, l := range lanes {
-		close(l.stop)
-		<-l.done
+	if lanes != nil {
+		lanes.Close()
+		m.txn.waitGivenUp()
 	}
 	m.p.mu.Lock()
 	delete(m.p.members, m)
@@ -399,91 +367,37 @@ func (m *member) Owned() []int32 { return m.own.Owned() }
 
 // Append implements provider.Member; see txn.go for the transaction.
 func (m *member) Append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
-	return m.own.Append(ctx, "kafka", records, func(a *ownership.Append) { m.lanes[int(a.Parts[0])%len(m.lanes)].queue.Push(a) })
-}
-
-// stillOwned ends the appends of batch whose partitions are no longer
-// owned and returns the others.
-func (m *member) stillOwned(batch []*ownership.Append) []*ownership.Append {
-	return slices.DeleteFunc(batch, func(r *ownership.Append) bool {
-		if m.own.OwnsAll(r.Touched) {
-			return false
-		}
-		m.own.Finish(r, nil, fmt.Errorf("kafka: group %s: partitions %v: revoked before the append was sent: %w", m.cfg.Group, r.Touched, provider.ErrNotOwner))
-		return true
-	})
-}
-
-func (m *member) ownsAll(batch []*ownership.Append) bool {
-	return !slices.ContainsFunc(batch, func(r *ownership.Append) bool { return !m.own.OwnsAll(r.Touched) })
-}
-
-// awaitNewGeneration waits, briefly, for the member's metadata to move past
-// the generation the coordinator refused, as long as the member still owns
-// batch's partitions.
-func (m *member) awaitNewGeneration(old groupMetadata, batch []*ownership.Append) bool {
-	deadline := time.Now().Add(ownership.StaleGenerationWait)
-	for time.Now().Before(deadline) && m.ownsAll(batch) {
-		if md, err := m.metadata(); err == nil && (md.generation != old.generation || md.member != old.member) {
-			return true
-		}
-		select {
-		case <-m.stop:
-			return false
-		case <-time.After(10 * time.Millisecond): // the rejoin answer is processed by librdkafka's thread
-		}
-	}
-	return false
+	return m.lanes.Append(ctx, "kafka", records)
 }
 
 // metadata returns the member's consumer group metadata now, refusing
-// metadata that names no membership: the coordinator would accept it
-// without any check.
-func (m *member) metadata() (groupMetadata, error) {
+// what it cannot check (kafkagroup.Lanes refuses metadata that names no
+// membership).
+func (m *member) metadata() (kafkagroup.Metadata, error) {
 	m.cmu.RLock()
 	defer m.cmu.RUnlock()
 	if m.consumerClosed {
-		return groupMetadata{}, fmt.Errorf("kafka: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
+		return kafkagroup.Metadata{}, fmt.Errorf("kafka: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
 	}
 	md, err := m.consumer.GetConsumerGroupMetadata()
 	if o := m.metadataOverride.Load(); o != nil {
 		md, err = o, nil
 	}
 	if err != nil {
-		return groupMetadata{}, fmt.Errorf("kafka: group %s: no group metadata: %w: %w", m.cfg.Group, provider.ErrNotOwner, err)
+		return kafkagroup.Metadata{}, fmt.Errorf("kafka: group %s: no group metadata: %w: %w", m.cfg.Group, provider.ErrNotOwner, err)
 	}
 	b, ok := serializedMetadata(md)
 	if !ok {
-		return groupMetadata{}, fmt.Errorf("kafka: group %s: cannot read confluent-kafka-go's group metadata, refusing to send it unchecked: %w", m.cfg.Group, provider.ErrNotOwner)
+		return kafkagroup.Metadata{}, fmt.Errorf("kafka: group %s: cannot read confluent-kafka-go's group metadata, refusing to send it unchecked: %w", m.cfg.Group, provider.ErrNotOwner)
 	}
 	gen, group, member, err := decodeGroupMetadata(b)
 	if err != nil {
-		return groupMetadata{}, fmt.Errorf("kafka: group %s: refusing to send group metadata it cannot check: %v: %w", m.cfg.Group, err, provider.ErrNotOwner)
+		return kafkagroup.Metadata{}, fmt.Errorf("kafka: group %s: refusing to send group metadata it cannot check: %v: %w", m.cfg.Group, err, provider.ErrNotOwner)
 	}
-	if group != m.cfg.Group || gen < 0 || member == "" {
-		return groupMetadata{}, fmt.Errorf("kafka: group %s: the member is not in the group now (metadata of group %q, generation %d, member %q): %w",
-			m.cfg.Group, group, gen, member, provider.ErrNotOwner)
+	if group != m.cfg.Group {
+		return kafkagroup.Metadata{}, fmt.Errorf("kafka: group %s: refusing to send the metadata of group %q: %w", m.cfg.Group, group, provider.ErrNotOwner)
 	}
-	return groupMetadata{raw: md, generation: gen, member: member}, nil
-}
-
-func (m *member) refused(md groupMetadata, err error) error {
-	return fmt.Errorf("kafka: group %s refused member %s at generation %d: %w: %w", m.cfg.Group, md.member, md.generation, provider.ErrNotOwner, err)
-}
-
-// appendError wraps err, marked with sentinel unless nil.
-func (m *member) appendError(sentinel error, step string, err error) error {
-	if sentinel == nil {
-		return fmt.Errorf("kafka: group %s: append to %s: %s: %w", m.cfg.Group, m.topic, step, err)
-	}
-	if sentinel == provider.ErrUnavailable || sentinel == provider.ErrOutcomeUnknown {
-		err = m.p.withHandshake(err)
-	}
-	return fmt.Errorf("kafka: group %s: append to %s: %s: %w: %w", m.cfg.Group, m.topic, step, sentinel, err)
-}
-
-func (m *member) unavailable(step string, err error) error {
-	return fmt.Errorf("kafka: group %s: %s: %w: %w", m.cfg.Group, step, provider.ErrUnavailable, m.p.withHandshake(err))
+	return kafkagroup.Metadata{Generation: gen, MemberID: member, Raw: md}, nil
 }
 
 // AwaitStable implements provider.Member: committed offsets read with
@@ -530,76 +444,48 @@ func (m *member) stable(ctx context.Context, tps []ckafka.TopicPartition) (bool,
 	if len(committed) == 0 {
 		return true, nil
 	}
-	ids := slices.Sorted(maps.Keys(committed))
 	lctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
-	lso, err := m.p.listOffsets(lctx, ids, ckafka.LatestOffsetSpec)
-	if err != nil {
-		return false, err
-	}
-	var behind []int32
-	for _, id := range ids {
-		if lso[id] < committed[id] {
-			behind = append(behind, id)
-		}
-	}
-	if len(behind) == 0 {
-		return true, nil
-	}
-	// A committed offset beyond the log's end was not written by a member
-	// (ours commit the end of what they wrote): do not wait for it.
-	hw, err := m.p.listOffsetsUncommitted(lctx, behind)
-	if err != nil {
-		return false, err
-	}
-	for _, id := range behind {
-		if committed[id] <= hw[id] {
-			return false, fmt.Errorf("partition %d: last stable offset %d below the committed offset %d", id, lso[id], committed[id])
-		}
-		m.log.Warn("kafka: await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", hw[id])
-	}
-	return true, nil
+	return m.own.Stable(lctx, committed,
+		func(ctx context.Context, ids []int32) (map[int32]int64, error) {
+			return m.p.listOffsets(ctx, ids, ckafka.LatestOffsetSpec)
+		},
+		m.p.listOffsetsUncommitted, m.log)
 }
 
 // Owners implements provider.Member from the group's description: each
 // member's assignment and client.id, which carries its Address. This
 // member's own partitions come from its own state, which is fresher.
 func (m *member) Owners(ctx context.Context) (map[int32]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if m.own.Closing() {
-		return nil, provider.ErrClosed
-	}
 	self := ""
 	if md, err := m.metadata(); err == nil {
-		self = md.member
+		self = md.MemberID
 	}
+	return m.own.Owners(ctx, self, m.cfg.Address, m.describe)
+}
+
+// describe returns the members of the group as its description tells them.
+func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
 	res, err := m.p.admin.DescribeConsumerGroups(ctx, []string{m.cfg.Group})
 	if err != nil {
 		return nil, m.p.brokerError("describe group "+m.cfg.Group, err)
 	}
-	owners := make(map[int32]string)
+	var members []kafkagroup.Assignment
 	for _, g := range res.ConsumerGroupDescriptions {
 		if g.Error.Code() != ckafka.ErrNoError {
 			return nil, m.p.brokerError("describe group "+m.cfg.Group, g.Error)
 		}
 		for _, mem := range g.Members {
-			if mem.ConsumerID == self {
-				continue
-			}
-			addr, _ := ownership.ParseClientID(mem.ClientID)
+			a := kafkagroup.Assignment{MemberID: mem.ConsumerID, ClientID: mem.ClientID}
 			for _, tp := range mem.Assignment.TopicPartitions {
-				if tp.Topic != nil && *tp.Topic == m.topic && int(tp.Partition) < m.own.Len() {
-					owners[tp.Partition] = addr
+				if tp.Topic != nil && *tp.Topic == m.topic {
+					a.Partitions = append(a.Partitions, tp.Partition)
 				}
 			}
+			members = append(members, a)
 		}
 	}
-	for _, id := range m.Owned() {
-		owners[id] = m.cfg.Address
-	}
-	return owners, nil
+	return members, nil
 }

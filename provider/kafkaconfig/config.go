@@ -61,17 +61,15 @@ type Config struct {
 	// least 1 s. Default 10 s.
 	TransactionTimeout time.Duration
 	// GroupProducers is the number of transactional producers a group
-	// member appends through: partition p goes through producer
-	// p mod GroupProducers, one transaction at a time each, so more
-	// producers commit more transactions at once. Keep it constant across
-	// an instance's restarts, or the transactions its predecessor left
-	// open on the producers it no longer has wait for TransactionTimeout.
-	// At most 64. Default 1: appenders wait for their commit either way, so
-	// more producers mostly split the same appends into more, smaller
-	// transactions; on one broker one producer committed 30-40 % more
-	// records than two at 16 to 256 appenders (BenchmarkGroupAppend). A
-	// cluster whose transaction coordinators spread over brokers may gain
-	// from more (not measured).
+	// member appends through, its lanes: appends queue for the next free
+	// lane, each lane runs one transaction at a time, so with more than
+	// one, one lane produces its transaction while another commits. Keep
+	// it constant across an instance's restarts, or the transactions its
+	// predecessor left open on the producers it no longer has wait for
+	// TransactionTimeout. At most 64. Default 1: on one broker shared with
+	// the benchmark's clients, more lanes split the same appends into more,
+	// smaller transactions, and committed no more commands (README,
+	// "Commands in fenced transactions").
 	GroupProducers int
 
 	// AllowExpiringTopic lets a repository restore from a topic that can

@@ -1,4 +1,4 @@
-package ownership
+package kafkagroup
 
 import (
 	"errors"
@@ -31,7 +31,7 @@ func TestFinishAll(t *testing.T) {
 	tab := New("test", 1, time.Second)
 
 	three := batch(3)
-	again := tab.FinishAll(three, outcome, true)
+	again := tab.finishAll(three, outcome, true)
 	if len(again) != 3 {
 		t.Fatalf("a transaction of three with a culprit: %d to run again, want 3 (the culprit is not certain)", len(again))
 	}
@@ -42,15 +42,15 @@ func TestFinishAll(t *testing.T) {
 	}
 
 	one := batch(1)
-	if again := tab.FinishAll(one, Outcome{Err: spoiled, Culprits: map[int]error{0: refused}}, true); len(again) != 0 || errOf(one[0]) != refused {
+	if again := tab.finishAll(one, Outcome{Err: spoiled, Culprits: map[int]error{0: refused}}, true); len(again) != 0 || errOf(one[0]) != refused {
 		t.Errorf("alone, the culprit is certain: want it finished with its refusal")
 	}
-	if again := tab.FinishAll(three[1:2], Outcome{Err: spoiled, Culprits: map[int]error{0: refused}}, true); len(again) != 0 || errOf(three[1]) != refused {
+	if again := tab.finishAll(three[1:2], Outcome{Err: spoiled, Culprits: map[int]error{0: refused}}, true); len(again) != 0 || errOf(three[1]) != refused {
 		t.Errorf("re-run alone: want the culprit finished with its refusal")
 	}
 
 	broken := batch(3)
-	if again := tab.FinishAll(broken, outcome, false); len(again) != 0 {
+	if again := tab.finishAll(broken, outcome, false); len(again) != 0 {
 		t.Fatalf("rerun false: %d to run again, want 0", len(again))
 	}
 	for i, want := range []error{spoiled, refused, spoiled} {

@@ -1,13 +1,4 @@
-// Package ownership is the client-neutral half of a Kafka group member: which
-// partitions it owns, the appends in flight on each that a revocation waits
-// for, and the partitions whose last commit has an unknown outcome. The
-// Kafka providers' members keep their ownership in a Table and name
-// themselves with ClientID; the argument for why this holds a stale member
-// off is in their package documentation.
-//
-// It lives in the library's module, under internal/, so that both provider
-// modules can import it and nothing else can.
-package ownership
+package kafkagroup
 
 import (
 	"context"

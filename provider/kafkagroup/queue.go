@@ -1,4 +1,4 @@
-package ownership
+package kafkagroup
 
 import (
 	"context"
@@ -53,7 +53,7 @@ func NewAppend(prefix string, records []event.Record, n int) (*Append, error) {
 	return a, nil
 }
 
-// Append is a member's Append up to its transaction: it refuses what
+// Append is a member's Append up to its transaction (Lanes.Append): it refuses what
 // cannot be appended, admits the append (Admit), hands it to push (which
 // queues it for a producer) and waits for its outcome (Wait). prefix starts
 // errors.
@@ -100,27 +100,27 @@ func (t *Table) Finish(a *Append, positions []provider.Position, err error) {
 	a.done <- result{positions: positions, err: err}
 }
 
-// LaneSteps are what RunLane calls on a provider's lane, on its goroutine.
-type LaneSteps struct {
-	// Broken reports whether the producer must be replaced before the next
-	// transaction; Settle replaces it, false once the lane stops.
-	Broken func() bool
-	Settle func() bool
-	// Commit runs a batch in a transaction, ends its appends, and returns
-	// those to run again (FinishAll).
-	Commit func(batch []*Append) (again []*Append)
+// laneSteps are what runLane calls on a lane, on its goroutine.
+type laneSteps struct {
+	// broken reports whether the producer must be replaced before the next
+	// transaction; settle replaces it, false once the lane stops.
+	broken func() bool
+	settle func() bool
+	// commit runs a batch in a transaction, ends its appends, and returns
+	// those to run again (finishAll).
+	commit func(batch []*Append) (again []*Append)
 }
 
-// RunLane is a lane's loop: one transaction after the other, replacing a
+// runLane is a lane's loop: one transaction after the other, replacing a
 // broken producer first, until stop. Appends to run again go first, one per
 // transaction: a record the broker refuses spoils its whole produce batch,
 // so a transaction of one tells whose record it was. Then whatever q holds
 // (Next, running ops between transactions). Appends still held when the
 // lane stops fail with provider.ErrClosed.
-func (t *Table) RunLane(q *Queue, stop <-chan struct{}, ops <-chan func(), l LaneSteps) {
+func (t *Table) runLane(q *Queue, stop <-chan struct{}, ops <-chan func(), l laneSteps) {
 	var again []*Append
 	for {
-		if l.Broken() && !l.Settle() {
+		if l.broken() && !l.settle() {
 			break
 		}
 		var batch []*Append
@@ -133,7 +133,7 @@ func (t *Table) RunLane(q *Queue, stop <-chan struct{}, ops <-chan func(), l Lan
 			}
 		}
 		if len(batch) > 0 {
-			again = append(again, l.Commit(batch)...)
+			again = append(again, l.commit(batch)...)
 		}
 	}
 	for _, a := range again {
@@ -150,7 +150,7 @@ type Outcome struct {
 	Culprits map[int]error
 }
 
-// FinishAll ends the appends of batch with their transaction's outcome. It
+// finishAll ends the appends of batch with their transaction's outcome. It
 // returns those to run again, each in a transaction of its own, once, if
 // rerun: the appends of a transaction that a refused record spoiled, the
 // culprits included unless alone in it — a broker that refuses a record
@@ -161,7 +161,7 @@ type Outcome struct {
 // replacement may take until the brokers answer, and appends held for it
 // would hold up a revocation or Close that waits for them; they fail now
 // with the transaction's error instead (nothing of it is visible).
-func (t *Table) FinishAll(batch []*Append, o Outcome, rerun bool) (again []*Append) {
+func (t *Table) finishAll(batch []*Append, o Outcome, rerun bool) (again []*Append) {
 	for i, a := range batch {
 		switch {
 		case o.Err == nil:
@@ -202,12 +202,17 @@ type Queue struct {
 	mu   sync.Mutex
 	q    []*Append
 	wake chan struct{} // a token when the queue grows
+	turn chan struct{} // held by the lane in Next: one gathers a batch at a time
 
 	lastBatch int // appends in the last batch Next returned, for Next only
 }
 
 // NewQueue returns an empty queue.
-func NewQueue() *Queue { return &Queue{wake: make(chan struct{}, 1)} }
+func NewQueue() *Queue {
+	q := &Queue{wake: make(chan struct{}, 1), turn: make(chan struct{}, 1)}
+	q.turn <- struct{}{}
+	return q
+}
 
 // Push queues a.
 func (q *Queue) Push(a *Append) {
@@ -268,6 +273,15 @@ const GatherWait = time.Millisecond
 // steady load. A lone appender never waits (its last batch was one append).
 // Next is called from one goroutine at a time.
 func (q *Queue) Next(maxRecords int, stop <-chan struct{}, ops <-chan func()) (batch []*Append, ok bool) {
+	select {
+	case <-q.turn:
+	case f := <-ops:
+		f()
+		return nil, true
+	case <-stop:
+		return nil, false
+	}
+	defer func() { q.turn <- struct{}{} }()
 	gathered := false
 	for {
 		if n := q.Len(); !gathered && n > 0 && n < q.lastBatch {
@@ -326,14 +340,14 @@ func (t *Table) Fail(q *Queue, err error) {
 	}
 }
 
-// Replace replaces a member's broken transactional producer: it calls
+// replace replaces a member's broken transactional producer: it calls
 // reset, which makes a new one under the same transactional id (whose
 // initialisation completes or aborts what the old one left open), until it
 // succeeds (true) or stop is closed (false), backing off from 100 ms to 5 s;
 // the appends queued meanwhile fail with reset's error. Once reset
 // succeeded, the partitions of a commit of unknown outcome (unsettled) are
 // settled.
-func (t *Table) Replace(q *Queue, stop <-chan struct{}, unsettled []int32, reset func(context.Context) error, log *slog.Logger) bool {
+func (t *Table) replace(q *Queue, stop <-chan struct{}, unsettled []int32, reset func(context.Context) error, log *slog.Logger) bool {
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		err := reset(context.Background())
 		if err == nil {
@@ -350,11 +364,11 @@ func (t *Table) Replace(q *Queue, stop <-chan struct{}, unsettled []int32, reset
 	}
 }
 
-// Shutdown ends a member's transactional producer's queue at Close. A
+// shutdown ends a member's transactional producer's queue at Close. A
 // broken producer is replaced once more first (reset), so that a
 // transaction it left open ends now rather than at the transaction timeout,
 // which a successor would wait for. The caller then closes the producer.
-func (t *Table) Shutdown(q *Queue, broken bool, unsettled []int32, reset func(context.Context) error, log *slog.Logger) {
+func (t *Table) shutdown(q *Queue, broken bool, unsettled []int32, reset func(context.Context) error, log *slog.Logger) {
 	if broken {
 		if err := reset(context.Background()); err != nil {
 			log.Warn("close: could not end the open transaction; the broker aborts it after the transaction timeout", "err", err)

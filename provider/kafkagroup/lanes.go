@@ -1,0 +1,490 @@
+package kafkagroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// Lanes are a member's transactional producers, its lanes, and the appends
+// queued for them. Every lane takes the next batch of what is queued as
+// soon as it is free, so with several lanes one produces its transaction
+// while another commits the one before (pipelining). One lane runs one
+// transaction at a time: everything queued when it starts rides in it
+// (group commit), and every append of it is acknowledged after its commit.
+//
+// A transaction is, in order (lane.transact):
+//
+//  1. Producer.Begin, then Producer.Produce of every record to its
+//     partition, waiting for every record's outcome: the records are in
+//     the log, invisible to read-committed readers, and their offsets
+//     known.
+//  2. Producer.SendOffsets with, for every partition written, its last
+//     offset + 1 (a real offset: clients send nothing for logical ones,
+//     and nothing would be checked) and the member's group metadata read
+//     just now (Client.Metadata), refused here when it names no
+//     membership. The group coordinator checks generation and member id
+//     here: this is the fence.
+//  3. Producer.Commit.
+//
+// What a failure means for the appends of the transaction:
+//
+//   - Before Commit was called, nothing can become visible: no commit is
+//     ever asked for, and the transaction ends aborted (by Abort, by the
+//     next initialisation of its transactional id, or by the broker's
+//     transaction timeout). The appends fail with provider.ErrNotOwner when
+//     the coordinator refused the member, provider.ErrUnavailable
+//     otherwise. A refusal for an old generation of a member the
+//     coordinator still knows runs the batch again once the member's
+//     metadata shows the new one (up to MaxTxnAttempts runs, within
+//     StaleGenerationWait each), as long as the member owns its partitions.
+//   - After Commit was called, the transaction is known not to be
+//     committed only if Abort succeeds; otherwise its appends fail with
+//     provider.ErrOutcomeUnknown, their partitions are unsettled, and the
+//     lane replaces its producer before anything else: the new producer's
+//     initialisation under the same transactional id completes or aborts
+//     whatever the old one left, so once it returns the outcome is final
+//     and visible. An append to an unsettled partition waits for that
+//     (through any lane), which keeps a partition's appends ordered across
+//     an unknown outcome: an append that starts after another returned
+//     lands after it, if at all.
+//   - A record the log refused for what it is (ClassRecordRefused) spoils
+//     its whole transaction: the appends run again, each alone, once
+//     (Table.finishAll).
+//
+// Lanes are safe for concurrent use.
+type Lanes struct {
+	cfg   LanesConfig
+	own   *Table
+	c     Client
+	queue *Queue
+	lanes []*lane
+
+	mu      sync.Mutex
+	stop    chan struct{} // closed by Close, under mu
+	closed  bool
+	started bool // the lanes' goroutines run
+}
+
+// LanesConfig is what a member's Lanes are.
+type LanesConfig struct {
+	// Name starts errors: "<client>: group <group>".
+	Name  string
+	Topic string
+	// TxIDs are the lanes' transactional ids, one lane each (TxIDs).
+	TxIDs []string
+	// Timeout bounds each producer's initialisation.
+	Timeout time.Duration
+	// DeliveryBound bounds Producer.Produce's wait.
+	DeliveryBound time.Duration
+	Log           *slog.Logger
+}
+
+// TxIDs returns the transactional ids of n lanes of a member of group
+// named instance: stable across the instance's restarts, so that a
+// restarted instance's producers fence its predecessor's and end what they
+// left open, and distinct across instances, so that no instance's
+// initialisation fences another's producers.
+func TxIDs(group, instance string, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%s-%d", group, instance, i)
+	}
+	return ids
+}
+
+// NewLanes returns the lanes of a member whose ownership is own, on client
+// c. Start initialises them.
+func NewLanes(own *Table, c Client, cfg LanesConfig) *Lanes {
+	ls := &Lanes{cfg: cfg, own: own, c: c, queue: NewQueue(), stop: make(chan struct{})}
+	for _, txid := range cfg.TxIDs {
+		ls.lanes = append(ls.lanes, &lane{
+			ls:   ls,
+			txid: txid,
+			log:  cfg.Log.With("transactional_id", txid),
+			ops:  make(chan func()),
+			done: make(chan struct{}),
+		})
+	}
+	return ls
+}
+
+// Start initialises every lane's producer, which ends whatever a previous
+// incarnation of the instance left open under the same transactional ids,
+// and starts the lanes. ctx bounds the initialisations. On error nothing
+// runs, and Close is still to be called.
+func (ls *Lanes) Start(ctx context.Context) error {
+	errs := make([]error, len(ls.lanes))
+	var wg sync.WaitGroup
+	for i, l := range ls.lanes {
+		wg.Go(func() { errs[i] = l.reset(ctx) })
+	}
+	wg.Wait()
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	err := errors.Join(errs...)
+	if err == nil && ls.closed {
+		err = provider.ErrClosed
+	}
+	if err != nil {
+		for _, l := range ls.lanes {
+			l.closeProducer()
+		}
+		return err
+	}
+	ls.started = true
+	for _, l := range ls.lanes {
+		go l.run()
+	}
+	return nil
+}
+
+// Attach sets the member's lanes (set, called with mu held) unless the
+// member is closing, then starts them (Start). A member's Close that reads
+// its lanes under mu after Table.Close so either finds them, or makes this
+// fail with provider.ErrClosed.
+func (ls *Lanes) Attach(ctx context.Context, mu sync.Locker, set func(*Lanes)) error {
+	mu.Lock()
+	if ls.own.Closing() {
+		mu.Unlock()
+		return provider.ErrClosed
+	}
+	set(ls)
+	mu.Unlock()
+	return ls.Start(ctx)
+}
+
+// Append is a member's Append: it admits the append (Table.Append), queues
+// it for the next free lane, and waits for its outcome. prefix starts
+// errors.
+func (ls *Lanes) Append(ctx context.Context, prefix string, records []event.Record) ([]provider.Position, error) {
+	return ls.own.Append(ctx, prefix, records, ls.queue.Push)
+}
+
+// Close stops the lanes: each ends the transaction it runs, replaces a
+// broken producer once more (so that what it left open ends now rather
+// than at the transaction timeout), fails what is still queued with
+// provider.ErrClosed, and closes its producer. Call it after the member's
+// partitions were revoked.
+func (ls *Lanes) Close() {
+	ls.mu.Lock()
+	if !ls.closed {
+		ls.closed = true
+		close(ls.stop)
+	}
+	started := ls.started
+	ls.mu.Unlock()
+	if started {
+		for _, l := range ls.lanes {
+			<-l.done
+		}
+	}
+}
+
+// Reinit replaces every lane's producer between two transactions by a new
+// one under the same transactional id, as an instance that re-initialises
+// late would (its initialisation fences the old producer).
+func (ls *Lanes) Reinit(ctx context.Context) error {
+	var errs []error
+	for _, l := range ls.lanes {
+		done := make(chan error, 1)
+		select {
+		case l.ops <- func() { done <- l.reset(ctx) }:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ls.stop:
+			return provider.ErrClosed
+		}
+		errs = append(errs, <-done)
+	}
+	return errors.Join(errs...)
+}
+
+// Resets returns how many producers the lanes have initialised.
+func (ls *Lanes) Resets() int64 {
+	var n int64
+	for _, l := range ls.lanes {
+		n += l.resets.Load()
+	}
+	return n
+}
+
+// lane is one transactional producer of a member.
+type lane struct {
+	ls   *Lanes
+	txid string
+	log  *slog.Logger
+	ops  chan func() // run on the lane's goroutine between transactions
+	done chan struct{}
+
+	resets atomic.Int64 // producers initialised
+
+	// Owned by the lane's goroutine once it runs:
+	p         Producer
+	broken    bool    // the producer must be replaced before the next transaction
+	unsettled []int32 // partitions of a commit of unknown outcome, until the replacement settles it
+}
+
+// run is the lane's goroutine: one transaction after the other with what
+// is queued, replacing a broken producer first, until Close.
+func (l *lane) run() {
+	defer close(l.done)
+	own := l.ls.own
+	own.runLane(l.ls.queue, l.ls.stop, l.ops, laneSteps{
+		broken: func() bool { return l.broken },
+		settle: l.settle,
+		commit: l.commit,
+	})
+	own.shutdown(l.ls.queue, l.broken, l.unsettled, l.reset, l.log)
+	l.closeProducer()
+}
+
+// reset replaces the lane's producer by a new one with the same
+// transactional id, initialised (Client.NewProducer).
+func (l *lane) reset(ctx context.Context) error {
+	l.closeProducer()
+	ctx, cancel := context.WithTimeout(ctx, l.ls.cfg.Timeout)
+	defer cancel()
+	p, err := l.ls.c.NewProducer(ctx, l.txid)
+	if err != nil {
+		return fmt.Errorf("%s: init transactions of %s: %w", l.ls.cfg.Name, l.txid, err)
+	}
+	l.p = p
+	l.resets.Add(1)
+	return nil
+}
+
+func (l *lane) closeProducer() {
+	if l.p != nil {
+		l.p.Close()
+		l.p = nil
+	}
+}
+
+// settle replaces the broken producer (Table.replace).
+func (l *lane) settle() bool {
+	if !l.ls.own.replace(l.ls.queue, l.ls.stop, l.unsettled, l.reset, l.log) {
+		return false
+	}
+	l.broken, l.unsettled = false, nil
+	return true
+}
+
+// commit runs batch in a transaction and ends its appends. It returns the
+// appends to run again in a transaction of their own: those whose
+// transaction another append's refused record spoiled.
+func (l *lane) commit(batch []*Append) []*Append {
+	ls := l.ls
+	for attempt := 1; ; attempt++ {
+		// A revocation that started since the append was queued does not
+		// wait for it: the append is refused before anything is sent.
+		batch = slices.DeleteFunc(batch, func(a *Append) bool {
+			if ls.own.OwnsAll(a.Touched) {
+				return false
+			}
+			ls.own.Finish(a, nil, fmt.Errorf("%s: partitions %v: revoked before the append was sent: %w", ls.cfg.Name, a.Touched, provider.ErrNotOwner))
+			return true
+		})
+		if len(batch) == 0 {
+			return nil
+		}
+		res := l.transact(batch)
+		if res.staleGeneration != nil && attempt < MaxTxnAttempts && l.awaitNewGeneration(*res.staleGeneration, batch) {
+			continue // nothing was written: run it under the new generation
+		}
+		return ls.own.finishAll(batch, res.Outcome, !l.broken)
+	}
+}
+
+// awaitNewGeneration waits, briefly, for the member's metadata to move past
+// the generation the coordinator refused, as long as the member still owns
+// batch's partitions.
+func (l *lane) awaitNewGeneration(old Metadata, batch []*Append) bool {
+	deadline := time.Now().Add(StaleGenerationWait)
+	owns := func() bool {
+		return !slices.ContainsFunc(batch, func(a *Append) bool { return !l.ls.own.OwnsAll(a.Touched) })
+	}
+	for time.Now().Before(deadline) && owns() {
+		if md, err := l.ls.c.Metadata(); err == nil && (md.Generation != old.Generation || md.MemberID != old.MemberID) {
+			return true
+		}
+		select {
+		case <-l.ls.stop:
+			return false
+		case <-time.After(10 * time.Millisecond): // the rejoin answer is processed by the client's own goroutines
+		}
+	}
+	return false
+}
+
+type txnResult struct {
+	Outcome
+	// staleGeneration is the metadata the coordinator refused as an old
+	// generation of a member it still knows.
+	staleGeneration *Metadata
+}
+
+// allFailed is the result of a transaction that failed for every append.
+func allFailed(err error) txnResult { return txnResult{Outcome: Outcome{Err: err}} }
+
+// transact runs one transaction of batch. See Lanes for what each step and
+// failure means.
+func (l *lane) transact(batch []*Append) txnResult {
+	ls := l.ls
+	if err := l.p.Begin(); err != nil {
+		if !errors.Is(err, provider.ErrUnavailable) {
+			l.broken = true
+		}
+		return allFailed(ls.appendError(provider.ErrUnavailable, "begin transaction", err))
+	}
+
+	// 1. Produce, and wait for every record's outcome.
+	offsets, errs, answered := l.p.Produce(batch, ls.cfg.DeliveryBound)
+	if !answered {
+		// No commit was asked for: nothing of the transaction can become
+		// visible, and the replacement's initialisation aborts it.
+		l.broken = true
+		return allFailed(ls.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no answer within %v", ls.cfg.DeliveryBound)))
+	}
+	positions := make([][]provider.Position, len(batch))
+	next := make(map[int32]int64)
+	culprits := make(map[int]error)
+	var failed error
+	for bi, a := range batch {
+		positions[bi] = make([]provider.Position, len(a.Records))
+		for i, err := range errs[bi] {
+			if err == nil {
+				positions[bi][i] = provider.Position{Partition: a.Parts[i], Offset: offsets[bi][i]}
+				next[a.Parts[i]] = max(next[a.Parts[i]], offsets[bi][i]+1)
+				continue
+			}
+			if errors.Is(err, ErrNotSent) {
+				continue
+			}
+			err = fmt.Errorf("record %d of %d: %w", i+1, len(a.Records), err)
+			if ls.c.Class(err) == ClassRecordRefused {
+				culprits[bi] = cmp(culprits[bi], ls.appendError(nil, "produce", err))
+			}
+			// The first error that says something of its own record.
+			if failed == nil || ls.c.Class(failed) == ClassPurged {
+				failed = err
+			}
+		}
+	}
+	if failed != nil {
+		l.abort()
+		if len(culprits) > 0 {
+			failed = fmt.Errorf("transaction aborted for another append's record: %w", failed)
+		}
+		return txnResult{Outcome: Outcome{Err: ls.appendError(provider.ErrUnavailable, "produce", failed), Culprits: culprits}}
+	}
+
+	// 2. The fence: offsets of every partition written, with fresh group
+	// metadata.
+	md, err := ls.metadata()
+	if err != nil {
+		l.abort()
+		return allFailed(err)
+	}
+	answered, err = l.p.SendOffsets(md, next)
+	if !answered {
+		// Given up: it closes itself once the call returns, and its
+		// transaction is never committed; the replacement's
+		// initialisation fences it and aborts the transaction.
+		l.p, l.broken = nil, true
+		return allFailed(ls.appendError(provider.ErrUnavailable, "send offsets to transaction", err))
+	}
+	if err != nil {
+		switch class := ls.c.Class(err); class {
+		case ClassRefused, ClassStaleGeneration:
+			l.abort()
+			res := allFailed(fmt.Errorf("%s refused member %s at generation %d: %w: %w", ls.cfg.Name, md.MemberID, md.Generation, provider.ErrNotOwner, err))
+			if class == ClassStaleGeneration {
+				res.staleGeneration = &md
+			}
+			return res
+		case ClassFatal:
+			l.broken = true // replacing it aborts the transaction
+		default:
+			l.abort()
+		}
+		return allFailed(ls.appendError(provider.ErrUnavailable, "send offsets to transaction", err))
+	}
+
+	// 3. Commit.
+	if err := l.p.Commit(); err != nil {
+		// Only a successful abort proves the commit did not happen.
+		if l.abortable(err) && l.abort() {
+			return allFailed(ls.appendError(provider.ErrUnavailable, "commit", err))
+		}
+		l.broken = true
+		l.unsettled = slices.Sorted(maps.Keys(next))
+		ls.own.Unsettle(l.unsettled)
+		return allFailed(ls.appendError(provider.ErrOutcomeUnknown, "commit", err))
+	}
+	return txnResult{Outcome: Outcome{Positions: positions}}
+}
+
+// abortable reports whether a failed commit leaves an abort possible: the
+// transaction failed before the commit took effect. A commit that timed out
+// or whose producer is unusable cannot be aborted.
+func (l *lane) abortable(commitErr error) bool {
+	switch l.ls.c.Class(commitErr) {
+	case ClassRetriable, ClassFatal:
+		return false
+	}
+	return true
+}
+
+// abort aborts the open transaction and reports whether it did. On failure
+// the producer must be replaced: the replacement aborts the transaction.
+func (l *lane) abort() bool {
+	if err := l.p.Abort(); err != nil {
+		l.log.Debug(l.ls.cfg.Name+": abort failed; replacing the producer", "err", err)
+		l.broken = true
+		return false
+	}
+	return true
+}
+
+// metadata returns the member's group metadata now, refusing metadata that
+// names no membership: the coordinator would accept it without any check.
+func (ls *Lanes) metadata() (Metadata, error) {
+	md, err := ls.c.Metadata()
+	if err != nil {
+		return Metadata{}, err
+	}
+	if !md.named() {
+		return Metadata{}, fmt.Errorf("%s: the member is not in the group now (generation %d, member %q): %w",
+			ls.cfg.Name, md.Generation, md.MemberID, provider.ErrNotOwner)
+	}
+	return md, nil
+}
+
+// appendError wraps err, marked with sentinel unless nil.
+func (ls *Lanes) appendError(sentinel error, step string, err error) error {
+	if sentinel == nil {
+		return fmt.Errorf("%s: append to %s: %s: %w", ls.cfg.Name, ls.cfg.Topic, step, err)
+	}
+	if sentinel == provider.ErrUnavailable || sentinel == provider.ErrOutcomeUnknown {
+		err = ls.c.Annotate(err)
+	}
+	return fmt.Errorf("%s: append to %s: %s: %w: %w", ls.cfg.Name, ls.cfg.Topic, step, sentinel, err)
+}
+
+// cmp keeps the first error.
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}

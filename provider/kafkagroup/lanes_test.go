@@ -1,0 +1,257 @@
+package kafkagroup
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
+)
+
+// fakeClient is a Client whose producers write to a log of their own and
+// whose commits wait on commitGate when it is set.
+type fakeClient struct {
+	mu        sync.Mutex
+	md        Metadata
+	next      map[int32]int64 // the end of each partition's log
+	open      int             // transactions begun and not ended
+	maxOpen   int
+	sentMD    []Metadata    // what each SendOffsets carried
+	commitErr error         // returned once by the next commit
+	gate      chan struct{} // commits wait for it to close
+	initGate  chan struct{} // new producers wait for it to close
+	retriable bool          // every error is ClassRetriable (a commit that timed out)
+}
+
+func newFakeClient() *fakeClient {
+	return &fakeClient{md: Metadata{Generation: 1, MemberID: "m"}, next: map[int32]int64{}}
+}
+
+func (c *fakeClient) NewProducer(context.Context, string) (Producer, error) {
+	c.mu.Lock()
+	gate := c.initGate
+	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return &fakeProducer{c: c}, nil
+}
+
+func (c *fakeClient) Metadata() (Metadata, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.md, nil
+}
+
+func (c *fakeClient) Class(err error) Class {
+	if c.retriable {
+		return ClassRetriable
+	}
+	if errors.Is(err, errRefused) {
+		return ClassRefused
+	}
+	return ClassAbortable
+}
+
+func (c *fakeClient) Annotate(err error) error { return err }
+
+var errRefused = errors.New("UNKNOWN_MEMBER_ID")
+
+type fakeProducer struct{ c *fakeClient }
+
+func (p *fakeProducer) Begin() error {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	p.c.open++
+	p.c.maxOpen = max(p.c.maxOpen, p.c.open)
+	return nil
+}
+
+func (p *fakeProducer) Produce(batch []*Append, _ time.Duration) ([][]int64, [][]error, bool) {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	offsets, errs := make([][]int64, len(batch)), make([][]error, len(batch))
+	for bi, a := range batch {
+		offsets[bi], errs[bi] = make([]int64, len(a.Records)), make([]error, len(a.Records))
+		for i := range a.Records {
+			offsets[bi][i] = p.c.next[a.Parts[i]]
+			p.c.next[a.Parts[i]]++
+		}
+	}
+	return offsets, errs, true
+}
+
+func (p *fakeProducer) SendOffsets(md Metadata, _ map[int32]int64) (bool, error) {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	p.c.sentMD = append(p.c.sentMD, md)
+	if md.MemberID == "stale" {
+		return true, errRefused
+	}
+	return true, nil
+}
+
+func (p *fakeProducer) Commit() error {
+	p.c.mu.Lock()
+	gate := p.c.gate
+	p.c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	p.c.open--
+	err := p.c.commitErr
+	p.c.commitErr = nil
+	return err
+}
+
+func (p *fakeProducer) Abort() error {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	p.c.open--
+	return nil
+}
+
+func (p *fakeProducer) Close() {}
+
+// startLanes returns started lanes of n producers on c, owning every
+// partition of a topic of 4.
+func startLanes(t *testing.T, c Client, n int) *Lanes {
+	t.Helper()
+	own := New("test", 4, time.Second)
+	own.Assign([]int32{0, 1, 2, 3})
+	ls := NewLanes(own, c, LanesConfig{Name: "test", Topic: "t", TxIDs: TxIDs("g", "i", n), Timeout: time.Second,
+		DeliveryBound: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := ls.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		own.Close()
+		ls.Close()
+	})
+	return ls
+}
+
+func record(key string) []event.Record { return []event.Record{{Key: []byte(key), Value: []byte("v")}} }
+
+// TestLanesPipeline: with two lanes, a second transaction starts while the
+// first waits for its commit; with one, it waits.
+func TestLanesPipeline(t *testing.T) {
+	for _, lanes := range []int{1, 2} {
+		c := newFakeClient()
+		gate := make(chan struct{})
+		c.gate = gate
+		var once sync.Once
+		release := func() { once.Do(func() { close(gate) }) }
+		ls := startLanes(t, c, lanes)
+		t.Cleanup(release) // before the lanes' Close, which waits for the commit
+		results := make(chan error, 2)
+		appendOne := func(key string) {
+			_, err := ls.Append(context.Background(), "test", record(key))
+			results <- err
+		}
+		go appendOne("a")
+		waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.open == 1 })
+		go appendOne("b")
+		if lanes == 2 {
+			waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.open == 2 })
+		} else {
+			time.Sleep(50 * time.Millisecond) // nothing to wait for: the second must not start
+			c.mu.Lock()
+			if c.open != 1 {
+				t.Errorf("one lane: %d transactions open at once", c.open)
+			}
+			c.mu.Unlock()
+		}
+		release()
+		for range 2 {
+			if err := <-results; err != nil {
+				t.Fatalf("%d lanes: %v", lanes, err)
+			}
+		}
+		if lanes == 2 && c.maxOpen != 2 {
+			t.Errorf("two lanes: at most %d transactions open at once, want 2", c.maxOpen)
+		}
+	}
+}
+
+// TestLanesFence: every transaction sends the member's metadata of that
+// moment; metadata that names no membership is never sent, and a refusal
+// fails the append with provider.ErrNotOwner.
+func TestLanesFence(t *testing.T) {
+	c := newFakeClient()
+	ls := startLanes(t, c, 2)
+	ctx := context.Background()
+	if _, err := ls.Append(ctx, "test", record("a")); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.md = Metadata{Generation: -1}
+	c.mu.Unlock()
+	if _, err := ls.Append(ctx, "test", record("b")); !errors.Is(err, provider.ErrNotOwner) {
+		t.Fatalf("append with no membership: %v, want ErrNotOwner", err)
+	}
+	c.mu.Lock()
+	c.md = Metadata{Generation: 3, MemberID: "stale"}
+	c.mu.Unlock()
+	if _, err := ls.Append(ctx, "test", record("c")); !errors.Is(err, provider.ErrNotOwner) {
+		t.Fatalf("append refused by the coordinator: %v, want ErrNotOwner", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, md := range c.sentMD {
+		if !md.named() {
+			t.Errorf("sent metadata that names no membership: %+v", md)
+		}
+	}
+	if len(c.sentMD) != 2 || c.sentMD[0].MemberID != "m" || c.sentMD[1].MemberID != "stale" {
+		t.Errorf("sent %+v, want the metadata of each moment, none for generation -1", c.sentMD)
+	}
+}
+
+// TestLanesUnknownOutcome: a commit of unknown outcome unsettles its
+// partition, and the next append to it waits, also when another lane is
+// free, until the lane's replacement producer has settled it.
+func TestLanesUnknownOutcome(t *testing.T) {
+	c := newFakeClient()
+	c.retriable = true // the commit's error: it timed out, nothing proves it did not happen
+	c.commitErr = errors.New("commit timed out")
+	ls := startLanes(t, c, 2)
+	ctx := context.Background()
+	c.mu.Lock()
+	c.initGate = make(chan struct{}) // the replacement waits
+	c.mu.Unlock()
+	if _, err := ls.Append(ctx, "test", record("a")); !errors.Is(err, provider.ErrOutcomeUnknown) {
+		t.Fatalf("append whose commit failed: %v, want ErrOutcomeUnknown", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ls.Append(ctx, "test", record("a"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the next append to the partition ended (%v) before the producer was replaced", err)
+	case <-time.After(100 * time.Millisecond): // nothing to wait for: it must not end
+	}
+	close(c.initGate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,154 @@
+package kafkagroup
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
+)
+
+// The parts of a member's membership that do not depend on the client: a
+// provider's JoinGroup, rebalance callbacks, AwaitStable and Owners call
+// these around their client's own calls.
+
+// PrepareJoin checks a JoinGroup's arguments, and names an instance that
+// has no name: a random name, so that its transactional ids (TxIDs) are its
+// own and fence nothing of another instance. prefix starts errors.
+func PrepareJoin(ctx context.Context, prefix string, gc provider.GroupConfig) (provider.GroupConfig, error) {
+	if gc.Group == "" {
+		return gc, fmt.Errorf("%s: join group: no group name", prefix)
+	}
+	if err := ctx.Err(); err != nil {
+		return gc, err
+	}
+	if gc.Instance == "" {
+		gc.Instance = rand.Text()
+	}
+	return gc, nil
+}
+
+// MemberLanes returns the lanes of a member of gc (GroupConfig.Instance set)
+// on topic with the provider's settings: cfg.GroupProducers lanes, each
+// producer initialised within cfg.Timeout, a transaction's records waited
+// for within the delivery timeout the producers get
+// (min(Timeout, TransactionTimeout)) and a margin for their last request.
+func MemberLanes(own *Table, c Client, topic string, gc provider.GroupConfig, cfg kafkaconfig.Config, log *slog.Logger) *Lanes {
+	return NewLanes(own, c, LanesConfig{
+		Name:          own.name,
+		Topic:         topic,
+		TxIDs:         TxIDs(gc.Group, gc.Instance, cfg.GroupProducers),
+		Timeout:       cfg.Timeout,
+		DeliveryBound: min(cfg.Timeout, cfg.TransactionTimeout) + 5*time.Second,
+		Log:           log,
+	})
+}
+
+// Assigned makes ids owned, and tells gc.OnAssigned: a member's assignment
+// callback, once the client has taken them.
+func (t *Table) Assigned(ids []int32, gc provider.GroupConfig, log *slog.Logger) {
+	t.Assign(ids)
+	log.Debug(t.name+": partitions assigned", "partitions", ids)
+	if gc.OnAssigned != nil {
+		gc.OnAssigned(ids)
+	}
+}
+
+// Revoked makes ids not owned (appends to them fail from now on), waits for
+// the appends in flight on them, and tells gc.OnRevoked of those it was
+// told of: a member's revocation callback, before the client lets the group
+// move them.
+func (t *Table) Revoked(ids []int32, lost bool, gc provider.GroupConfig, log *slog.Logger) {
+	told := t.Revoke(ids)
+	log.Debug(t.name+": partitions revoked", "partitions", ids, "lost", lost)
+	if len(told) > 0 && gc.OnRevoked != nil {
+		gc.OnRevoked(told, lost)
+	}
+}
+
+// Offsets returns an offset of each of ids (a last stable offset, an end
+// offset), as a client lists them.
+type Offsets func(ctx context.Context, ids []int32) (map[int32]int64, error)
+
+// Stable is the test AwaitStable repeats once the group's committed offsets
+// (read with require_stable, which the coordinator answers only once no
+// transaction has offsets pending for the partitions) are known: whether the
+// partitions' last stable offsets reach them. The coordinator writes the
+// commit markers of the offsets and of the records separately, so a
+// partition is stable only once its last stable offset is past the end of
+// the last transaction. A committed offset beyond the end of its partition
+// (end) was not written by a member, whose offsets are the end of what it
+// wrote: it is ignored, with a warning.
+func (t *Table) Stable(ctx context.Context, committed map[int32]int64, stable, end Offsets, log *slog.Logger) (bool, error) {
+	if len(committed) == 0 {
+		return true, nil
+	}
+	ids := slices.Sorted(maps.Keys(committed))
+	lso, err := stable(ctx, ids)
+	if err != nil {
+		return false, err
+	}
+	var behind []int32
+	for _, id := range ids {
+		if o, ok := lso[id]; !ok || o < committed[id] {
+			behind = append(behind, id)
+		}
+	}
+	if len(behind) == 0 {
+		return true, nil
+	}
+	hw, err := end(ctx, behind)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range behind {
+		if committed[id] <= hw[id] {
+			return false, fmt.Errorf("partition %d: last stable offset %d below the committed offset %d", id, lso[id], committed[id])
+		}
+		log.Warn(t.name+": await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", hw[id])
+	}
+	return true, nil
+}
+
+// Assignment is one member of a group as its description tells it.
+type Assignment struct {
+	MemberID   string
+	ClientID   string  // carries the member's address (ClientID)
+	Partitions []int32 // of the member's topic
+}
+
+// Owners is a member's Owners: the address of each partition's owner, from
+// the group's description (describe) for the others, from the table for
+// the member itself (self, its member id now, and address), which is
+// fresher.
+func (t *Table) Owners(ctx context.Context, self, address string, describe func(context.Context) ([]Assignment, error)) (map[int32]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if t.Closing() {
+		return nil, provider.ErrClosed
+	}
+	members, err := describe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	owners := make(map[int32]string)
+	for _, mem := range members {
+		if mem.MemberID == self {
+			continue
+		}
+		addr, _ := ParseClientID(mem.ClientID)
+		for _, id := range t.Mine(mem.Partitions) {
+			owners[id] = addr
+		}
+	}
+	for _, id := range t.Owned() {
+		owners[id] = address
+	}
+	return owners, nil
+}
