@@ -201,6 +201,13 @@ const spawnedAtEnv = "BENCH_SPAWNED_AT"
 // spawnBare runs a bare loop (child "bare" or "bare-franz") in a process
 // of its own, timed from the exec to its last record.
 func spawnBare(ctx context.Context, cfg config, child, topic string) (restoreResult, error) {
+	if !cfg.isolate {
+		// In a test (TestQuickRun) this binary is the test binary, which
+		// takes no -child: the loop runs in process, timed from its start.
+		res, err := runChild(ctx, cfg, child, topic, "msgpack")
+		res.Name += ", in process"
+		return res, err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return restoreResult{}, err
