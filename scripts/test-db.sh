@@ -4,8 +4,8 @@
 # PostgreSQL and Kafka). Without DATABASE_URL it starts a PostgreSQL with
 # docker/postgres-local (port $POSTGRES_PORT, default 5432) and stops it
 # afterwards; without KAFKA_BROKERS it uses 127.0.0.1:$KAFKA_PORT when
-# something listens there, else the tests run on kfake (refused under
-# CI=true).
+# something listens there; with nothing there it starts one (make kafka-up)
+# under CI=true, where the tests refuse kfake, and stops it afterwards.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -14,6 +14,7 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 export POSTGRES_PORT=${POSTGRES_PORT:-5432}
 read -r -a TEST_FLAGS <<<"${GO_TEST_FLAGS:-}"
 pg_started=0
+kafka_started=0
 
 cleanup() {
   local rc=$?
@@ -21,6 +22,10 @@ cleanup() {
   if ((pg_started)); then
     echo "test-db.sh: stopping the PostgreSQL this run started" >&2
     docker/postgres-local stop >&2 || true
+  fi
+  if ((kafka_started)); then
+    echo "test-db.sh: stopping the Kafka this run started" >&2
+    make --no-print-directory kafka-down >&2 || true
   fi
   exit "$rc"
 }
@@ -36,8 +41,14 @@ if [[ -z ${DATABASE_URL:-} ]]; then
   DATABASE_URL=$(docker/postgres-local url)
   export DATABASE_URL
 fi
-if [[ -z ${KAFKA_BROKERS:-} ]] && (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; then
-  export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+if [[ -z ${KAFKA_BROKERS:-} ]]; then
+  if (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; then
+    export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+  elif [[ ${CI:-} == true ]]; then
+    kafka_started=1
+    make --no-print-directory kafka-up >&2
+    export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+  fi
 fi
 echo "test-db.sh: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=${KAFKA_BROKERS:-(kfake)}" >&2
 PROJECTION_LONG_TESTS=1 "$GO" test -race -count=1 -timeout 14m -v "${TEST_FLAGS[@]}" ./internal/projections/ ./projection/ ./projection/postgres/ 2>&1 |
