@@ -33,7 +33,10 @@ func TestGroupConformance(t *testing.T) {
 			}
 			return open(), open
 		},
-		Expel:      expel,
+		Expel: expel,
+		Fence: func(t *testing.T, p provider.Provider, group, instance string) func() {
+			return kafkatest.FenceStatic(t, group, p.(*franz.Provider).Topic(), instance)
+		},
 		Static:     true,
 		Generation: generation,
 		// Above the client's default limits (librdkafka's message.max.bytes,

@@ -88,22 +88,18 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		return fail(err)
 	}
 
-	c, err := ckafka.NewConsumer(m.consumerConfig())
+	c, err := m.subscribe()
 	if err != nil {
-		return fail(fmt.Errorf("consumer: %w", err))
-	}
-	go forwardLogs(c.Logs(), m.log)
-	if err := c.Subscribe(m.topic, m.rebalance); err != nil {
-		_ = c.Close()
-		return fail(fmt.Errorf("subscribe to %s: %w", m.topic, err))
+		return fail(err)
 	}
 	m.mu.Lock()
 	if m.own.Closing() {
 		m.mu.Unlock()
-		_ = c.Close()
+		_ = m.closeConsumer(c)
 		return fail(provider.ErrClosed)
 	}
 	m.consumer = c
+	m.cur.Store(c)
 	m.mu.Unlock()
 	go m.loop()
 
@@ -143,8 +139,10 @@ type member struct {
 	mu  sync.Mutex // guards consumer and lanes while they are set
 	own *kafkagroup.Table
 
-	lastErr      atomic.Pointer[ckafka.Error] // the consumer's last error, for JoinGroup's
-	registered   chan struct{}                // closed at the first assignment
+	lastErr      atomic.Pointer[ckafka.Error]    // the consumer's last error, for JoinGroup's
+	lastMemberID atomic.Pointer[string]          // the member id at the last assignment (rejoin.go)
+	cur          atomic.Pointer[ckafka.Consumer] // consumer, for the callbacks (rejoin.go)
+	registered   chan struct{}                   // closed at the first assignment
 	registerOnce sync.Once
 	started      chan struct{} // closed when JoinGroup returns: callbacks may run
 	stop         chan struct{} // closed by Close: the poll loop revokes everything and ends
@@ -197,10 +195,12 @@ func (m *member) consumerConfig() *ckafka.ConfigMap {
 }
 
 // loop polls the consumer, which runs the rebalance callbacks and keeps the
-// member within max.poll.interval.ms, until Close.
+// member within max.poll.interval.ms, until Close. A consumer that raised a
+// fatal error is replaced (rejoin.go).
 func (m *member) loop() {
 	defer close(m.done)
 	warned := false
+	var fatal *rejoiner
 	for {
 		select {
 		case <-m.stop:
@@ -212,11 +212,17 @@ func (m *member) loop() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		if fatal != nil && fatal.due() && m.rejoin(fatal) {
+			fatal = nil
+		}
 		switch e := m.consumer.Poll(int(pollInterval.Milliseconds())).(type) {
 		case ckafka.Error:
 			m.lastErr.Store(&e)
 			if e.IsFatal() {
 				m.log.Error("kafka group consumer fatal error", "err", e)
+				if fatal == nil {
+					fatal = &rejoiner{cause: e}
+				}
 			} else if m.errLog.allow(e.Code()) {
 				m.log.Warn("kafka group consumer error", "err", e)
 			}
@@ -232,6 +238,14 @@ func (m *member) loop() {
 // rebalance is the consumer's rebalance callback, run by Poll on the loop
 // goroutine.
 func (m *member) rebalance(c *ckafka.Consumer, ev ckafka.Event) error {
+	if !m.current(c) {
+		// A replaced consumer closing (rejoin.go): what it gives up is
+		// not the member's any more, and it assigns nothing.
+		if e, ok := ev.(ckafka.RevokedPartitions); ok {
+			_ = c.IncrementalUnassign(e.Partitions)
+		}
+		return nil
+	}
 	switch e := ev.(type) {
 	case ckafka.AssignedPartitions:
 		m.assigned(c, e.Partitions)
@@ -272,6 +286,9 @@ func (m *member) assigned(c *ckafka.Consumer, tps []ckafka.TopicPartition) {
 		if err := c.Pause(tps); err != nil {
 			m.log.Error("kafka: pause", "err", err)
 		}
+	}
+	if id := memberID(c); id != "" {
+		m.lastMemberID.Store(&id)
 	}
 	m.registerOnce.Do(func() { close(m.registered) })
 	select {
@@ -317,7 +334,7 @@ func (m *member) shutdown() {
 	}
 	m.cmu.Lock()
 	defer m.cmu.Unlock()
-	if err := m.consumer.Close(); err != nil {
+	if err := m.closeConsumer(m.consumer); err != nil {
 		m.closeErr = fmt.Errorf("kafka: group %s: close consumer: %w", m.cfg.Group, err)
 	}
 	m.consumerClosed = true
@@ -486,7 +503,7 @@ func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) 
 			return nil, m.p.brokerError("describe group "+m.cfg.Group, g.Error)
 		}
 		for _, mem := range g.Members {
-			a := kafkagroup.Assignment{MemberID: mem.ConsumerID, ClientID: mem.ClientID}
+			a := kafkagroup.Assignment{MemberID: mem.ConsumerID, InstanceID: mem.GroupInstanceID, ClientID: mem.ClientID}
 			for _, tp := range mem.Assignment.TopicPartitions {
 				if tp.Topic != nil && *tp.Topic == m.topic {
 					a.Partitions = append(a.Partitions, tp.Partition)

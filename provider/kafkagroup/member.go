@@ -118,8 +118,37 @@ func (t *Table) Stable(ctx context.Context, committed map[int32]int64, stable, e
 // Assignment is one member of a group as its description tells it.
 type Assignment struct {
 	MemberID   string
+	InstanceID string  // its group.instance.id, empty for a dynamic member
 	ClientID   string  // carries the member's address (ClientID)
 	Partitions []int32 // of the member's topic
+}
+
+// MayRejoin reports whether a static member whose group client was fenced
+// (FENCED_INSTANCE_ID: the coordinator holds its Instance under another
+// member id than the one the client sent) may join again with a new group
+// client under the same Instance, given the group's members now (describe)
+// and last, the member id it had at its last assignment.
+//
+// It may when the coordinator holds the Instance under last, or not at
+// all: then the fence came from the client itself, which sent another id
+// than the coordinator gave it (librdkafka forgets its member id when its
+// own session timer runs out while the coordinator, having moved, still
+// keeps the member, and its next heartbeat fences it; such a fence is fatal
+// to a librdkafka consumer for good), and nobody else holds the name. It
+// may not when the Instance is held under another id: another process
+// joined under the same name (a restarted instance while this one was
+// paused), and rejoining would only fence it in turn, back and forth.
+//
+// Either way nothing of the fenced client can write: the coordinator
+// refuses its member id, and the new client's join replaces the id the
+// coordinator holds, so that the old one is refused from then on.
+func MayRejoin(members []Assignment, instance, last string) bool {
+	for _, mem := range members {
+		if mem.InstanceID == instance {
+			return last != "" && mem.MemberID == last
+		}
+	}
+	return true
 }
 
 // Owners is a member's Owners: the address of each partition's owner, from

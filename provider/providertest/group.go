@@ -33,6 +33,15 @@ type GroupHarness struct {
 	// without it. m must not rejoin on its own. Tests that need it skip
 	// when it is nil.
 	Expel func(t *testing.T, p provider.Provider, m provider.Member)
+	// Fence, if set, has another client join group, on p's topic, under
+	// the static member's Instance instance (kafkatest.FenceStatic): the
+	// coordinator then refuses the member's group client
+	// (FENCED_INSTANCE_ID). leave has that client leave the group: the
+	// member is then fenced while nobody holds its name, as after a
+	// JoinGroup answer its client lost, or librdkafka forgetting its member
+	// id at its own session timeout. Tests that need it skip when it is
+	// nil.
+	Fence func(t *testing.T, p provider.Provider, group, instance string) (leave func())
 	// Static says the provider's members are static (GroupConfig.Instance
 	// is a group.instance.id, KIP-345): a member closed with StayOnClose
 	// keeps its partitions until the same Instance joins again. Tests that
@@ -74,6 +83,7 @@ func RunGroup(t *testing.T, h GroupHarness) {
 		{"ExpelledMemberIsFenced", testExpelled},
 		{"StaticMemberLeavesOnClose", testStaticLeaves},
 		{"StaticMemberStaysOnClose", testStaticStays},
+		{"FencedStaticMemberServesAgain", testFencedStaticServesAgain},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -895,4 +905,31 @@ func testStaticStays(t *testing.T, h GroupHarness) {
 			}
 		}
 	}
+}
+
+// A static member whose group client the coordinator fences while nobody
+// else holds its name (Fence) loses its partitions, and then serves them
+// again under the same Instance: it owns every partition once more, and an
+// append succeeds and is in the log. librdkafka makes such a fence fatal to
+// its consumer: a member that kept that consumer never served again.
+func testFencedStaticServesAgain(t *testing.T, h GroupHarness) {
+	if h.Fence == nil {
+		t.Skip("the harness cannot fence a static member")
+	}
+	gt := newGroupTest(t, h, 3)
+	a := gt.joinAs(gt.p, "a", provider.GroupConfig{Instance: "a"}, nil)
+	gt.waitCovered(a)
+	leave := h.Fence(t, gt.p, gt.group, "a")
+	gt.waitFor("a's OnRevoked with lost set", func() bool { return gt.log.lost("a") })
+	refused := envelope(gt.keyIn(0, 1), 1)
+	_, err := a.Append(gt.ctx, []event.Record{refused.Record()})
+	require.ErrorIs(t, err, provider.ErrNotOwner, "append while fenced")
+	leave()
+	gt.waitCovered(a)
+	e := envelope(gt.keyIn(0, 0), 1)
+	_, err = a.Append(gt.ctx, []event.Record{e.Record()})
+	require.NoError(t, err, "append once a serves again")
+	at := gt.visibleWith(gt.p, e.ID)
+	assert.Len(t, at[e.ID], 1)
+	assert.Empty(t, at[refused.ID], "the append refused while fenced")
 }
