@@ -102,8 +102,14 @@
 // once, without a rebalance and with the same generation; its previous
 // incarnation is fenced by its transactional ids and by its member id,
 // which the group no longer knows (provider/kafka's documentation, "Static
-// membership"). Close leaves the group, handing the partitions over at
-// once, unless Group.StayOnClose keeps them for the instance's return.
+// membership"). The same holds when the member's own group client is
+// fenced (the coordinator holds the name under another member id, as after
+// librdkafka forgets its id while the coordinator moves): the partitions
+// are revoked as lost, and the member serves them again only once a new
+// join under the same name has replaced the member id and assigned them,
+// unless another process holds the name. Close leaves the group, handing
+// the partitions over at once, unless Group.StayOnClose keeps them for the
+// instance's return.
 //
 // Unknown outcomes keep their rule: a commit whose outcome is unknown leaves
 // the aggregate unresolved; the next command for it appends a fence through

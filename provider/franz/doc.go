@@ -118,7 +118,13 @@
 //     (unless StayOnClose): LeaveGroup v3+ naming the instance and the
 //     member id it had, as Kafka's admin "remove members" does; naming the
 //     member id too means a newer incarnation that already took the name
-//     over is not removed (FENCED_INSTANCE_ID).
+//     over is not removed (FENCED_INSTANCE_ID). A fenced group client needs
+//     no replacement here (librdkafka's does: provider/kafka): kgo keeps
+//     its member id until the coordinator answers UNKNOWN_MEMBER_ID, then
+//     joins without one, and takes the partitions back from its own
+//     assignment callback, as after any lost assignment; while another
+//     process holds the name, kgo's joins are refused
+//     (FENCED_INSTANCE_ID) and it does not fence it back.
 //
 // A record refused for what it is (too large) spoils its transaction: its
 // append fails with the refusal, the others run again (kafkagroup), as in

@@ -366,6 +366,9 @@ func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) 
 				continue
 			}
 			a := kafkagroup.Assignment{MemberID: mem.MemberID, ClientID: mem.ClientID}
+			if mem.InstanceID != nil {
+				a.InstanceID = *mem.InstanceID
+			}
 			for _, t := range assigned.Topics {
 				if t.Topic == m.topic {
 					a.Partitions = append(a.Partitions, t.Partitions...)

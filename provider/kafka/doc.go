@@ -162,11 +162,30 @@
 //     their appends fail and their producers are replaced, but nothing of
 //     the old one commits). The same holds at every later swap: a name
 //     held by two live processes makes them take turns, never write both.
-//     librdkafka treats FENCED_INSTANCE_ID as fatal: the old consumer stops
-//     for good. A StatefulSet never runs two pods of one name; a
-//     Deployment's pod names are random, so each start is a new member, and
-//     a crashed instance's partitions wait for its session timeout
+//     A StatefulSet never runs two pods of one name; a Deployment's pod
+//     names are random, so each start is a new member, and a crashed
+//     instance's partitions wait for its session timeout
 //     (Config.SessionTimeout).
+//  3. A fenced consumer rejoins (rejoin.go). librdkafka makes
+//     FENCED_INSTANCE_ID fatal to the consumer that gets it, and can fence
+//     itself: when its own session timer runs out (no heartbeat answered,
+//     as while the group coordinator moves) it forgets its member id and
+//     revokes everything as lost, but heartbeats on without the id to a
+//     coordinator that still holds the member. The member then replaces
+//     the consumer by a new one under the same Instance, unless the
+//     group's description shows the Instance held under another member id
+//     than the one it last had (another process took the name: rejoining
+//     would fence it in turn). Nothing of the fenced consumer can write:
+//     its partitions are revoked (appends fail, those in flight end)
+//     before the new consumer subscribes; its metadata is refused by the
+//     coordinator; the new consumer's JoinGroup replaces the member id the
+//     coordinator holds, possibly at the same generation, and the
+//     partitions are owned again only from the new consumer's assignment
+//     callback, whose metadata every transaction reads from then on. The
+//     old consumer's own callbacks, as it closes, leave the ownership
+//     alone. Every consumer Close is bounded by Config.SessionTimeout +
+//     Config.Timeout: a fatal consumer's Close polls for good, and one that
+//     does not end is left behind, with a warning.
 //
 // Close leaves the group by default: librdkafka sends no LeaveGroup when a
 // static member's consumer closes, but it does when it unsubscribes (a

@@ -40,7 +40,12 @@
 //     ends what its predecessor left open when it starts. With static
 //     membership (group.instance.id equal to the instance name) the
 //     coordinator answers the predecessor's metadata with
-//     FENCED_INSTANCE_ID, which is ClassRefused like an unknown member.
+//     FENCED_INSTANCE_ID, which is ClassRefused like an unknown member. A
+//     static rejoin may keep the generation: what fences is the member id,
+//     which the coordinator replaces at every join without one (a restart,
+//     or a client replaced after a fence: MayRejoin); the member owns
+//     nothing from the lost revocation until the new client's assignment,
+//     and every transaction reads the client's metadata afresh.
 //  4. The takeover. A transaction that passed the check may still commit
 //     late (its commit timed out, its member was dropped just after the
 //     check); its offsets are pending at the coordinator until it ends. A
