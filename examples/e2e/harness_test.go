@@ -22,10 +22,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 // The binaries under test, built once by TestMain.

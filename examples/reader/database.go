@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/serve"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/examples/serve"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/projection/postgres"
 	"github.com/rehydrate/rehydrate/provider"

@@ -54,9 +54,9 @@ import (
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/serve"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/examples/serve"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 func main() { serve.Main("reader", run) }

@@ -27,8 +27,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rehydrate/rehydrate/event"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )

@@ -26,8 +26,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 // EnvOr returns the environment variable key, or def when it is unset or
