@@ -185,8 +185,8 @@ func seedUsers(ctx context.Context, brokers, topic string, w workload) error {
 }
 
 // userNames and userNamesModified are the payloads of the writer's
-// UserCreated and UserModified (examples/internal/users, which the bench
-// cannot import): the same fields, the same encoding.
+// UserCreated and UserModified (examples/users, a module the bench
+// does not require): the same fields, the same encoding.
 type userNames struct {
 	FirstName string `json:"first_name"`
 	LastName  string `json:"last_name"`

@@ -17,7 +17,6 @@ require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rehydrate/rehydrate v0.1.0
-	github.com/rehydrate/rehydrate/internal v0.1.0
 	github.com/rehydrate/rehydrate/internal/kafkatest v0.1.0
 	github.com/rehydrate/rehydrate/observe/prom v0.1.0
 	github.com/rehydrate/rehydrate/observe/tracing v0.1.0
@@ -47,8 +46,9 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rehydrate/rehydrate/projection/postgres v0.1.0
-	github.com/rehydrate/rehydrate/provider/franz v0.1.0 // indirect
+	github.com/rehydrate/rehydrate/provider/franz v0.1.0
 	github.com/rehydrate/rehydrate/provider/kafka v0.1.0 // indirect
+	github.com/rehydrate/rehydrate/provider/kafkaclient v0.1.0
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.20.0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
@@ -64,3 +64,5 @@ require (
 )
 
 replace github.com/rehydrate/rehydrate/projection/postgres => ../projection/postgres
+
+replace github.com/rehydrate/rehydrate/provider/kafkaclient => ../provider/kafkaclient

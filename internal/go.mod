@@ -10,12 +10,10 @@ replace (
 )
 
 require (
-	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/rehydrate/rehydrate v0.1.0
 	github.com/rehydrate/rehydrate/internal/kafkatest v0.1.0
 	github.com/rehydrate/rehydrate/provider/franz v0.1.0
-	github.com/rehydrate/rehydrate/provider/kafka v0.1.0
 	github.com/stretchr/testify v1.12.1
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
@@ -23,9 +21,11 @@ require (
 )
 
 require (
+	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/rehydrate/rehydrate/provider/kafka v0.1.0 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
@@ -35,9 +35,12 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/rehydrate/rehydrate/projection/postgres v0.1.0
+	github.com/rehydrate/rehydrate/provider/kafkaclient v0.1.0
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 )
 
 replace github.com/rehydrate/rehydrate/projection/postgres => ../projection/postgres
+
+replace github.com/rehydrate/rehydrate/provider/kafkaclient => ../provider/kafkaclient

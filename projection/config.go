@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/provider"
 )
 
@@ -21,24 +22,24 @@ type Config[Tx any] struct {
 	Store Store[Tx]
 	// Handler applies each record inside its batch's transaction. Required.
 	Handler Handler[Tx]
-	// Mode is provider.Replay (the zero value: apply up to the end offsets
-	// at start, then Run returns), provider.ReplayThenFollow (then keep
-	// applying live records) or provider.Live (a partition without a
+	// Mode is consume.Replay (the zero value: apply up to the end offsets
+	// at start, then Run returns), consume.ReplayThenFollow (then keep
+	// applying live records) or consume.Live (a partition without a
 	// checkpoint starts at its end at start; one with a checkpoint resumes
 	// there). Every mode resumes at the stored checkpoints.
-	Mode provider.StreamMode
+	Mode consume.StreamMode
 	// BatchSize bounds the records of one transaction (0: the provider's
 	// default read batch).
 	BatchSize int
 	// Failures says what happens when Handler fails on a record: retries,
 	// then a dead-letter topic or a stop naming partition and offset (see
-	// provider.Failures). The record's batch is then applied in parts, so
+	// consume.Failures). The record's batch is then applied in parts, so
 	// that every record before it commits and the failed one runs alone.
-	Failures provider.Failures
+	Failures consume.Failures
 	// Group, if set, makes the runner a member of this consumer group on
 	// Provider: the group's readers split the partitions, each claims the
 	// checkpoints of those it is given, and the store refuses the commits
-	// of a reader that lost one. Not with provider.Replay.
+	// of a reader that lost one. Not with consume.Replay.
 	Group string
 	// Instance names this reader in the group and in the checkpoint rows
 	// (see provider.GroupConfig.Instance). Empty: a random name.
@@ -66,7 +67,7 @@ func (c *Config[Tx]) Validate() error {
 		errs = append(errs, errors.New("projection: no Handler"))
 	}
 	switch c.Mode {
-	case provider.Replay, provider.ReplayThenFollow, provider.Live:
+	case consume.Replay, consume.ReplayThenFollow, consume.Live:
 	default:
 		errs = append(errs, errors.New("projection: unknown Mode "+c.Mode.String()))
 	}
@@ -74,7 +75,7 @@ func (c *Config[Tx]) Validate() error {
 		errs = append(errs, errors.New("projection: negative BatchSize"))
 	}
 	if c.Group != "" {
-		if c.Mode == provider.Replay {
+		if c.Mode == consume.Replay {
 			errs = append(errs, errors.New("projection: a Group reads on: Mode Replay is for one reader"))
 		}
 		if _, ok := c.Provider.(provider.Grouper); c.Provider != nil && !ok {

@@ -5,12 +5,12 @@
 // effect lands exactly once, and the checkpoint is never ahead of the data
 // nor behind it.
 //
-// A [Runner] reads its partitions through provider.Stream from their
+// A [Runner] reads its partitions through consume.Stream from their
 // checkpoints (stream modes replay, replay-then-follow and live), applies
 // each record with a [Handler] — typically an *event.HandlersWith[Tx], typed
 // functions per event type that get the transaction — and reports
 // [Runner.Progress], [Runner.Lag] and [Runner.CaughtUp]. A record the
-// handler fails on goes through provider.Failures (retries, then a
+// handler fails on goes through consume.Failures (retries, then a
 // dead-letter topic or a stop naming partition and offset, the checkpoint
 // left before it). [Runner.WaitFor] waits, bounded, until given positions
 // are applied: read-your-writes for a client that wrote through a writer.

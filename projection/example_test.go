@@ -32,7 +32,7 @@ func ExampleRunner() {
 		return nil
 	})
 	r, err := projection.New(projection.Config[*projection.MemoryTx[string]]{
-		Name: "users", Provider: topic, Store: store, Handler: h, // Mode: provider.Replay
+		Name: "users", Provider: topic, Store: store, Handler: h, // Mode: consume.Replay
 	})
 	if err != nil {
 		panic(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
@@ -32,7 +33,7 @@ func TestGroupSplitsAndMovesPartitions(t *testing.T) {
 	start := func(name string) reader {
 		r, err := projection.New(projection.Config[*projection.MemoryTx[row]]{
 			Name: "users", Provider: p, Store: store, Handler: counting(t, reg, nil),
-			Mode: provider.ReplayThenFollow, BatchSize: 5, Group: "users-readers", Instance: name,
+			Mode: consume.ReplayThenFollow, BatchSize: 5, Group: "users-readers", Instance: name,
 		})
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(t.Context())

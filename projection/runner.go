@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 )
@@ -65,7 +66,7 @@ func New[Tx any](cfg Config[Tx]) (*Runner[Tx], error) {
 	}, nil
 }
 
-// Run reads and applies until ctx ends (or, for provider.Replay, until the
+// Run reads and applies until ctx ends (or, for consume.Replay, until the
 // end offsets at start are applied, when it returns nil). It returns the
 // first error that stops the projection: a record given up without a
 // dead-letter topic (an *event.RecordError naming partition and offset), a
@@ -104,7 +105,7 @@ func (r *Runner[Tx]) serve(ctx context.Context, ids []int32) error {
 	if err != nil {
 		return err
 	}
-	opts := provider.StreamOptions{BatchSize: r.cfg.BatchSize, From: make(map[int32]int64), Partitions: ids}
+	opts := consume.StreamOptions{BatchSize: r.cfg.BatchSize, From: make(map[int32]int64), Partitions: ids}
 	var live []Move // partitions a Live projection starts at their end
 	for _, c := range claims {
 		i := slices.IndexFunc(ps, func(p provider.Partition) bool { return p.ID == c.Partition })
@@ -115,7 +116,7 @@ func (r *Runner[Tx]) serve(ctx context.Context, ids []int32) error {
 		switch {
 		case c.Next != NoCheckpoint:
 			opts.From[c.Partition] = c.Next
-		case r.cfg.Mode == provider.Live:
+		case r.cfg.Mode == consume.Live:
 			opts.From[c.Partition] = ps[i].High
 			live = append(live, Move{Partition: c.Partition, Owner: c.Owner, From: NoCheckpoint, To: ps[i].High})
 		}
@@ -132,11 +133,11 @@ func (r *Runner[Tx]) serve(ctx context.Context, ids []int32) error {
 		}
 	}
 	r.checkCaughtUp()
-	mode := provider.ReplayThenFollow
-	if r.cfg.Mode == provider.Replay {
-		mode = provider.Replay
+	mode := consume.ReplayThenFollow
+	if r.cfg.Mode == consume.Replay {
+		mode = consume.Replay
 	}
-	return provider.Stream(ctx, r.cfg.Provider, mode, opts, func(b provider.Batch) error { return r.apply(ctx, b) })
+	return consume.Stream(ctx, r.cfg.Provider, mode, opts, func(b provider.Batch) error { return r.apply(ctx, b) })
 }
 
 // apply commits a batch with its partition's checkpoint after it. When the
@@ -200,7 +201,7 @@ func (r *Runner[Tx]) applyOne(ctx context.Context, rec event.Record) error {
 		return nil
 	}
 	one := provider.Batch{Partition: rec.Partition, Records: []event.Record{rec}, Next: rec.Offset + 1}
-	if err := provider.EachRecord(ctx, r.cfg.Failures, handle)(one); err != nil {
+	if err := consume.EachRecord(ctx, r.cfg.Failures, handle)(one); err != nil {
 		return err
 	}
 	if storeErr != nil || applied {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/provider"
@@ -141,7 +142,7 @@ func TestRunnerStopsAnywhere(t *testing.T) {
 			return nil
 		})
 		r, err := projection.New(projection.Config[*projection.MemoryTx[row]]{
-			Name: "users", Provider: p, Store: store, Handler: h, Mode: provider.ReplayThenFollow, BatchSize: 1 + rng.IntN(9),
+			Name: "users", Provider: p, Store: store, Handler: h, Mode: consume.ReplayThenFollow, BatchSize: 1 + rng.IntN(9),
 		})
 		require.NoError(t, err)
 		go func() {
@@ -181,7 +182,7 @@ func TestRunnerFailures(t *testing.T) {
 		retries := 0
 		r, err := projection.New(projection.Config[*projection.MemoryTx[row]]{
 			Name: "users", Provider: p, Store: store, Handler: counting(t, reg, failing), BatchSize: 16,
-			Failures: provider.Failures{Retries: 2, Backoff: time.Millisecond, OnRetry: func(event.Record, error) { retries++ }},
+			Failures: consume.Failures{Retries: 2, Backoff: time.Millisecond, OnRetry: func(event.Record, error) { retries++ }},
 		})
 		require.NoError(t, err)
 		err = r.Run(t.Context())
@@ -218,7 +219,7 @@ func TestRunnerFailures(t *testing.T) {
 		}))
 		r, err := projection.New(projection.Config[*projection.MemoryTx[row]]{
 			Name: "users", Provider: p, Store: store, Handler: h, BatchSize: 16,
-			Failures: provider.Failures{Retries: 1, Backoff: time.Millisecond, DeadLetter: dead},
+			Failures: consume.Failures{Retries: 1, Backoff: time.Millisecond, DeadLetter: dead},
 		})
 		require.NoError(t, err)
 		require.NoError(t, r.Run(t.Context()))
@@ -230,7 +231,7 @@ func TestRunnerFailures(t *testing.T) {
 			assert.Equal(t, n, rows[id].Applied, id)
 		}
 		var dl []event.Record
-		require.NoError(t, provider.Stream(t.Context(), dead, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+		require.NoError(t, consume.Stream(t.Context(), dead, consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 			dl = append(dl, b.Records...)
 			return nil
 		}))
@@ -255,7 +256,7 @@ func TestStoreFencesAStaleReader(t *testing.T) {
 	stalled, release := make(chan struct{}), make(chan struct{})
 	var once bool
 	stale, err := projection.New(projection.Config[*projection.MemoryTx[row]]{
-		Name: "users", Provider: p, Store: store, Mode: provider.ReplayThenFollow, BatchSize: 10,
+		Name: "users", Provider: p, Store: store, Mode: consume.ReplayThenFollow, BatchSize: 10,
 		Handler: projection.HandlerFunc[*projection.MemoryTx[row]](func(ctx context.Context, tx *projection.MemoryTx[row], rec event.Record) (bool, error) {
 			if !once {
 				once = true
@@ -292,7 +293,7 @@ func TestRunnerLiveStartsAtTheEndAndResumes(t *testing.T) {
 	appendEvents(t, p, reg, 4, 20, before)
 	store := projection.NewMemoryStore[row]()
 	newRunner := func() *projection.Runner[*projection.MemoryTx[row]] {
-		r, err := projection.New(projection.Config[*projection.MemoryTx[row]]{Name: "live", Provider: p, Store: store, Handler: counting(t, reg, nil), Mode: provider.Live})
+		r, err := projection.New(projection.Config[*projection.MemoryTx[row]]{Name: "live", Provider: p, Store: store, Handler: counting(t, reg, nil), Mode: consume.Live})
 		require.NoError(t, err)
 		return r
 	}

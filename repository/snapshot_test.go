@@ -229,6 +229,7 @@ func TestSnapshotTriggers(t *testing.T) {
 }
 
 type (
+	//lint:ignore U1000 the field is there to be refused (unexported state is not snapshotted)
 	withUnexported struct{ hidden int }
 	withFunc       struct{ F func() }
 	withSkipped    struct {

@@ -14,6 +14,12 @@
 #                        projection and provider/memory lists a heavy module (plot, chi,
 #                        prometheus, OpenTelemetry, franz-go, confluent, pgx) in
 #                        `go list -m all`, or does not build without cgo
+#   modules.sh examples  fail when an example (examples/*/ with a main.go)
+#                        does not build and vet, tests included, copied into
+#                        a fresh module of its own whose go.mod replaces the
+#                        repository's modules with their directories: the
+#                        examples import only public packages, so a user can
+#                        copy one as it is
 #   modules.sh oldest    go vet and go test -race, with the oldest Go release
 #                        still supported ($GO_OLDEST), every module whose go
 #                        directive admits it, each on its own (GOWORK=off)
@@ -108,6 +114,37 @@ GO
     CGO_ENABLED=0 "$GO" build -o /dev/null .
   )
   ;;
+examples)
+  out=$(dirs) || exit 1
+  root=$PWD
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  for main in examples/*/main.go; do
+    name=$(basename "$(dirname "$main")")
+    dir=$tmp/$name
+    mkdir "$dir"
+    cp -r "$(dirname "$main")"/. "$dir"
+    # The examples module's requirements; each of the repository's modules
+    # (the examples' own included) replaced by its directory, which overrides
+    # the relative replace directives copied along.
+    cp examples/go.mod examples/go.sum "$dir"
+    (
+      cd "$dir"
+      export GOWORK=off GOFLAGS=-mod=mod
+      "$GO" mod edit -module "example.com/$name"
+      for other in $out; do
+        path=$(sed -n 's/^module //p' "$root/$other/go.mod")
+        "$GO" mod edit -replace "$path=$root/$other"
+      done
+      "$GO" mod edit -require github.com/rehydrate/rehydrate/examples@v0.1.0
+      if ! out=$("$GO" vet ./... 2>&1); then
+        echo "modules.sh: examples/$name does not build in a module of its own:" >&2
+        echo "$out" >&2
+        exit 1
+      fi
+    )
+  done
+  ;;
 oldest)
   oldest=${GO_OLDEST#go}
   out=$(dirs) || exit 1
@@ -123,7 +160,7 @@ oldest)
   done
   ;;
 *)
-  echo "usage: $0 dirs|patterns|tidy|lean|oldest" >&2
+  echo "usage: $0 dirs|patterns|packages|tidy|lean|examples|oldest" >&2
   exit 2
   ;;
 esac

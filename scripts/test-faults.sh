@@ -4,7 +4,7 @@
 # here with docker/kafka-local on KAFKA_FAULT_PORT (default 9192, 9193, 9194)
 # and stopped afterwards, also when the tests fail. They run once per Kafka
 # client of KAFKA_CLIENTS (default "confluent franz"; KAFKA_CLIENT selects
-# the provider, internal/kafkaclient). Without its cluster the run fails
+# the provider, provider/kafkaclient). Without its cluster the run fails
 # (CI=true: the tests fail instead of skipping). FAULTS_TIMEOUT bounds each
 # client's run (default 30m: 14m was hit on a loaded 2-core machine). The
 # exit code is the first failing run's, else 0.

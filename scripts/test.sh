@@ -8,7 +8,7 @@
 #
 # `scripts/test.sh e2e` (`make test-e2e`) runs, on that same Kafka, only the
 # end-to-end tests (examples/e2e), once per client of KAFKA_CLIENTS (default
-# "confluent franz"; KAFKA_CLIENT selects the provider, internal/kafkaclient);
+# "confluent franz"; KAFKA_CLIENT selects the provider, provider/kafkaclient);
 # the exit code is the first failing run's.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -79,9 +79,10 @@ fi
 read -r -a PACKAGES <<<"$(scripts/modules.sh patterns)"
 scripts/modules.sh tidy
 scripts/modules.sh lean
+scripts/modules.sh examples
 "$GO" vet "${PACKAGES[@]}"
 # Everything but provider/kafka (and the cgo-only bench) builds without cgo:
-# the examples then run on franz-go (internal/kafkaclient).
+# the examples then run on franz-go (provider/kafkaclient).
 CGO_ENABLED=0 "$GO" build "${PACKAGES[@]}"
 CGO_ENABLED=0 "$GO" vet "${PACKAGES[@]}"
 # internal/faults and internal/security need clusters of their own (make

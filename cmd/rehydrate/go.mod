@@ -4,7 +4,6 @@ go 1.26.0
 
 require (
 	github.com/rehydrate/rehydrate v0.1.0
-	github.com/rehydrate/rehydrate/internal v0.1.0
 	github.com/rehydrate/rehydrate/internal/kafkatest v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
@@ -15,6 +14,7 @@ require (
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/rehydrate/rehydrate/provider/franz v0.1.0 // indirect
 	github.com/rehydrate/rehydrate/provider/kafka v0.1.0 // indirect
+	github.com/rehydrate/rehydrate/provider/kafkaclient v0.1.0
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.20.0 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 )
@@ -383,7 +384,7 @@ func (in *inspector) verify(ctx context.Context) (int, error) {
 
 // tail prints the events appended from now on until ctx ends.
 func (in *inspector) tail(ctx context.Context) error {
-	err := provider.Stream(ctx, in.p, provider.Live, provider.StreamOptions{}, func(b provider.Batch) error {
+	err := consume.Stream(ctx, in.p, consume.Live, consume.StreamOptions{}, func(b provider.Batch) error {
 		for _, rec := range b.Records {
 			env, err := event.ParseRecord(rec)
 			if err != nil {

@@ -27,8 +27,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 func main() {

@@ -21,11 +21,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 // The binaries under test, built once by TestMain.
@@ -317,7 +318,7 @@ func (tp topic) replay(t *testing.T) map[string]*replayed {
 	reg, err := users.Registry()
 	require.NoError(t, err)
 	out := map[string]*replayed{}
-	err = provider.Stream(t.Context(), tp.provider(t), provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+	err = consume.Stream(t.Context(), tp.provider(t), consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 		for _, rec := range b.Records {
 			if event.IsControl(rec) {
 				continue // a fence left by an unknown outcome's resolution

@@ -11,8 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/provider"
 )
 
@@ -155,7 +156,7 @@ func TestReaderConvergesToWriter(t *testing.T) {
 	// skipped by version.
 	p := tp.provider(t)
 	var again []event.Record
-	require.NoError(t, provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+	require.NoError(t, consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 		for _, rec := range b.Records {
 			if len(again) < 10 {
 				again = append(again, event.Record{Key: rec.Key, Value: rec.Value, Headers: rec.Headers})
@@ -276,7 +277,7 @@ func TestReaderDeadLettersWhatItCannotApply(t *testing.T) {
 	dlqCfg.Topic = dlqTopic
 	dlq := topic{cfg: dlqCfg}.provider(t)
 	var dead []event.Record
-	require.NoError(t, provider.Stream(t.Context(), dlq, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+	require.NoError(t, consume.Stream(t.Context(), dlq, consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 		dead = append(dead, b.Records...)
 		return nil
 	}))
@@ -286,9 +287,9 @@ func TestReaderDeadLettersWhatItCannotApply(t *testing.T) {
 	for _, h := range dead[0].Headers {
 		headers[h.Key] = string(h.Value)
 	}
-	assert.Contains(t, headers[provider.HeaderDeadLetterError], "offset")
-	assert.Equal(t, fmt.Sprint(pos[1].Offset), headers[provider.HeaderDeadLetterOffset])
-	assert.Equal(t, "2", headers[provider.HeaderDeadLetterAttempts])
+	assert.Contains(t, headers[consume.HeaderDeadLetterError], "offset")
+	assert.Equal(t, fmt.Sprint(pos[1].Offset), headers[consume.HeaderDeadLetterOffset])
+	assert.Equal(t, "2", headers[consume.HeaderDeadLetterAttempts])
 
 	stops := start(t, readerBin, append(tp.env, "READ_RETRIES=0", "READ_SNAPSHOTS=off")...)
 	select {

@@ -3,6 +3,8 @@
 // commands over HTTP whose events are appended (and acknowledged by Kafka)
 // before they are applied. examples/simple-cqrs-writer is the same service
 // hardened for production: several instances, snapshots, metrics, limits.
+// It imports only public packages, franz-go's provider among them (pure Go,
+// no cgo): copy it into a module of your own and it builds.
 //
 //	KAFKA_BROKERS=127.0.0.1:9092 go run ./examples/minimal-writer
 //	curl -X POST localhost:4002/users/ada -d '{"name":"Ada Lovelace"}'
@@ -23,8 +25,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/rehydrate/rehydrate/event"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/franz"
 	"github.com/rehydrate/rehydrate/repository"
 )
 
@@ -126,20 +128,20 @@ func reply(w http.ResponseWriter, version uint64, err error) {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, err := kafka.FromEnv() // KAFKA_BROKERS, KAFKA_TOPIC, …
+	cfg, err := franz.FromEnv() // KAFKA_BROKERS, KAFKA_TOPIC, …
 	if err != nil {
 		log.Fatal(err)
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = "minimal-users"
 	}
-	p, err := kafka.New(cfg)
+	p, err := franz.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer p.Close() // waits for appends in flight
 	// A topic that keeps its events for good: the restore reads them all.
-	if err := p.EnsureTopic(ctx, kafka.TopicSpec{Partitions: 6}); err != nil {
+	if err := p.EnsureTopic(ctx, franz.TopicSpec{Partitions: 6}); err != nil {
 		log.Fatal(err)
 	}
 	users, err := newUsers(p)

@@ -16,9 +16,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/serve"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/examples/serve"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/projection/postgres"
 	"github.com/rehydrate/rehydrate/provider"
@@ -92,7 +93,7 @@ func openDB(ctx context.Context, c dbConfig) (*pgxpool.Pool, *postgres.Store, er
 
 // runDatabase runs the users projection into PostgreSQL and serves it, or
 // runs the switch and forget commands.
-func runDatabase(ctx context.Context, c dbConfig, p provider.Provider, failures provider.Failures, addr string, log *slog.Logger) error {
+func runDatabase(ctx context.Context, c dbConfig, p provider.Provider, failures consume.Failures, addr string, log *slog.Logger) error {
 	pool, store, err := openDB(ctx, c)
 	if err != nil {
 		return err
@@ -119,7 +120,7 @@ func runDatabase(ctx context.Context, c dbConfig, p provider.Provider, failures 
 		return err
 	}
 	runner, err := projection.New(projection.Config[pgx.Tx]{
-		Name: c.name(), Provider: p, Store: store, Handler: h, Mode: provider.ReplayThenFollow,
+		Name: c.name(), Provider: p, Store: store, Handler: h, Mode: consume.ReplayThenFollow,
 		BatchSize: 500, Failures: failures, Group: c.group, Logger: log,
 	})
 	if err != nil {

@@ -12,8 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
@@ -55,7 +56,7 @@ func TestDatabaseReader(t *testing.T) {
 	require.NoError(t, err)
 	p, err := memory.New(2)
 	require.NoError(t, err)
-	runner, err := projection.New(projection.Config[pgx.Tx]{Name: c.name(), Provider: p, Store: store, Handler: h, Mode: provider.ReplayThenFollow})
+	runner, err := projection.New(projection.Config[pgx.Tx]{Name: c.name(), Provider: p, Store: store, Handler: h, Mode: consume.ReplayThenFollow})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/rehydrate/rehydrate/examples/internal/serve"
+	"github.com/rehydrate/rehydrate/examples/serve"
 )
 
 const (

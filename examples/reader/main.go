@@ -1,15 +1,15 @@
 // Command reader is a projection: it reads the users topic that
 // simple-cqrs-writer appends to, builds a read model of the users, and serves
-// it. It is the pattern for your own projections: provider.Stream delivers
+// it. It is the pattern for your own projections: consume.Stream delivers
 // the topic in batches, event.Handlers decodes each record and calls the
 // typed handler of its event type, and the handlers skip duplicates by
 // aggregate-version, so reading a record twice is harmless.
 //
 // READ_MODE picks the stream mode:
 //
-//	follow (default)  provider.ReplayThenFollow: every event from the start, then live ones
-//	replay            provider.Replay: up to the end offsets at start, then serve that snapshot
-//	live              provider.Live: only events appended after start
+//	follow (default)  consume.ReplayThenFollow: every event from the start, then live ones
+//	replay            consume.Replay: up to the end offsets at start, then serve that snapshot
+//	live              consume.Live: only events appended after start
 //
 // HTTP on :PORT (default 4001):
 //
@@ -53,10 +53,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/serve"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/examples/serve"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 func main() { serve.Main("reader", run) }
@@ -64,7 +65,7 @@ func main() { serve.Main("reader", run) }
 type config struct {
 	kafka          kafka.Config
 	addr           string
-	mode           provider.StreamMode
+	mode           consume.StreamMode
 	lagInterval    time.Duration
 	startupTimeout time.Duration
 	// snapshots is READ_SNAPSHOTS: start from the writer's snapshots.
@@ -105,11 +106,11 @@ func loadConfig() (config, error) {
 	}
 	switch m := serve.EnvOr("READ_MODE", "follow"); m {
 	case "follow":
-		c.mode = provider.ReplayThenFollow
+		c.mode = consume.ReplayThenFollow
 	case "replay":
-		c.mode = provider.Replay
+		c.mode = consume.Replay
 	case "live":
-		c.mode = provider.Live
+		c.mode = consume.Live
 	default:
 		errs = append(errs, fmt.Errorf("READ_MODE %q: want follow, replay or live", m))
 	}
@@ -157,7 +158,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	failures := provider.Failures{
+	failures := consume.Failures{
 		Retries: cfg.retries,
 		OnRetry: func(rec event.Record, err error) {
 			rd.retries.Add(1)
@@ -189,8 +190,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if useDB {
 		return runDatabase(ctx, db, p, failures, cfg.addr, log)
 	}
-	rd.each = provider.EachRecord(ctx, failures, rd.handle)
-	if cfg.snapshots && cfg.mode != provider.Live {
+	rd.each = consume.EachRecord(ctx, failures, rd.handle)
+	if cfg.snapshots && cfg.mode != consume.Live {
 		store, closeStore, err := openSnapshots(ctx, cfg, len(start))
 		if err != nil {
 			return err
@@ -251,7 +252,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 // reader feeds the read model from the topic and tracks how far it is.
 type reader struct {
 	p        provider.Provider
-	mode     provider.StreamMode
+	mode     consume.StreamMode
 	model    *readModel
 	handlers *event.Handlers
 	log      *slog.Logger
@@ -278,21 +279,21 @@ type reader struct {
 	lastErr   atomic.Pointer[string]
 }
 
-func newReader(p provider.Provider, mode provider.StreamMode, start []provider.Partition, log *slog.Logger) (*reader, error) {
+func newReader(p provider.Provider, mode consume.StreamMode, start []provider.Partition, log *slog.Logger) (*reader, error) {
 	rd := &reader{p: p, mode: mode, model: newReadModel(), log: log, next: make(map[int32]int64)}
 	var err error
 	if rd.handlers, err = rd.model.handlers(); err != nil {
 		return nil, err
 	}
 	for _, part := range start {
-		if mode == provider.Live {
+		if mode == consume.Live {
 			rd.next[part.ID] = part.High
 		} else {
 			rd.next[part.ID] = part.Low
 		}
 	}
 	rd.lag.Store(-1)
-	rd.each = provider.EachRecord(context.Background(), provider.Failures{}, rd.handle) // stop at a failure
+	rd.each = consume.EachRecord(context.Background(), consume.Failures{}, rd.handle) // stop at a failure
 	return rd, nil
 }
 
@@ -333,10 +334,10 @@ func (rd *reader) stream(ctx context.Context) error {
 	for {
 		rd.following.Store(true)
 		var err error
-		if rd.caughtUp.Load() && rd.mode != provider.Replay {
+		if rd.caughtUp.Load() && rd.mode != consume.Replay {
 			err = rd.resume(ctx)
 		} else {
-			err = provider.Stream(ctx, rd.p, rd.mode, provider.StreamOptions{CaughtUp: rd.markCaughtUp, From: rd.from}, rd.apply)
+			err = consume.Stream(ctx, rd.p, rd.mode, consume.StreamOptions{CaughtUp: rd.markCaughtUp, From: rd.from}, rd.apply)
 		}
 		rd.following.Store(false)
 		switch {

@@ -5,7 +5,7 @@ import (
 	"sync"
 
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/examples/users"
 )
 
 // userView is one user as the read model keeps it.

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/rehydrate/rehydrate/examples/internal/users"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/repository"
 	"github.com/rehydrate/rehydrate/snapshot"
 )

@@ -82,12 +82,12 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/serve"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	"github.com/rehydrate/rehydrate/examples/serve"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/observe/prom"
 	"github.com/rehydrate/rehydrate/observe/tracing"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/repository"
 	"github.com/rehydrate/rehydrate/snapshot"
 )

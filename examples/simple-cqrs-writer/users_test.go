@@ -6,9 +6,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/event"
-	"github.com/rehydrate/rehydrate/examples/internal/users"
+	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/repository"
-	"github.com/rehydrate/rehydrate/repository/repositorytest"
+	"github.com/rehydrate/rehydrate/repository/aggregatetest"
 )
 
 // The users domain as scenarios: given a user's events, when a command
@@ -16,7 +16,7 @@ import (
 func TestUserCommands(t *testing.T) {
 	reg, err := users.Registry()
 	require.NoError(t, err)
-	kit := repositorytest.NewKit[users.User](t, reg, userHandlers()...)
+	kit := aggregatetest.NewKit[users.User](t, reg, userHandlers()...)
 	ada := users.Created{FirstName: "Ada", LastName: "Lovelace"}
 
 	kit.Given("u1").WhenCreate(createUser("  Ada ", "Lovelace")).Then(ada)

@@ -26,9 +26,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )
@@ -391,7 +392,7 @@ func verifyGroup(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.
 	byCommand := map[string][]logged{}
 	versions := map[string][]uint64{} // by account, in offset order
 	fences := 0
-	require.NoError(t, provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+	require.NoError(t, consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 		for _, rec := range b.Records {
 			if event.IsControl(rec) {
 				fences++ // an unknown outcome's resolution

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/provider"
@@ -201,7 +202,7 @@ func (w *world) checkInvariants(when string) {
 func (w *world) replay() map[string][2]int64 {
 	w.t.Helper()
 	out := map[string][2]int64{}
-	err := provider.Stream(w.t.Context(), w.p, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+	err := consume.Stream(w.t.Context(), w.p, consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 		for _, r := range b.Records {
 			env, err := event.ParseRecord(r)
 			if err != nil {

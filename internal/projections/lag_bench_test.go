@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/projection/postgres"
-	"github.com/rehydrate/rehydrate/provider"
 )
 
 // BenchmarkLiveLag measures the lag (offsets between the checkpoints and the
@@ -23,7 +23,7 @@ func BenchmarkLiveLag(b *testing.B) {
 	store, err := postgres.New(b.Context(), w.db, postgres.WithTable(w.cps))
 	require.NoError(b, err)
 	r, err := projection.New(projection.Config[pgx.Tx]{
-		Name: "users", Provider: w.p, Store: store, Handler: handlers(w.reg, w.table), Mode: provider.ReplayThenFollow, BatchSize: 500,
+		Name: "users", Provider: w.p, Store: store, Handler: handlers(w.reg, w.table), Mode: consume.ReplayThenFollow, BatchSize: 500,
 	})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(b.Context())

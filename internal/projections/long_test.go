@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/projection"
@@ -145,7 +146,7 @@ func TestPoisonEvent(t *testing.T) {
 				w.awaitEnd(60 * time.Second)
 				pr.kill(t)
 				var dl []event.Record
-				require.NoError(t, provider.Stream(t.Context(), dead, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+				require.NoError(t, consume.Stream(t.Context(), dead, consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 					dl = append(dl, b.Records...)
 					return nil
 				}))
@@ -192,7 +193,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	rebuild, err := projection.New(projection.Config[pgx.Tx]{
-		Name: "users-v2", Provider: w.p, Store: store, Handler: handlers(w.reg, v2), Mode: provider.ReplayThenFollow, BatchSize: 200,
+		Name: "users-v2", Provider: w.p, Store: store, Handler: handlers(w.reg, v2), Mode: consume.ReplayThenFollow, BatchSize: 200,
 	})
 	require.NoError(t, err)
 	errc := make(chan error, 1)

@@ -14,10 +14,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/projection/postgres"
-	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/franz"
 	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
 )
@@ -84,7 +84,7 @@ func reader() error {
 	if err != nil {
 		return err
 	}
-	var failures provider.Failures
+	var failures consume.Failures
 	if dl := os.Getenv("READER_DEAD_LETTER"); dl != "" {
 		dead, err := franz.New(kafkaconfig.Config{Brokers: brokers, Topic: dl, Timeout: 20 * time.Second})
 		if err != nil {
@@ -94,7 +94,7 @@ func reader() error {
 	}
 	r, err := projection.New(projection.Config[pgx.Tx]{
 		Name: "users", Provider: p, Store: store, Handler: handlers(registry(), os.Getenv("READER_TABLE")),
-		Mode: provider.ReplayThenFollow, BatchSize: 50, Failures: failures,
+		Mode: consume.ReplayThenFollow, BatchSize: 50, Failures: failures,
 		Group: os.Getenv("READER_GROUP"), Instance: os.Getenv("READER_INSTANCE"), Logger: log,
 	})
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 // secureBroker describes the broker of `docker/kafka-local start --secure`

@@ -2,7 +2,7 @@ package security_test
 
 // Tests of the Kafka providers against the secured broker of `make
 // test-security` (TLS with client certificates, SASL/SCRAM over TLS, ACLs),
-// on the client KAFKA_CLIENT names (internal/kafkaclient; the script runs
+// on the client KAFKA_CLIENT names (provider/kafkaclient; the script runs
 // each). Without the broker (KAFKA_SECURE_SSL unset) they skip: kfake has no
 // TLS, SASL or ACLs.
 
@@ -27,8 +27,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/rehydrate/rehydrate/event"
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider/providertest"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"

@@ -10,6 +10,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/observe/tracing"
 	"github.com/rehydrate/rehydrate/provider"
@@ -52,7 +53,7 @@ func TestSpansAndTheirContextInEvents(t *testing.T) {
 	assert.Equal(t, "c1", env.Metadata["correlation-id"], "the caller's metadata stays")
 	assert.NotEmpty(t, env.Metadata["traceparent"])
 	var read []event.Envelope
-	require.NoError(t, provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{}, func(b provider.Batch) error {
+	require.NoError(t, consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{}, func(b provider.Batch) error {
 		for _, r := range b.Records {
 			e, err := event.ParseRecord(r)
 			require.NoError(t, err)

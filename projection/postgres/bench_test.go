@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/provider"
@@ -66,7 +67,7 @@ func BenchmarkBareLoop(b *testing.B) {
 	b.Cleanup(func() { _, _ = f.pool.Exec(context.Background(), `DROP TABLE `+f.table+`_offsets`) })
 	upsert := `INSERT INTO ` + f.table + `_offsets VALUES ($1, $2) ON CONFLICT (partition) DO UPDATE SET next = excluded.next`
 	b.ResetTimer()
-	err = provider.Stream(b.Context(), p, provider.Replay, provider.StreamOptions{BatchSize: benchBatch}, func(batch provider.Batch) error {
+	err = consume.Stream(b.Context(), p, consume.Replay, consume.StreamOptions{BatchSize: benchBatch}, func(batch provider.Batch) error {
 		return pgx.BeginFunc(b.Context(), f.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(b.Context(), upsert, batch.Partition, batch.Next); err != nil {
 				return err

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/projection/postgres"
@@ -141,7 +142,7 @@ func TestStoppedAnywhereAppliesOnce(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		stopAfter, seen := rng.IntN(80), 0
 		r, err := projection.New(projection.Config[pgx.Tx]{
-			Name: "users", Provider: p, Store: f.store, Mode: provider.ReplayThenFollow, BatchSize: 1 + rng.IntN(20),
+			Name: "users", Provider: p, Store: f.store, Mode: consume.ReplayThenFollow, BatchSize: 1 + rng.IntN(20),
 			Handler: f.handlers(t, f.table, func(*event.Envelope) error {
 				if seen++; seen == stopAfter {
 					cancel()
@@ -193,7 +194,7 @@ func TestStaleReaderIsRefused(t *testing.T) {
 	paused, resume := make(chan struct{}), make(chan struct{})
 	first := true
 	stale, err := projection.New(projection.Config[pgx.Tx]{
-		Name: "users", Provider: p, Store: f.store, Handler: f.handlers(t, f.table, nil), BatchSize: 10, Mode: provider.ReplayThenFollow,
+		Name: "users", Provider: p, Store: f.store, Handler: f.handlers(t, f.table, nil), BatchSize: 10, Mode: consume.ReplayThenFollow,
 		OnBatch: func(projection.Progress) {
 			if first {
 				first = false
@@ -241,7 +242,7 @@ func TestRebuildSwitchesView(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	rebuild, err := projection.New(projection.Config[pgx.Tx]{Name: "users-v2", Provider: p, Store: f.store, Handler: f.handlers(t, v2, nil), Mode: provider.ReplayThenFollow})
+	rebuild, err := projection.New(projection.Config[pgx.Tx]{Name: "users-v2", Provider: p, Store: f.store, Handler: f.handlers(t, v2, nil), Mode: consume.ReplayThenFollow})
 	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() { errc <- rebuild.Run(ctx) }()

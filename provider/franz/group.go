@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -150,10 +149,6 @@ type member struct {
 	started      chan struct{} // closed when JoinGroup returns: callbacks may run
 	stop         chan struct{} // closed by Close
 	closed       chan struct{} // closed when Close has finished
-
-	// Test hooks.
-	stayOut          atomic.Bool                         // after losing its partitions, the member leaves instead of rejoining
-	metadataOverride atomic.Pointer[kafkagroup.Metadata] // sent instead of the group client's
 }
 
 var _ provider.Member = (*member)(nil)
@@ -198,7 +193,7 @@ func (m *member) assigned(_ context.Context, _ *kgo.Client, tps map[string][]int
 // rejoins after the callback returned).
 func (m *member) revoked(tps map[string][]int32, lost bool) {
 	m.revoke(m.ours(tps), lost)
-	if lost && m.stayOut.Load() {
+	if lost && seamStayOut != nil && seamStayOut(m) {
 		m.mu.Lock()
 		gcl := m.gcl
 		m.mu.Unlock()
@@ -271,8 +266,10 @@ func (m *member) metadata() (kafkagroup.Metadata, error) {
 		return kafkagroup.Metadata{}, fmt.Errorf("franz: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
 	}
 	id, gen := gcl.GroupMetadata()
-	if o := m.metadataOverride.Load(); o != nil {
-		return *o, nil
+	if seamMetadata != nil {
+		if o := seamMetadata(m); o != nil {
+			return *o, nil
+		}
 	}
 	return kafkagroup.Metadata{Generation: gen, MemberID: id}, nil
 }

@@ -5,22 +5,75 @@ package kafka
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/rehydrate/rehydrate/provider"
 )
 
-// Hooks for the tests of package kafka_test.
+// Hooks for the tests of package kafka_test, on the seams of seams.go.
+
+// hooks is what the tests made of one member.
+type hooks struct {
+	holdPolls        atomic.Bool                                  // the poll loop stops calling Poll
+	metadataOverride atomic.Pointer[ckafka.ConsumerGroupMetadata] // sent instead of the consumer's
+	stayOut          atomic.Bool                                  // after losing its partitions, the member does not rejoin
+	commitHook       atomic.Pointer[error]                        // reported once by a successful commit
+	stallSendOffsets atomic.Pointer[chan struct{}]                // SendOffsetsToTransaction waits for it to close
+}
+
+var memberHooks sync.Map // *member → *hooks, once a test set one
+
+func hooksOf(m provider.Member) *hooks {
+	h, _ := memberHooks.LoadOrStore(m.(*member), new(hooks))
+	return h.(*hooks)
+}
+
+// lookHooks returns m's hooks, or nil when no test set one.
+func lookHooks(m *member) *hooks {
+	h, ok := memberHooks.Load(m)
+	if !ok {
+		return nil
+	}
+	return h.(*hooks)
+}
+
+func init() {
+	seamHoldPolls = func(m *member) bool { h := lookHooks(m); return h != nil && h.holdPolls.Load() }
+	seamStayOut = func(m *member) bool { h := lookHooks(m); return h != nil && h.stayOut.Load() }
+	seamMetadata = func(m *member) *ckafka.ConsumerGroupMetadata {
+		if h := lookHooks(m); h != nil {
+			return h.metadataOverride.Load()
+		}
+		return nil
+	}
+	seamCommit = func(m *member) error {
+		if h := lookHooks(m); h != nil {
+			if err := h.commitHook.Swap(nil); err != nil {
+				return *err // a test's commit of unknown outcome
+			}
+		}
+		return nil
+	}
+	seamSendOffsets = func(m *member) {
+		if h := lookHooks(m); h != nil {
+			if stall := h.stallSendOffsets.Load(); stall != nil {
+				<-*stall
+			}
+		}
+	}
+}
 
 // HoldPolls stops (true) or resumes the member's poll loop, as a process
 // paused past max.poll.interval.ms would: librdkafka then leaves the group
 // by itself, and the member hears of it only when it polls again.
-func HoldPolls(m provider.Member, hold bool) { m.(*member).holdPolls.Store(hold) }
+func HoldPolls(m provider.Member, hold bool) { hooksOf(m).holdPolls.Store(hold) }
 
 // StayOut makes the member stay out of the group once it has lost its
 // partitions, instead of rejoining.
-func StayOut(m provider.Member) { m.(*member).stayOut.Store(true) }
+func StayOut(m provider.Member) { hooksOf(m).stayOut.Store(true) }
 
 // GroupMetadata returns the member's consumer group metadata now, and its
 // generation and member id.
@@ -46,7 +99,7 @@ func GroupMetadata(m provider.Member) (md *ckafka.ConsumerGroupMetadata, generat
 // UseGroupMetadata makes the member's transactions send md instead of its
 // own metadata; nil restores its own.
 func UseGroupMetadata(m provider.Member, md *ckafka.ConsumerGroupMetadata) {
-	m.(*member).metadataOverride.Store(md)
+	hooksOf(m).metadataOverride.Store(md)
 }
 
 // ReinitProducers replaces every transactional producer of the member (a
@@ -70,16 +123,17 @@ func DecodeGroupMetadata(md *ckafka.ConsumerGroupMetadata) (generation int32, gr
 
 // FailNextCommit makes the member's next successful commit report err, as a
 // commit whose answer was lost would.
-func FailNextCommit(m provider.Member, err error) { m.(*member).commitHook.Store(&err) }
+func FailNextCommit(m provider.Member, err error) { hooksOf(m).commitHook.Store(&err) }
 
 // StallSendOffsets makes the member's next SendOffsetsToTransaction calls
 // block until release is called, as librdkafka's can with the group
 // coordinator down (see txnProducer.SendOffsets).
 func StallSendOffsets(m provider.Member) (release func()) {
 	stall := make(chan struct{})
-	m.(*member).stallSendOffsets.Store(&stall)
+	h := hooksOf(m)
+	h.stallSendOffsets.Store(&stall)
 	return func() {
-		m.(*member).stallSendOffsets.Store(nil)
+		h.stallSendOffsets.Store(nil)
 		close(stall)
 	}
 }

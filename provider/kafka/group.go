@@ -149,13 +149,6 @@ type member struct {
 	done         chan struct{} // closed when the poll loop has ended
 	closed       chan struct{} // closed when Close has finished
 	closeErr     error
-
-	// Test hooks.
-	holdPolls        atomic.Bool                                  // the poll loop stops calling Poll
-	metadataOverride atomic.Pointer[ckafka.ConsumerGroupMetadata] // sent instead of the consumer's
-	stayOut          atomic.Bool                                  // after losing its partitions, the member does not rejoin
-	commitHook       atomic.Pointer[error]                        // reported once by a successful commit
-	stallSendOffsets atomic.Pointer[chan struct{}]                // SendOffsetsToTransaction waits for it to close
 }
 
 var _ provider.Member = (*member)(nil)
@@ -208,7 +201,7 @@ func (m *member) loop() {
 			return
 		default:
 		}
-		if m.holdPolls.Load() {
+		if seamHoldPolls != nil && seamHoldPolls(m) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -312,7 +305,7 @@ func (m *member) revoked(c *ckafka.Consumer, tps []ckafka.TopicPartition, lost b
 	if err := c.IncrementalUnassign(tps); err != nil {
 		m.log.Error("kafka: incremental unassign", "err", err)
 	}
-	if lost && m.stayOut.Load() {
+	if lost && seamStayOut != nil && seamStayOut(m) {
 		if err := c.Unsubscribe(); err != nil {
 			m.log.Error("kafka: unsubscribe", "err", err)
 		}
@@ -405,8 +398,10 @@ func (m *member) metadata() (kafkagroup.Metadata, error) {
 		return kafkagroup.Metadata{}, fmt.Errorf("kafka: group %s: the member left the group: %w", m.cfg.Group, provider.ErrNotOwner)
 	}
 	md, err := m.consumer.GetConsumerGroupMetadata()
-	if o := m.metadataOverride.Load(); o != nil {
-		md, err = o, nil
+	if seamMetadata != nil {
+		if o := seamMetadata(m); o != nil {
+			md, err = o, nil
+		}
 	}
 	if err != nil {
 		return kafkagroup.Metadata{}, fmt.Errorf("kafka: group %s: no group metadata: %w: %w", m.cfg.Group, provider.ErrNotOwner, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/provider"
@@ -156,8 +157,8 @@ func TestTransactionsAndMarkers(t *testing.T) {
 	defer stop()
 	caughtUp := make(chan struct{})
 	go func() {
-		_ = provider.Stream(followCtx, p, provider.ReplayThenFollow,
-			provider.StreamOptions{CaughtUp: func() { close(caughtUp) }},
+		_ = consume.Stream(followCtx, p, consume.ReplayThenFollow,
+			consume.StreamOptions{CaughtUp: func() { close(caughtUp) }},
 			func(provider.Batch) error { return nil })
 	}()
 	select {
@@ -206,7 +207,7 @@ func TestFollowDeliversATrickle(t *testing.T) {
 	got := make(chan int64, 100)
 	caughtUp := make(chan struct{})
 	go func() {
-		_ = provider.Stream(ctx, p, provider.ReplayThenFollow, provider.StreamOptions{CaughtUp: func() { close(caughtUp) }},
+		_ = consume.Stream(ctx, p, consume.ReplayThenFollow, consume.StreamOptions{CaughtUp: func() { close(caughtUp) }},
 			func(b provider.Batch) error {
 				for _, r := range b.Records {
 					got <- r.Offset

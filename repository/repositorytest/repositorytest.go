@@ -1,6 +1,9 @@
 // Package repositorytest runs the repository's behavioural tests on any
 // provider: the memory provider runs them in package repository, the Kafka
-// provider against kfake or a real broker.
+// provider against kfake or a real broker. Its audience is a provider's
+// implementer and this repository's suites (the fixtures: Account, Ledger,
+// Registry, …); a service testing its own commands uses package
+// aggregatetest.
 package repositorytest
 
 import (

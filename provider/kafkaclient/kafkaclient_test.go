@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 func TestOpen(t *testing.T) {

@@ -1,4 +1,4 @@
-package repositorytest
+package aggregatetest
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // runs through Execute (When) or Create (WhenCreate), so the handlers, the
 // codec and validation all take part.
 //
-//	kit := repositorytest.NewKit[User](t, reg, handlers...)
+//	kit := aggregatetest.NewKit[User](t, reg, handlers...)
 //	kit.Given("ada").WhenCreate(create("Ada")).Then(UserCreated{First: "Ada"})
 //	kit.Given("ada", UserCreated{First: "Ada"}).
 //		When(rename("Augusta")).

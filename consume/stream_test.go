@@ -1,4 +1,4 @@
-package provider_test
+package consume_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
@@ -26,13 +27,13 @@ func appendN(t *testing.T, p provider.Provider, prefix string, n int) {
 
 func TestStreamModes(t *testing.T) {
 	for _, tc := range []struct {
-		mode       provider.StreamMode
+		mode       consume.StreamMode
 		wantBefore int // records appended before the stream starts that it delivers
 		follows    bool
 	}{
-		{provider.Replay, 10, false},
-		{provider.ReplayThenFollow, 10, true},
-		{provider.Live, 0, true},
+		{consume.Replay, 10, false},
+		{consume.ReplayThenFollow, 10, true},
+		{consume.Live, 0, true},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
 			p, err := memory.New(3)
@@ -43,7 +44,7 @@ func TestStreamModes(t *testing.T) {
 			seen := map[string]bool{}
 			caughtUp := false
 			var afterAppended bool
-			err = provider.Stream(ctx, p, tc.mode, provider.StreamOptions{
+			err = consume.Stream(ctx, p, tc.mode, consume.StreamOptions{
 				BatchSize: 2,
 				CaughtUp: func() {
 					caughtUp = true
@@ -90,7 +91,7 @@ func TestStreamFrom(t *testing.T) {
 
 	var got []provider.Position
 	caughtUp := false
-	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{
+	err = consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{
 		From:     map[int32]int64{0: 4},
 		CaughtUp: func() { caughtUp = true },
 	}, func(b provider.Batch) error {
@@ -103,7 +104,7 @@ func TestStreamFrom(t *testing.T) {
 	assert.True(t, caughtUp)
 	assert.ElementsMatch(t, []provider.Position{{Partition: 0, Offset: 4}, {Partition: 0, Offset: 5}, {Partition: 1, Offset: 0}, {Partition: 1, Offset: 1}}, got)
 
-	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{From: map[int32]int64{1: 3}}, func(provider.Batch) error { return nil })
+	err = consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{From: map[int32]int64{1: 3}}, func(provider.Batch) error { return nil })
 	require.ErrorContains(t, err, "partition 1: start offset 3 is outside [0, 2]")
 }
 
@@ -117,7 +118,7 @@ func TestStreamDropsControlRecords(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		var n, control int
 		var next int64
-		err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{KeepControlRecords: keep}, func(b provider.Batch) error {
+		err = consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{KeepControlRecords: keep}, func(b provider.Batch) error {
 			for _, r := range b.Records {
 				n++
 				if event.IsControl(r) {
@@ -147,7 +148,7 @@ func TestStreamPartitions(t *testing.T) {
 	require.NoError(t, err)
 	appendN(t, p, "k", 40)
 	seen := map[int32]int{}
-	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{Partitions: []int32{1, 3}}, func(b provider.Batch) error {
+	err = consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{Partitions: []int32{1, 3}}, func(b provider.Batch) error {
 		seen[b.Partition] += len(b.Records)
 		return nil
 	})
@@ -162,6 +163,6 @@ func TestStreamPartitions(t *testing.T) {
 	}
 	assert.Equal(t, want, seen, "only the partitions asked for, each in full")
 
-	err = provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{Partitions: []int32{7}}, func(provider.Batch) error { return nil })
+	err = consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{Partitions: []int32{7}}, func(provider.Batch) error { return nil })
 	assert.ErrorContains(t, err, "no partition 7")
 }

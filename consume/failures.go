@@ -1,4 +1,4 @@
-package provider
+package consume
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
 )
 
 // Headers a dead-lettered record carries besides its own.
@@ -31,7 +32,7 @@ type Failures struct {
 	// dead-letter-* headers; the stream then goes on with the next record.
 	// Unset, a record given up stops the stream with an *event.RecordError
 	// naming it.
-	DeadLetter Provider
+	DeadLetter provider.Provider
 	// OnRetry and OnDeadLetter, if set, are called for each retry and each
 	// record dead-lettered (for metrics and readiness).
 	OnRetry      func(rec event.Record, err error)
@@ -43,14 +44,14 @@ type Failures struct {
 // back-off, then a dead-letter topic or a stop. Waits between retries end
 // with ctx. Writing a dead letter that fails stops the stream: a record is
 // never skipped without being kept somewhere.
-func EachRecord(ctx context.Context, f Failures, handle func(event.Record) error) func(Batch) error {
+func EachRecord(ctx context.Context, f Failures, handle func(event.Record) error) func(provider.Batch) error {
 	if f.Backoff <= 0 {
 		f.Backoff = 100 * time.Millisecond
 	}
 	if f.MaxBackoff <= 0 {
 		f.MaxBackoff = 10 * time.Second
 	}
-	return func(b Batch) error {
+	return func(b provider.Batch) error {
 		for _, rec := range b.Records {
 			if err := f.handle(ctx, rec, handle); err != nil {
 				return err

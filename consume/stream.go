@@ -1,4 +1,4 @@
-package provider
+package consume
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/provider"
 )
 
 // StreamMode chooses where a Stream starts and whether it ends.
@@ -72,7 +73,7 @@ type StreamOptions struct {
 // registry (or event.Handlers), apply it to the read model, and mark the
 // service ready in CaughtUp. A batch may be empty once control records are
 // dropped: its Next still moves the partition's position.
-func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions, fn func(Batch) error) error {
+func Stream(ctx context.Context, p provider.Provider, mode StreamMode, opts StreamOptions, fn func(provider.Batch) error) error {
 	ps, err := p.Partitions(ctx)
 	if err != nil {
 		return err
@@ -82,7 +83,7 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 			return err
 		}
 	}
-	ranges := make([]Range, len(ps))
+	ranges := make([]provider.Range, len(ps))
 	behind := make(map[int32]int64) // partitions not yet at their start-time end
 	for i, part := range ps {
 		if from, ok := opts.From[part.ID]; ok && mode != Live {
@@ -93,11 +94,11 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 		}
 		switch mode {
 		case Replay:
-			ranges[i] = Range{Partition: part.ID, Start: part.Low, End: part.High}
+			ranges[i] = provider.Range{Partition: part.ID, Start: part.Low, End: part.High}
 		case ReplayThenFollow:
-			ranges[i] = Range{Partition: part.ID, Start: part.Low, End: Follow}
+			ranges[i] = provider.Range{Partition: part.ID, Start: part.Low, End: provider.Follow}
 		case Live:
-			ranges[i] = Range{Partition: part.ID, Start: part.High, End: Follow}
+			ranges[i] = provider.Range{Partition: part.ID, Start: part.High, End: provider.Follow}
 		default:
 			return fmt.Errorf("provider: stream: unknown mode %v", mode)
 		}
@@ -114,7 +115,7 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 	if len(behind) == 0 {
 		caughtUp()
 	}
-	err = p.Read(ctx, ranges, opts.BatchSize, func(b Batch) error {
+	err = p.Read(ctx, ranges, opts.BatchSize, func(b provider.Batch) error {
 		if !opts.KeepControlRecords {
 			b.Records = withoutControl(b.Records)
 		}
@@ -136,10 +137,10 @@ func Stream(ctx context.Context, p Provider, mode StreamMode, opts StreamOptions
 }
 
 // onlyPartitions returns the partitions of ps that ids names, in ids' order.
-func onlyPartitions(ps []Partition, ids []int32) ([]Partition, error) {
-	out := make([]Partition, 0, len(ids))
+func onlyPartitions(ps []provider.Partition, ids []int32) ([]provider.Partition, error) {
+	out := make([]provider.Partition, 0, len(ids))
 	for _, id := range ids {
-		i := slices.IndexFunc(ps, func(p Partition) bool { return p.ID == id })
+		i := slices.IndexFunc(ps, func(p provider.Partition) bool { return p.ID == id })
 		if i < 0 {
 			return nil, fmt.Errorf("provider: stream: no partition %d", id)
 		}

@@ -1,13 +1,17 @@
 // Package kafkaclient picks the Kafka provider, confluent-kafka-go
-// (provider/kafka, cgo) or franz-go (provider/franz, pure Go), from
-// KAFKA_CLIENT: the one place where the examples, the benchmarks and the
-// tests choose. A build without cgo has only franz.
+// (provider/kafka, cgo) or franz-go (provider/franz, pure Go), by name: from
+// KAFKA_CLIENT ([New]) or as the caller says ([Open]). A service that wants
+// one client imports its provider directly (examples/minimal-writer imports
+// provider/franz); one that lets its operator choose, or runs its tests with
+// both (the example writer and reader, the CLI, the fault and security
+// suites), imports this package. A build without cgo has only franz.
 //
-// It reads like provider/kafka (Config, FromEnv, TopicSpec, New, *Provider),
-// so that a program switches from that package to either client by its
-// import line alone:
+// It is a module of its own (github.com/rehydrate/rehydrate/provider/kafkaclient)
+// because it requires both clients' modules. It reads like provider/kafka
+// (Config, FromEnv, TopicSpec, New, *Provider), so that a program switches
+// from that package to either client by its import line alone:
 //
-//	import kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+//	import kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 package kafkaclient
 
 import (

@@ -1,7 +1,9 @@
 // Package serve holds the plumbing the example services share: their main
 // (signals, the slog logger from LOG_FORMAT and LOG_LEVEL), environment
 // defaults, the first contact with Kafka, the chi router with access log and
-// JSON errors, and JSON responses.
+// JSON errors, and JSON responses. It is public, as package users is, so
+// that an example copied into a module of its own builds as it is; a service
+// of your own would keep its own.
 //
 // Each service keeps its listen/serve/shutdown sequence in its own run, on
 // purpose: they share a dozen lines but not their order. The writer listens
@@ -26,8 +28,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 )
 
 // EnvOr returns the environment variable key, or def when it is unset or

@@ -1,4 +1,4 @@
-package provider_test
+package consume_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/memory"
@@ -34,7 +35,7 @@ func (h *failOn) handle(rec event.Record) error {
 }
 
 func streamAll(t *testing.T, p provider.Provider, fn func(provider.Batch) error) error {
-	return provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{}, fn)
+	return consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{}, fn)
 }
 
 func threeRecords(t *testing.T) *memory.Provider {
@@ -49,7 +50,7 @@ func TestEachRecordRetriesThenRecovers(t *testing.T) {
 	p := threeRecords(t)
 	h := &failOn{bad: "k-1", times: 2}
 	var retries atomic.Int32
-	err := streamAll(t, p, provider.EachRecord(t.Context(), provider.Failures{
+	err := streamAll(t, p, consume.EachRecord(t.Context(), consume.Failures{
 		Retries: 3, Backoff: time.Millisecond,
 		OnRetry: func(event.Record, error) { retries.Add(1) },
 	}, h.handle))
@@ -61,7 +62,7 @@ func TestEachRecordRetriesThenRecovers(t *testing.T) {
 func TestEachRecordStopsNamingTheRecord(t *testing.T) {
 	p := threeRecords(t)
 	h := &failOn{bad: "k-1", times: -1}
-	err := streamAll(t, p, provider.EachRecord(t.Context(), provider.Failures{Retries: 2, Backoff: time.Millisecond}, h.handle))
+	err := streamAll(t, p, consume.EachRecord(t.Context(), consume.Failures{Retries: 2, Backoff: time.Millisecond}, h.handle))
 	var re *event.RecordError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, int64(1), re.Offset)
@@ -76,7 +77,7 @@ func TestEachRecordDeadLettersAndGoesOn(t *testing.T) {
 	defer dlq.Close()
 	h := &failOn{bad: "k-1", times: -1}
 	var dead atomic.Int32
-	err = streamAll(t, p, provider.EachRecord(t.Context(), provider.Failures{
+	err = streamAll(t, p, consume.EachRecord(t.Context(), consume.Failures{
 		Retries: 1, Backoff: time.Millisecond, DeadLetter: dlq,
 		OnDeadLetter: func(event.Record, error) { dead.Add(1) },
 	}, h.handle))
@@ -93,17 +94,17 @@ func TestEachRecordDeadLettersAndGoesOn(t *testing.T) {
 	for _, h := range got[0].Headers {
 		headers[h.Key] = string(h.Value)
 	}
-	assert.Equal(t, "projection store down", headers[provider.HeaderDeadLetterError])
-	assert.Equal(t, "0", headers[provider.HeaderDeadLetterPartition])
-	assert.Equal(t, "1", headers[provider.HeaderDeadLetterOffset])
-	assert.Equal(t, "2", headers[provider.HeaderDeadLetterAttempts])
+	assert.Equal(t, "projection store down", headers[consume.HeaderDeadLetterError])
+	assert.Equal(t, "0", headers[consume.HeaderDeadLetterPartition])
+	assert.Equal(t, "1", headers[consume.HeaderDeadLetterOffset])
+	assert.Equal(t, "2", headers[consume.HeaderDeadLetterAttempts])
 }
 
 func TestEachRecordBackoffEndsWithTheContext(t *testing.T) {
 	p := threeRecords(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	h := &failOn{bad: "k-0", times: -1}
-	err := provider.Stream(t.Context(), p, provider.Replay, provider.StreamOptions{}, provider.EachRecord(ctx, provider.Failures{
+	err := consume.Stream(t.Context(), p, consume.Replay, consume.StreamOptions{}, consume.EachRecord(ctx, consume.Failures{
 		Retries: 5, Backoff: time.Hour, OnRetry: func(event.Record, error) { cancel() },
 	}, h.handle))
 	require.ErrorIs(t, err, context.Canceled)

@@ -1,4 +1,4 @@
-package repositorytest_test
+package aggregatetest_test
 
 import (
 	"fmt"
@@ -8,11 +8,12 @@ import (
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/repository"
+	"github.com/rehydrate/rehydrate/repository/aggregatetest"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )
 
-func accounts(t testing.TB) *rt.Kit[rt.Account] {
-	return rt.NewKit[rt.Account](t, rt.Registry(t),
+func accounts(t testing.TB) *aggregatetest.Kit[rt.Account] {
+	return aggregatetest.NewKit[rt.Account](t, rt.Registry(t),
 		repository.On(func(a *rt.Account, e rt.Opened) { a.Owner = e.Owner }),
 		repository.On(func(a *rt.Account, e rt.Deposited) { a.Balance += e.Amount }),
 		repository.Deletes[rt.Closed]())
@@ -46,19 +47,19 @@ func (r *recorder) Errorf(format string, args ...any) {
 func TestKitFailureMessages(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		run  func(*rt.Kit[rt.Account])
+		run  func(*aggregatetest.Kit[rt.Account])
 		want string
 	}{
-		{"other events", func(k *rt.Kit[rt.Account]) {
+		{"other events", func(k *aggregatetest.Kit[rt.Account]) {
 			k.Given("a", rt.Opened{Owner: "ada"}).When(rt.Deposit(5)).Then(rt.Deposited{Amount: 6})
 		}, "scenario a: given [Opened]: want events:\n  1. Deposited{Amount:6}\ngot:\n  1. Deposited{Amount:5}"},
-		{"events where none", func(k *rt.Kit[rt.Account]) {
+		{"events where none", func(k *aggregatetest.Kit[rt.Account]) {
 			k.Given("a", rt.Opened{Owner: "ada"}).When(rt.Deposit(5)).ThenNoEvents()
 		}, "want events:\n  (none)\ngot:\n  1. Deposited{Amount:5}"},
-		{"error where events", func(k *rt.Kit[rt.Account]) {
+		{"error where events", func(k *aggregatetest.Kit[rt.Account]) {
 			k.Given("a", rt.Opened{Owner: "ada"}, rt.Closed{}).When(rt.Deposit(5)).Then(rt.Deposited{Amount: 5})
 		}, "given [Opened Closed]: want events:\n  1. Deposited{Amount:5}\ngot error: repository: aggregate not found: a was deleted at version 2"},
-		{"events where an error", func(k *rt.Kit[rt.Account]) {
+		{"events where an error", func(k *aggregatetest.Kit[rt.Account]) {
 			k.Given("a", rt.Opened{Owner: "ada"}).When(rt.Deposit(5)).ThenError(repository.ErrNotFound)
 		}, "want error repository: aggregate not found\ngot events:\n  1. Deposited{Amount:5}"},
 	} {
