@@ -21,7 +21,7 @@ func TestQuickRun(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), cfg, &out))
 	for _, want := range []string{"bare confluent-kafka-go consumer", "repository restore, Kafka, msgpack",
-		"repository restore, Kafka, json", "memory provider", "| 64 |", "Commands in fenced transactions", "Commands with each Kafka client",
+		"repository restore, Kafka, json", "memory provider", "| 64 |", "Commands in fenced transactions", "Where a fenced transaction's time goes", "Commands with each Kafka client",
 		"B joins: from B's Restore until B serves its share", "A closes: from A.Close until B serves all",
 		"Restore by instances joining at once", "| 3 | i3 |",
 		"Restart with snapshots", "Execute with snapshots", "Writer start: process start to /readyz 200"} {

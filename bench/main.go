@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"math"
 	"os"
 	"os/exec"
@@ -355,6 +356,8 @@ type commandRow struct {
 	TxnFranz             commandResult // the same with provider/franz
 	TxnFranzMarkers      int64
 	TxnsFranz            float64
+	TxnSteps             stepMeans // where the fenced transactions' time went (the lanes' own timings)
+	TxnFranzSteps        stepMeans
 }
 
 func run(ctx context.Context, cfg config, w io.Writer) error {
@@ -537,12 +540,13 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 	if _, err := franzRepo.Restore(ctx); err != nil {
 		return nil, err
 	}
-	txnRepo, txnLog, closeTxn, err := groupRepository(ctx, cfg, seed, group, aggregates, "kafka")
+	steps, franzSteps := &txnSteps{}, &txnSteps{}
+	txnRepo, txnLog, closeTxn, err := groupRepository(ctx, cfg, seed, group, aggregates, "kafka", steps)
 	if err != nil {
 		return nil, err
 	}
 	defer closeTxn()
-	txnFranzRepo, txnFranzLog, closeTxnFranz, err := groupRepository(ctx, cfg, seed, group, aggregates, "franz")
+	txnFranzRepo, txnFranzLog, closeTxnFranz, err := groupRepository(ctx, cfg, seed, group, aggregates, "franz", franzSteps)
 	if err != nil {
 		return nil, err
 	}
@@ -566,12 +570,17 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 		if row.RawFranz, err = rawFranzProduceBench(ctx, cfg.brokers, franzTopic, c, cfg.duration); err != nil {
 			return nil, err
 		}
+		steps.take()
 		if row.Txn, row.TxnMarkers, row.Txns, err = fencedBench(ctx, cfg, "Execute, Kafka, WithGroup (transactions)", txnRepo, txnLog, aggregates, c); err != nil {
 			return nil, err
 		}
+		row.TxnSteps = steps.take()
+		franzSteps.take()
 		if row.TxnFranz, row.TxnFranzMarkers, row.TxnsFranz, err = fencedBench(ctx, cfg, "Execute, franz, WithGroup (transactions)", txnFranzRepo, txnFranzLog, aggregates, c); err != nil {
 			return nil, err
 		}
+		row.TxnFranzSteps = franzSteps.take()
+		log.Printf("concurrency %d: fenced steps, confluent %+v, franz %+v", c, row.TxnSteps, row.TxnFranzSteps)
 		if row.InMemory, err = executeBench(ctx, "Execute, memory", memRepo, aggregates, c, cfg.duration); err != nil {
 			return nil, err
 		}
@@ -587,7 +596,7 @@ func commandBenchmarks(ctx context.Context, cfg config, seed func(string, int, i
 // group, on the Kafka client named (kafka or franz): it owns every partition
 // and appends in fenced transactions, with the provider's group settings at
 // their defaults.
-func groupRepository(ctx context.Context, cfg config, seed func(string, int, int, int, event.Codec) (string, error), group func(string) string, aggregates int, client string) (*repository.Repository[Account], provider.Provider, func(), error) {
+func groupRepository(ctx context.Context, cfg config, seed func(string, int, int, int, event.Codec) (string, error), group func(string) string, aggregates int, client string, steps *txnSteps) (*repository.Repository[Account], provider.Provider, func(), error) {
 	topic, err := seed(fmt.Sprintf("commands-txn-%s-%d", client, aggregates), cfg.work.Partitions, aggregates, aggregates, event.Msgpack)
 	if err != nil {
 		return nil, nil, nil, err
@@ -597,9 +606,9 @@ func groupRepository(ctx context.Context, cfg config, seed func(string, int, int
 		Close() error
 	}
 	if client == "franz" {
-		p, err = franz.New(franz.Config{Brokers: cfg.brokers, Topic: topic, GroupProducers: cfg.groupProducers})
+		p, err = franz.New(franz.Config{Brokers: cfg.brokers, Topic: topic, GroupProducers: cfg.groupProducers, Logger: slog.New(steps)})
 	} else {
-		p, err = kafka.New(kafka.Config{Brokers: cfg.brokers, Topic: topic, GroupProducers: cfg.groupProducers})
+		p, err = kafka.New(kafka.Config{Brokers: cfg.brokers, Topic: topic, GroupProducers: cfg.groupProducers, Logger: slog.New(steps)})
 	}
 	if err != nil {
 		return nil, nil, nil, err

@@ -114,6 +114,21 @@ func markdown(rep report) string {
 					txn.opsPerSec()/plain.opsPerSec(), txn.P99Ms/plain.P99Ms, perTxn, inFlight)
 			}
 		}
+		b.WriteString("\nWhere a fenced transaction's time goes, from the lanes' own timings (kafkagroup.TxnCommittedMsg), means per committed transaction: " +
+			"queued is an append's wait from its queueing to its transaction's begin; produce includes the partitions' registration; " +
+			fmt.Sprintf("slow produce is the share of transactions whose produce took over %v (the broker's 20 ms CONCURRENT_TRANSACTIONS retry).\n\n", slowProduce))
+		b.WriteString("| client | concurrency | transactions | appends per transaction | queued ms | produce ms | send offsets ms | commit ms | slow produce |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, client := range []string{"confluent", "franz"} {
+			for _, c := range rep.Commands {
+				s := c.TxnSteps
+				if client == "franz" {
+					s = c.TxnFranzSteps
+				}
+				fmt.Fprintf(&b, "| %s | %d | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.0f %% |\n", client, c.Concurrency,
+					s.Txns, s.AppendsPerTxn, s.QueuedMs, s.ProduceMs, s.OffsetsMs, s.CommitMs, 100*s.SlowShare)
+			}
+		}
 	}
 	how := "each instance a child process with its own kafka.Provider"
 	if !rep.Isolated {

@@ -89,6 +89,17 @@ type LanesConfig struct {
 	Log           *slog.Logger
 }
 
+// TxnCommittedMsg is the message of the record a lane logs at TxnLevel for
+// every transaction it committed, with its appends and partitions, their
+// mean wait in the queue and the time of each step (queued, produce,
+// send_offsets, commit: time.Duration values).
+const TxnCommittedMsg = "transaction committed"
+
+// TxnLevel is the level of TxnCommittedMsg: below Debug, so that a handler
+// enabled for Debug (and a client that narrates at Debug when its logger
+// is) does not get a record per transaction; a benchmark enables it alone.
+const TxnLevel = slog.LevelDebug - 4
+
 // TxIDs returns the transactional ids of n lanes of a member of group
 // named instance: stable across the instance's restarts, so that a
 // restarted instance's producers fence its predecessor's and end what they
@@ -340,6 +351,7 @@ func allFailed(err error) txnResult { return txnResult{Outcome: Outcome{Err: err
 // failure means.
 func (l *lane) transact(batch []*Append) txnResult {
 	ls := l.ls
+	t0 := time.Now()
 	if err := l.p.Begin(); err != nil {
 		if !errors.Is(err, provider.ErrUnavailable) {
 			l.broken = true
@@ -349,6 +361,7 @@ func (l *lane) transact(batch []*Append) txnResult {
 
 	// 1. Produce, and wait for every record's outcome.
 	offsets, errs, answered := l.p.Produce(batch, ls.cfg.DeliveryBound)
+	produced := time.Now()
 	if !answered {
 		// No commit was asked for: nothing of the transaction can become
 		// visible, and the replacement's initialisation aborts it.
@@ -396,6 +409,7 @@ func (l *lane) transact(batch []*Append) txnResult {
 		return allFailed(err)
 	}
 	answered, err = l.p.SendOffsets(md, next)
+	sent := time.Now()
 	if !answered {
 		// Given up: it closes itself once the call returns, and its
 		// transaction is never committed; the replacement's
@@ -430,6 +444,16 @@ func (l *lane) transact(batch []*Append) txnResult {
 		l.unsettled = slices.Sorted(maps.Keys(next))
 		ls.own.Unsettle(l.unsettled)
 		return allFailed(ls.appendError(provider.ErrOutcomeUnknown, "commit", err))
+	}
+	// Where a transaction's time goes, for whoever measures it (the
+	// bench): a log handler that is not enabled for TxnLevel costs a check.
+	if ctx := context.Background(); l.log.Enabled(ctx, TxnLevel) {
+		var queued time.Duration
+		for _, a := range batch {
+			queued += t0.Sub(a.pushed)
+		}
+		l.log.Log(ctx, TxnLevel, TxnCommittedMsg, "appends", len(batch), "partitions", len(next), "queued", queued/time.Duration(len(batch)),
+			"produce", produced.Sub(t0), "send_offsets", sent.Sub(produced), "commit", time.Since(sent))
 	}
 	return txnResult{Outcome: Outcome{Positions: positions}}
 }

@@ -3,6 +3,7 @@ package kafkagroup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -124,10 +125,16 @@ func (p *fakeProducer) Close() {}
 // partition of a topic of 4.
 func startLanes(t *testing.T, c Client, n int) *Lanes {
 	t.Helper()
+	return startLanesLog(t, c, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startLanesLog is startLanes logging to log.
+func startLanesLog(t *testing.T, c Client, n int, log *slog.Logger) *Lanes {
+	t.Helper()
 	own := New("test", 4, time.Second)
 	own.Assign([]int32{0, 1, 2, 3})
 	ls := NewLanes(own, c, LanesConfig{Name: "test", Topic: "t", TxIDs: TxIDs("g", "i", n), Timeout: time.Second,
-		DeliveryBound: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		DeliveryBound: time.Second, Log: log})
 	if err := ls.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +250,68 @@ func TestLanesUnknownOutcome(t *testing.T) {
 	close(c.initGate)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// stepRecords keeps the records logged at TxnLevel.
+type stepRecords struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *stepRecords) Enabled(_ context.Context, l slog.Level) bool { return l == TxnLevel }
+func (h *stepRecords) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *stepRecords) WithGroup(string) slog.Handler                { return h }
+func (h *stepRecords) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r)
+	return nil
+}
+
+// TestLanesStepTimings: a lane logs one TxnCommittedMsg record at TxnLevel
+// per committed transaction, with its appends, partitions and the time of
+// each step, and none for a transaction the coordinator refused; a handler
+// enabled for Debug gets none.
+func TestLanesStepTimings(t *testing.T) {
+	c := newFakeClient()
+	h := &stepRecords{}
+	ls := startLanesLog(t, c, 1, slog.New(h))
+	ctx := context.Background()
+	// Two records on two partitions, in one append.
+	second := "b"
+	for i := 0; provider.PartitionFor([]byte(second), 4) == provider.PartitionFor([]byte("a"), 4); i++ {
+		second = fmt.Sprintf("b%d", i)
+	}
+	if _, err := ls.Append(ctx, "test", []event.Record{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte(second), Value: []byte("2")}}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.md = Metadata{Generation: 3, MemberID: "stale"}
+	c.mu.Unlock()
+	if _, err := ls.Append(ctx, "test", record("c")); !errors.Is(err, provider.ErrNotOwner) {
+		t.Fatalf("append refused by the coordinator: %v, want ErrNotOwner", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.records) != 1 || h.records[0].Message != TxnCommittedMsg {
+		t.Fatalf("logged %d records at TxnLevel, want one %q for the one committed transaction", len(h.records), TxnCommittedMsg)
+	}
+	got := map[string]slog.Value{}
+	h.records[0].Attrs(func(a slog.Attr) bool { got[a.Key] = a.Value; return true })
+	if got["appends"].Int64() != 1 {
+		t.Errorf("appends = %v, want 1", got["appends"])
+	}
+	if got["partitions"].Int64() != 2 {
+		t.Errorf("partitions = %v, want 2", got["partitions"])
+	}
+	for _, step := range []string{"queued", "produce", "send_offsets", "commit"} {
+		if v, ok := got[step]; !ok || v.Kind() != slog.KindDuration || v.Duration() < 0 {
+			t.Errorf("step %s = %v, want a duration", step, v)
+		}
+	}
+	if slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})).Enabled(ctx, TxnLevel) {
+		t.Error("a handler enabled for Debug is enabled for TxnLevel")
 	}
 }
 

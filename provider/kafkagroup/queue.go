@@ -23,8 +23,9 @@ type Append struct {
 	// record spoiled its transaction.
 	Retried bool
 
-	state atomic.Int32
-	done  chan result
+	state  atomic.Int32
+	done   chan result
+	pushed time.Time // when it was queued, for the lanes' step timings
 }
 
 type result struct {
@@ -216,6 +217,7 @@ func NewQueue() *Queue {
 
 // Push queues a.
 func (q *Queue) Push(a *Append) {
+	a.pushed = time.Now()
 	q.mu.Lock()
 	q.q = append(q.q, a)
 	q.mu.Unlock()
