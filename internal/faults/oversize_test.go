@@ -2,9 +2,11 @@ package faults
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"fmt"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +26,11 @@ import (
 // share its produce batch, or its transaction). The big command must fail
 // with a known outcome (neither ErrOutcomeUnknown nor ErrUnavailable: a
 // retry changes nothing) naming the broker's refusal, leave memory as it
-// was, and be absent from the log; every small one is acknowledged; the
-// usual checks (verify) hold.
+// was, and be absent from the log; a small one beside it is acknowledged or
+// fails unavailable with nothing written (confluent-kafka-go's group
+// member fails some with "Purged in queue": reported in the RESULT line);
+// the next command on the account goes on at the next version; the usual
+// checks (verify) hold.
 func TestOversizeRecordIsRefused(t *testing.T) {
 	c := newCluster(t)
 	for _, group := range []bool{false, true} {
@@ -65,38 +70,61 @@ func TestOversizeRecordIsRefused(t *testing.T) {
 			require.NoError(t, err)
 
 			var wg sync.WaitGroup
+			var spurious atomic.Int64
 			start := make(chan struct{})
 			for _, id := range ids[1:] {
 				wg.Go(func() {
 					<-start
 					_, err := deposit(t.Context(), r, id, &l)
-					assert.NoError(t, err, "a small command beside the oversize one, on %s", id)
+					if err != nil {
+						// Known not written (verify checks the log), and
+						// worth a retry: not the command's own fault.
+						spurious.Add(1)
+						t.Logf("a small command beside the oversize one, on %s: %v", id, err)
+						assert.ErrorIs(t, err, provider.ErrUnavailable, "%s failed beside the oversize command", id)
+						assert.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "%s failed beside the oversize command", id)
+					}
 				})
 			}
 			var bigErr error
 			wg.Go(func() {
 				<-start
 				amount := l.Amounts(1)[0]
-				pad := strings.Repeat("x", 200<<10)
+				// Incompressible: the clients compress batches, and a
+				// compressed batch of repeated bytes would pass the limit.
+				raw := make([]byte, 150<<10)
+				_, _ = crand.Read(raw)
+				pad := base64.StdEncoding.EncodeToString(raw) // 200 KiB
 				res, err := r.Execute(t.Context(), big, rt.Deposit(amount), repository.WithMetadata(map[string]string{"pad": pad}))
 				l.Record(big, []any{rt.Deposited{Amount: amount}}, res, err)
 				bigErr = err
 			})
 			close(start)
 			wg.Wait()
-			t.Logf("RESULT %s: the oversize command: %v", t.Name(), bigErr)
+			t.Logf("RESULT %s: the oversize command: %v; %d of the %d small commands beside it failed (unavailable, not written)", t.Name(), bigErr, spurious.Load(), len(ids)-1)
 			require.Error(t, bigErr, "a record above max.message.bytes was acknowledged")
 			assert.NotErrorIs(t, bigErr, provider.ErrOutcomeUnknown, "the broker refused it: the outcome is known")
 			assert.NotErrorIs(t, bigErr, provider.ErrUnavailable, "a retry changes nothing: not unavailable")
-			assert.Contains(t, strings.ToLower(bigErr.Error()), "too large", "the error names the refusal")
+			assert.Regexp(t, `(?i)too.large|larger than`, bigErr.Error(), "the error names the refusal")
 			now, v, err := r.Get(big)
 			require.NoError(t, err)
 			assert.Equal(t, version, v, "memory unchanged")
 			assert.Equal(t, before, now, "memory unchanged")
-			// The next command on the account goes on from where it was.
-			res, err := deposit(t.Context(), r, big, &l)
-			require.NoError(t, err)
+			// The next command on the account goes on from where it was
+			// (retried as a client retries ErrUnavailable).
+			var res repository.Result
+			attempts := 0
+			waitFor(t, "the next command on the account", time.Minute, func() bool {
+				attempts++
+				res, err = deposit(t.Context(), r, big, &l)
+				if err != nil {
+					t.Logf("the next command on the account: %v", err)
+					assert.ErrorIs(t, err, provider.ErrUnavailable)
+				}
+				return err == nil
+			})
 			assert.Equal(t, version+1, res.Version)
+			t.Logf("RESULT %s: the next command on the account acknowledged at attempt %d", t.Name(), attempts)
 			verify(t, cfg, r, ids, &l)
 		})
 	}
