@@ -54,7 +54,7 @@ func (r *Repository[A]) applyRecord(pt *partition[A], rec *event.Record, env *ev
 	}
 	if want := provider.PartitionFor(rec.Key, len(r.parts)); want != pt.id {
 		return &event.RecordError{Partition: rec.Partition, Offset: rec.Offset, Err: fmt.Errorf(
-			"aggregate %s belongs in partition %d (murmur2 of the key), not %d: the writer used another partitioner",
+			"aggregate %s belongs in partition %d (murmur2 of the key), not %d: the writer used another partitioner, or partitions were added to the topic",
 			env.AggregateID, want, pt.id)}
 	}
 	e, err := pt.lock(env.AggregateID, true)

@@ -40,9 +40,17 @@ import (
 
 // append appends through the group member when there is one: fenced, in a
 // transaction.
-func (r *Repository[A]) append(ctx context.Context, records []event.Record) ([]provider.Position, error) {
+func (r *Repository[A]) append(ctx context.Context, partition int32, records []event.Record) ([]provider.Position, error) {
 	if r.group != nil {
 		return r.group.member.Append(ctx, records)
+	}
+	// To the aggregate's partition as the restore counted the topic's
+	// partitions (a group member keeps its count at join the same way),
+	// not as the client hashes the key with the count it sees now:
+	// partitions added while the writer runs would move an aggregate's
+	// next events to another partition, which a restart then refuses.
+	if pa, ok := r.p.(provider.PartitionAppender); ok {
+		return pa.AppendPartition(ctx, partition, records)
 	}
 	return r.p.Append(ctx, records)
 }
@@ -53,7 +61,7 @@ func (r *Repository[A]) append(ctx context.Context, records []event.Record) ([]p
 func (r *Repository[A]) appendTracked(ctx context.Context, pt *partition[A], e *entry[A], records []event.Record) ([]provider.Position, error) {
 	after := max(pt.acked.Load(), pt.applied.Load()-1)
 	ctx, done := r.settings.observer.Append(ctx, pt.id, len(records))
-	pos, err := r.append(ctx, records)
+	pos, err := r.append(ctx, pt.id, records)
 	done(err)
 	if err != nil {
 		if errors.Is(err, provider.ErrOutcomeUnknown) {
@@ -73,7 +81,7 @@ func (r *Repository[A]) appendTracked(ctx context.Context, pt *partition[A], e *
 // it appends a fence to the aggregate's partition and reads the aggregate's
 // records up to it (see the invariant above). e is locked.
 func (r *Repository[A]) resolve(ctx context.Context, pt *partition[A], id string, e *entry[A]) error {
-	pos, err := r.append(ctx, []event.Record{event.FenceRecord(id)})
+	pos, err := r.append(ctx, pt.id, []event.Record{event.FenceRecord(id)})
 	if err != nil {
 		// This command appended nothing, whatever became of the fence:
 		// the fence's own unknown outcome must not reach the caller as

@@ -2,7 +2,10 @@
 # scripts/test-faults.sh — `make test-faults`: the fault tests of
 # internal/faults against a three-broker Kafka that they may crash, started
 # here with docker/kafka-local on KAFKA_FAULT_PORT (default 9192, 9193, 9194)
-# and stopped afterwards, also when the tests fail. They run once per Kafka
+# and stopped afterwards, also when the tests fail. The nodes get a second
+# listener for the network partition tests (KAFKA_PROXIED_OFFSET, default
+# 10: they listen on KAFKA_FAULT_PORT+10.. and advertise +15.., where the
+# tests' proxies listen; docker/kafka-local). They run once per Kafka
 # client of KAFKA_CLIENTS (default "confluent franz"; KAFKA_CLIENT selects
 # the provider, provider/kafkaclient). Without its cluster the run fails
 # (CI=true: the tests fail instead of skipping). FAULTS_TIMEOUT bounds each
@@ -13,6 +16,7 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 GO=${GO:-go}
 export KAFKA_FAULT_PORT=${KAFKA_FAULT_PORT:-9192}
+export KAFKA_PROXIED_OFFSET=${KAFKA_PROXIED_OFFSET:-10}
 read -r -a TEST_FLAGS <<<"${GO_TEST_FLAGS:-}"
 
 # shellcheck disable=SC2317 # called by the trap

@@ -112,7 +112,9 @@ type command struct {
 	version   uint64 // acknowledged: the aggregate's version after it
 	positions []provider.Position
 	err       error
+	start     time.Time // when Execute was called
 	done      time.Time // when Execute returned
+	writer    string    // the writer that executed it (runOn's pick)
 }
 
 // journal records every command the workers ran.
@@ -205,6 +207,12 @@ func classifyOutcome(err error) outcome {
 // from workers goroutines until ctx ends. A command's own context is not
 // ctx: those in flight when the load stops run to their end.
 func (j *journal) run(ctx context.Context, r *repository.Repository[rt.Account], ids []string) *sync.WaitGroup {
+	return j.runOn(ctx, func(string) (string, *repository.Repository[rt.Account]) { return "", r }, ids)
+}
+
+// runOn is run on several writers: pick names the writer of each
+// command's account and returns it.
+func (j *journal) runOn(ctx context.Context, pick func(account string) (string, *repository.Repository[rt.Account]), ids []string) *sync.WaitGroup {
 	var seq atomic.Int64
 	var wg sync.WaitGroup
 	for w := range groupWorkers {
@@ -217,6 +225,9 @@ func (j *journal) run(ctx context.Context, r *repository.Repository[rt.Account],
 					account: ids[rng.IntN(len(ids))],
 					amounts: []int64{3*n - 2, 3*n - 1, 3 * n},
 				}
+				var r *repository.Repository[rt.Account]
+				c.writer, r = pick(c.account)
+				c.start = time.Now()
 				cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				res, err := r.Execute(cctx, c.account, rt.Deposit(c.amounts...),
 					repository.WithMetadata(map[string]string{commandID: c.id}))
@@ -236,6 +247,22 @@ func (j *journal) run(ctx context.Context, r *repository.Repository[rt.Account],
 }
 
 func (j *journal) acked() int64 { return j.counts[acked].Load() }
+
+// logOnFailure logs the journal's counts and errors if t failed.
+func (j *journal) logOnFailure(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	t.Logf("journal when the test failed: acknowledged=%d unknown=%d failed=%d unresolved=%d",
+		j.counts[acked].Load(), j.counts[unknown].Load(), j.counts[failed].Load(), j.counts[unresolved].Load())
+	for o, kinds := range j.kinds {
+		for k, n := range kinds {
+			t.Logf("  %s ×%d: %s", o, n, k)
+		}
+	}
+}
 
 func groupFault(t *testing.T, f fault, tg target) {
 	c := newCluster(t)
@@ -261,19 +288,7 @@ func groupFault(t *testing.T, f fault, tg target) {
 	ids := createAccounts(t, live, groupAccounts, &l)
 
 	var j journal
-	defer func() {
-		if t.Failed() {
-			j.mu.Lock()
-			defer j.mu.Unlock()
-			t.Logf("journal when the test failed: acknowledged=%d unknown=%d failed=%d unresolved=%d",
-				j.counts[acked].Load(), j.counts[unknown].Load(), j.counts[failed].Load(), j.counts[unresolved].Load())
-			for o, kinds := range j.kinds {
-				for k, n := range kinds {
-					t.Logf("  %s ×%d: %s", o, n, k)
-				}
-			}
-		}
-	}()
+	defer j.logOnFailure(t)
 	ctx, stopLoad := context.WithCancel(t.Context())
 	defer stopLoad()
 	wg := j.run(ctx, live, ids)

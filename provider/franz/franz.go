@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,6 +59,7 @@ type Provider struct {
 	members map[*member]struct{} // group members not closed yet, under mu
 
 	retention *kafkaconfig.RetentionCheck
+	known     atomic.Int32 // partitions the topic was last seen with (AppendPartition)
 }
 
 // New validates cfg and returns a Provider. It does not contact the brokers;
@@ -233,14 +235,17 @@ func (p *Provider) AppendPartition(ctx context.Context, partition int32, records
 		return nil, fmt.Errorf("franz: append to %s: partition %d", p.cfg.Topic, partition)
 	}
 	// kgo would fail the records of a partition the topic does not have
-	// with an error it gives no sentinel for: ask first (snapshots, the
-	// only users, append seldom).
-	n, _, err := p.partitionCount(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if int(partition) >= n {
-		return nil, fmt.Errorf("franz: append to %s: partition %d: the topic has %d", p.cfg.Topic, partition, n)
+	// with an error it gives no sentinel for: ask first, unless the topic
+	// was seen with the partition already (partitions are only added).
+	if partition >= p.known.Load() {
+		n, _, err := p.partitionCount(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.known.Store(int32(n))
+		if int(partition) >= n {
+			return nil, fmt.Errorf("franz: append to %s: partition %d: the topic has %d", p.cfg.Topic, partition, n)
+		}
 	}
 	return p.appendTo(ctx, partition, records)
 }
