@@ -245,7 +245,7 @@ func (r *Runner[Tx]) commit(ctx context.Context, moves []Move, apply func(contex
 		r.mu.Lock()
 		r.fenced++
 		r.mu.Unlock()
-		r.log.Warn("projection: commit refused by the store: another reader claimed the partition", "err", err)
+		r.log.Warn("projection: commit refused by the store: another reader claimed the partition", "partition", moves[0].Partition, "err", err)
 	}
 	if err != nil {
 		return err

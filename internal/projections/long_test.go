@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,70 +44,153 @@ func TestKilledReaderAppliesOnce(t *testing.T) {
 	assert.Equal(t, w.replay(), w.rows())
 }
 
-// TestGroupReaderKilled runs three readers in one group under load and
-// kills one: its partitions resume at their checkpoints on the others.
+// TestGroupReaderKilled runs three readers in one group under a writer's
+// load and kills one with SIGKILL: each of its partitions is claimed by
+// another reader at the checkpoint it left (the claim's logged next is the
+// stored checkpoint once its sessions are gone), and the table equals a
+// replay.
 func TestGroupReaderKilled(t *testing.T) {
 	w := newWorld(t, 6)
 	group := "readers-" + w.table
 	stop := w.load()
-	var prs []*proc
+	prs := map[string]*proc{}
 	for _, name := range []string{"r1", "r2", "r3"} {
-		prs = append(prs, startReader(t, w.readerEnv("READER_GROUP="+group, "READER_INSTANCE="+name)...))
+		prs[name] = startReader(t, w.readerEnv("READER_GROUP="+group, "READER_INSTANCE="+name)...)
 	}
-	time.Sleep(3 * time.Second) // let them share the load before the kill
-	prs[1].kill(t)
-	time.Sleep(2 * time.Second)
+	w.await("every reader owns partitions and has committed in each", func() bool {
+		n := 0
+		for _, name := range []string{"r1", "r2", "r3"} {
+			mine := w.owned(name)
+			for _, next := range mine {
+				if next < 0 {
+					return false
+				}
+			}
+			if len(mine) == 0 {
+				return false
+			}
+			n += len(mine)
+		}
+		return n == 6
+	})
+	prs["r2"].kill(t)
+	// Once the server has ended the dead reader's sessions (an open
+	// transaction rolled back, a COMMIT sent before the kill settled), its
+	// checkpoints are final: nobody else may move them before a claim.
+	w.await("the killed reader's sessions end", func() bool { return len(w.sessionStates("r2")) == 0 })
+	left := w.owned("r2")
+	require.NotEmpty(t, left)
+	w.await("the others claim the killed reader's partitions", func() bool { return len(w.owned("r2")) == 0 })
+	owners := w.ownerOf()
+	for p, next := range left {
+		// The new owner's last claim of p is the one after the kill (its
+		// log line follows the claim's commit).
+		var claimed []int64
+		w.await(fmt.Sprintf("%s logs its claim of partition %d", owners[p], p), func() bool {
+			claimed = nil
+			for _, l := range parseLog(prs[owners[p]].output()) {
+				if l.msg == "projection: partition claimed" && l.partition == p {
+					claimed = append(claimed, l.next)
+				}
+			}
+			return len(claimed) > 0
+		})
+		assert.Equal(t, next, claimed[len(claimed)-1], "partition %d resumes on %s at its checkpoint (its claims: %v)", p, owners[p], claimed)
+		t.Logf("partition %d: checkpoint %d left by r2, claimed by %s at %d", p, next, owners[p], claimed[len(claimed)-1])
+	}
 	stop()
 	w.awaitEnd(90 * time.Second)
 	w.checkInvariants("end")
 	assert.Equal(t, w.replay(), w.rows())
 }
 
-// TestPausedReaderIsRefused stops a reader (SIGSTOP) past its session
-// timeout while the other takes its partitions and commits, then resumes
-// it: the database refuses what it commits for them.
+// TestPausedReaderIsRefused stops a reader of a group (SIGSTOP) inside one
+// of its transactions, past its session timeout, while the other takes its
+// partitions and commits for them, then resumes it. Resumed, it goes on
+// with that transaction, so it does try to commit for a partition it lost:
+// the database refuses every such try — the server ended the stopped
+// reader's transaction (idle_in_transaction_session_timeout), and the
+// retries carry its fenced owner token (ErrFenced) — and none of its
+// commits for those partitions lands until the group gives it one again
+// and it claims it anew. The table equals a replay.
 func TestPausedReaderIsRefused(t *testing.T) {
 	w := newWorld(t, 4)
 	group := "readers-" + w.table
 	stop := w.load()
 	a := startReader(t, w.readerEnv("READER_GROUP="+group, "READER_INSTANCE=a")...)
 	b := startReader(t, w.readerEnv("READER_GROUP="+group, "READER_INSTANCE=b")...)
-	time.Sleep(3 * time.Second)
-	require.NoError(t, a.cmd.Process.Signal(syscall.SIGSTOP))
-	// b takes every partition once a's session (6 s) times out, and the
-	// database ends a's open transaction (3 s).
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var owners int
-		require.NoError(t, w.db.QueryRow(t.Context(), `SELECT count(*) FROM `+w.cps+` WHERE instance = 'b'`).Scan(&owners))
-		if owners == 4 {
-			break
+	w.await("both readers own partitions", func() bool {
+		na, nb := len(w.owned("a")), len(w.owned("b"))
+		return na > 0 && nb > 0 && na+nb == 4
+	})
+	// Stop a inside a transaction: one of its sessions is idle in
+	// transaction while it is stopped (a statement in flight at the stop
+	// ends active → idle in transaction, never idle: COMMIT is not sent).
+	w.await("a stopped inside a transaction", func() bool {
+		if !slices.Contains(w.sessionStates("a"), "idle in transaction") {
+			return false
 		}
-		require.True(t, time.Now().Before(deadline), "b never claimed every partition")
-		time.Sleep(100 * time.Millisecond) // polling the database
-	}
-	time.Sleep(time.Second) // b commits for a's old partitions
+		require.NoError(t, a.cmd.Process.Signal(syscall.SIGSTOP))
+		for range 100 {
+			states := w.sessionStates("a")
+			if slices.Contains(states, "idle in transaction") {
+				return true
+			}
+			if !slices.Contains(states, "active") {
+				break
+			}
+		}
+		require.NoError(t, a.cmd.Process.Signal(syscall.SIGCONT))
+		return false
+	})
+	lost := w.owned("a")
+	t.Logf("a stopped inside a transaction; its partitions and checkpoints: %v", lost)
+	// b takes them once a's session (6 s) times out, after the server
+	// ended a's open transaction (3 s), and commits past a's checkpoints.
+	w.await("b claims a's partitions and commits for them", func() bool {
+		mine := w.owned("b")
+		for p, next := range lost {
+			if got, ok := mine[p]; !ok || got <= next {
+				return false
+			}
+		}
+		return true
+	})
+	mark := len(a.output())
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGCONT))
-	// Resumed, a either tries to commit for partitions b now owns, and the
-	// database refuses it (ErrFenced, or its session ended by the server
-	// while it was stopped in a transaction), or its client learns first
-	// that its session is lost and it stops them without trying. Which one
-	// comes first is a race in a's process; either way no row of a's lands
-	// after b's claim, which the invariants below check.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		out := a.output()
-		if refused := strings.Contains(out, "commit refused by the store") || strings.Contains(out, "terminating connection"); refused {
-			t.Log("the resumed reader's commit was refused by the database")
-			break
+	var tries, refused, fenced, landed []string
+	exited := false
+	w.await("the resumed reader tries, is refused and hears it lost its partitions", func() bool {
+		tries, refused, fenced, landed = nil, nil, nil, nil
+		reclaimed := map[int32]bool{}
+		heard := false
+		for _, l := range parseLog(a.output()[mark:]) {
+			_, was := lost[l.partition]
+			switch {
+			case strings.Contains(l.text, "lost=true") || strings.Contains(l.text, "reader: "):
+				heard = true
+			case l.msg == "projection: partition claimed":
+				reclaimed[l.partition] = true
+			case !was || reclaimed[l.partition]:
+			case l.msg == "projection: store failed, retrying":
+				tries, refused = append(tries, l.text), append(refused, l.text)
+			case strings.HasPrefix(l.msg, "projection: commit refused by the store"):
+				tries, fenced = append(tries, l.text), append(fenced, l.text)
+			case l.msg == "committed" && l.next > lost[l.partition]:
+				tries, landed = append(tries, l.text), append(landed, l.text)
+			}
 		}
-		if strings.Contains(out, "lost=true") {
-			t.Log("the resumed reader learnt of its lost session before it tried to commit")
-			break
+		select {
+		case <-a.done:
+			a.done <- nil
+			exited = true
+		default:
 		}
-		require.True(t, time.Now().Before(deadline), "the resumed reader neither was refused nor lost its partitions; its log:\n%s", out)
-		time.Sleep(50 * time.Millisecond) // polling its log, bounded by the deadline
-	}
+		return len(tries) > 0 && (heard || exited)
+	})
+	t.Logf("the resumed reader tried %d commits for its lost partitions: %d ended by the server, %d fenced, %d landed (exited: %v)",
+		len(tries), len(refused), len(fenced), len(landed), exited)
+	assert.Empty(t, landed, "commits of the resumed reader landed for partitions it had lost")
 	stop()
 	w.awaitEnd(90 * time.Second)
 	w.checkInvariants("end")
