@@ -30,6 +30,10 @@ import (
 
 const projectionBatch = 500
 
+// benchFailures retries a store failure a few times (a bench run is long);
+// it costs nothing while the store does not fail.
+var benchFailures = provider.Failures{Retries: 3}
+
 type projectionResult struct {
 	Events, Partitions, Aggregates, BatchSize int
 	// Events/s of each run, in the order they ran (taking turns).
@@ -125,7 +129,7 @@ func projectionBench(ctx context.Context, cfg config, url string, seed func(labe
 		}
 		start := time.Now()
 		r, err := projection.New(projection.Config[pgx.Tx]{
-			Name: "bench-" + t, Provider: p, Store: store, Handler: benchHandlers(reg, t), BatchSize: projectionBatch,
+			Name: "bench-" + t, Provider: p, Store: store, Handler: benchHandlers(reg, t), BatchSize: projectionBatch, Failures: benchFailures,
 		})
 		if err != nil {
 			return nil, err
@@ -144,7 +148,7 @@ func projectionBench(ctx context.Context, cfg config, url string, seed func(labe
 		return nil, err
 	}
 	lr, err := projection.New(projection.Config[pgx.Tx]{
-		Name: "bench-live", Provider: p, Store: store, Handler: benchHandlers(reg, live), BatchSize: projectionBatch, Mode: provider.ReplayThenFollow,
+		Name: "bench-live", Provider: p, Store: store, Handler: benchHandlers(reg, live), BatchSize: projectionBatch, Failures: benchFailures, Mode: provider.ReplayThenFollow,
 	})
 	if err != nil {
 		return nil, err
@@ -175,7 +179,7 @@ func projectionBench(ctx context.Context, cfg config, url string, seed func(labe
 	}
 	start := time.Now()
 	rb, err := projection.New(projection.Config[pgx.Tx]{
-		Name: "bench-rebuild", Provider: p, Store: store, Handler: benchHandlers(reg, rebuilt), BatchSize: projectionBatch, Mode: provider.ReplayThenFollow,
+		Name: "bench-rebuild", Provider: p, Store: store, Handler: benchHandlers(reg, rebuilt), BatchSize: projectionBatch, Failures: benchFailures, Mode: provider.ReplayThenFollow,
 	})
 	if err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ type StoreError struct {
 }
 
 func (e *StoreError) Error() string {
-	return fmt.Sprintf("projection %s: partition %d offset %d: store failed %d times: %v",
+	return fmt.Sprintf("projection %s: partition %d offset %d: store failed (%d attempts): %v",
 		e.Projection, e.Partition, e.Offset, e.Attempts, e.Err)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -126,10 +127,15 @@ func runDatabase(ctx context.Context, c dbConfig, p provider.Provider, failures 
 		return err
 	}
 	rd := &dbReader{cfg: c, pool: pool, store: store, runner: runner, log: log}
-	srv := &http.Server{Addr: addr, Handler: rd.routes(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: rd.routes(), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
 	served := make(chan error, 1)
-	go func() { served <- srv.ListenAndServe() }()
-	log.Info("projecting users into PostgreSQL", "projection", c.name(), "table", c.table(), "group", c.group, "addr", addr)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+	log.Info("projecting users into PostgreSQL", "projection", c.name(), "table", c.table(), "group", c.group)
 	ran := make(chan error, 1)
 	go func() { ran <- runner.Run(ctx) }()
 	go func() {

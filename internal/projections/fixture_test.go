@@ -121,13 +121,26 @@ func (w *world) write(ctx context.Context, keys, n int) error {
 	return nil
 }
 
+// busy tells which partitions hold records.
+func (w *world) busy() map[int32]bool {
+	w.t.Helper()
+	ps, err := w.p.Partitions(w.t.Context())
+	require.NoError(w.t, err)
+	out := map[int32]bool{}
+	for _, p := range ps {
+		out[p.ID] = p.High > p.Low
+	}
+	return out
+}
+
 // load writes batches of 20 every 5 ms until the returned stop is called.
 func (w *world) load() (stop func()) {
 	ctx, cancel := context.WithCancel(w.t.Context())
 	done := make(chan error, 1)
 	go func() {
 		for ctx.Err() == nil {
-			if err := w.write(ctx, 40, 20); err != nil && ctx.Err() == nil {
+			// 240 aggregates: every partition gets some.
+			if err := w.write(ctx, 240, 20); err != nil && ctx.Err() == nil {
 				done <- err
 				return
 			}
