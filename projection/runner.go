@@ -9,10 +9,15 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 )
+
+// finishBound is how long a batch under way may take to finish once its
+// context has ended.
+const finishBound = 10 * time.Second
 
 // Progress is where one partition of a projection stands.
 type Progress struct {
@@ -240,7 +245,21 @@ func (r *Runner[Tx]) commit(ctx context.Context, moves []Move, apply func(contex
 	if apply == nil {
 		apply = func(context.Context, Tx) error { return nil }
 	}
-	err := r.cfg.Store.Commit(ctx, r.cfg.Name, moves, apply)
+	// A batch under way when ctx ends (its partition revoked, Run stopped)
+	// is finished, for at most finishBound, rather than abandoned half way:
+	// if another reader has claimed the partition meanwhile, the store
+	// refuses it. So a reader stopped inside a batch and resumed (SIGSTOP,
+	// a long pause) meets the fence instead of leaving unnoticed.
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, func() {
+		select {
+		case <-time.After(finishBound):
+			cancel()
+		case <-cctx.Done():
+		}
+	})()
+	err := r.cfg.Store.Commit(cctx, r.cfg.Name, moves, apply)
 	if errors.Is(err, ErrFenced) {
 		r.mu.Lock()
 		r.fenced++

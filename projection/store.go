@@ -89,8 +89,10 @@ type Move struct {
 type Store[Tx any] interface {
 	// Claim takes the partitions over for a reader (instance names it, for
 	// diagnostics only): each gets a new owner token, which fences every
-	// earlier owner's commits from now on, and its checkpoint. A Claim
-	// waits for a Commit in progress on those partitions to end.
+	// earlier owner's commits from now on, and its checkpoint. A Claim and
+	// a Commit of one partition are ordered: a Commit that checked the
+	// partition's checkpoint before the Claim ends before it, one that
+	// checks after is refused.
 	Claim(ctx context.Context, projection string, partitions []int32, instance string) ([]Claim, error)
 
 	// Commit runs apply in one transaction and moves the checkpoints in it:

@@ -74,11 +74,14 @@ func reader() error {
 	if err != nil {
 		return err
 	}
-	// A reader stopped inside a transaction holds its checkpoint row's
-	// lock: the server ends such a session after 3 s.
-	// application_name lets a test find the reader's sessions in
-	// pg_stat_activity.
-	db, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL")+"&idle_in_transaction_session_timeout=3000&application_name="+appName(os.Getenv("READER_INSTANCE")))
+	// A reader stopped inside a transaction holds the locks of the rows it
+	// wrote: the server ends such a session after 20 s (the paused
+	// readers are resumed before). application_name lets a test find the
+	// reader's sessions in pg_stat_activity.
+	db, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL")+"&idle_in_transaction_session_timeout=20000&application_name="+appName(os.Getenv("READER_INSTANCE"))+
+		// Spare sessions: a retry after the server ended one does not wait
+		// for a new connection.
+		"&pool_min_conns=4")
 	if err != nil {
 		return err
 	}

@@ -117,14 +117,22 @@ func (s *Store) Claim(ctx context.Context, name string, partitions []int32, inst
 	return out, nil
 }
 
-// Commit implements projection.Store: the moves' checks and updates first,
-// then apply, in one transaction.
+// Commit implements projection.Store: apply, then the moves' checks and
+// updates, in one transaction. The checkpoint rows are locked last, for the
+// one round trip before COMMIT: a reader stopped inside apply holds no lock
+// a claim waits for (only its rows, which the next owner's writes wait for).
 func (s *Store) Commit(ctx context.Context, name string, moves []projection.Move, apply func(context.Context, pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w: %w", projection.ErrStoreFailed, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it does nothing; a failed rollback ends the connection
+	if err := apply(ctx, tx); err != nil {
+		if broken(tx, err) {
+			return fmt.Errorf("postgres: transaction of %s broke in the handler: %w: %w", name, projection.ErrStoreFailed, err)
+		}
+		return err
+	}
 	for _, m := range moves {
 		tag, err := tx.Exec(ctx, s.update, name, m.Partition, m.Owner, m.From, m.To)
 		if err != nil {
@@ -133,12 +141,6 @@ func (s *Store) Commit(ctx context.Context, name string, moves []projection.Move
 		if tag.RowsAffected() != 1 {
 			return &projection.FencedError{Projection: name, Move: m}
 		}
-	}
-	if err := apply(ctx, tx); err != nil {
-		if broken(tx, err) {
-			return fmt.Errorf("postgres: transaction of %s broke in the handler: %w: %w", name, projection.ErrStoreFailed, err)
-		}
-		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit %s: %w: %w", name, projection.ErrStoreFailed, err)
