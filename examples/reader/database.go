@@ -74,8 +74,8 @@ func openDB(ctx context.Context, c dbConfig) (*pgxpool.Pool, *postgres.Store, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("READ_DATABASE_URL: %w", err)
 	}
-	// A reader stopped inside a transaction would hold its checkpoint's
-	// row lock, and the next owner's claim with it.
+	// A reader stopped inside a transaction would hold the rows it wrote,
+	// and the next owner's writes to them with it.
 	if _, ok := pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
 		pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "10000"
 	}

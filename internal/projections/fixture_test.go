@@ -274,22 +274,42 @@ func (w *world) awaitClaims(instance string, n int) {
 	}
 }
 
-// owned returns the checkpoints of the partitions instance claimed last.
-func (w *world) owned(instance string) map[int32]int64 {
+// claimRow is a checkpoint row: where the partition stands and who claimed
+// it last.
+type claimRow struct {
+	next     int64
+	instance string
+}
+
+// claimRows reads the projection's checkpoint rows (none before a reader
+// created the table).
+func (w *world) claimRows() map[int32]claimRow {
 	w.t.Helper()
-	out := map[int32]int64{}
-	rows, err := w.db.Query(w.t.Context(), `SELECT partition, next_offset FROM `+w.cps+` WHERE projection = 'users' AND instance = $1`, instance)
+	out := map[int32]claimRow{}
+	rows, err := w.db.Query(w.t.Context(), `SELECT partition, next_offset, instance FROM `+w.cps+` WHERE projection = 'users'`)
 	if err != nil {
 		requireTable(w.t, err)
 		return out
 	}
 	var p int32
-	var next int64
-	_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error {
-		out[p] = next
+	var c claimRow
+	_, err = pgx.ForEachRow(rows, []any{&p, &c.next, &c.instance}, func() error {
+		out[p] = c
 		return nil
 	})
 	requireTable(w.t, err)
+	return out
+}
+
+// owned returns the checkpoints of the partitions instance claimed last.
+func (w *world) owned(instance string) map[int32]int64 {
+	w.t.Helper()
+	out := map[int32]int64{}
+	for p, c := range w.claimRows() {
+		if c.instance == instance {
+			out[p] = c.next
+		}
+	}
 	return out
 }
 
@@ -356,18 +376,9 @@ func (w *world) await(what string, cond func() bool) {
 func (w *world) ownerOf() map[int32]string {
 	w.t.Helper()
 	out := map[int32]string{}
-	rows, err := w.db.Query(w.t.Context(), `SELECT partition, instance FROM `+w.cps+` WHERE projection = 'users'`)
-	if err != nil {
-		requireTable(w.t, err)
-		return out
+	for p, c := range w.claimRows() {
+		out[p] = c.instance
 	}
-	var p int32
-	var instance string
-	_, err = pgx.ForEachRow(rows, []any{&p, &instance}, func() error {
-		out[p] = instance
-		return nil
-	})
-	requireTable(w.t, err)
 	return out
 }
 
