@@ -302,6 +302,17 @@ func writeCSV(path string, rep report) error {
 			row("snapshot commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms))
 		}
 	}
+	if r := rep.Projection; r != nil {
+		for i := range r.Bare {
+			row("projection", fmt.Sprintf("bare loop, run %d", i+1), itoa(r.Events), f64(r.Bare[i]), "", f64(float64(r.Events)/r.Bare[i]))
+			row("projection", fmt.Sprintf("runner, run %d", i+1), itoa(r.Events), f64(r.Runner[i]), "", f64(float64(r.Events)/r.Runner[i]))
+		}
+		row("projection", "rebuild", i64(r.RebuildEvents), f64(float64(r.RebuildEvents)/r.RebuildS), "", f64(r.RebuildS))
+		for _, l := range r.Lags {
+			// events_or_concurrency is the write rate; the rate column the mean lag.
+			row("projection lag", fmt.Sprintf("mean lag at %.0f written/s (p99 %.0f, max %.0f)", l.Written, l.P99, l.Max), f64(l.Written), f64(l.Mean))
+		}
+	}
 	w.Flush()
 	if err := w.Error(); err != nil {
 		f.Close()
