@@ -69,9 +69,12 @@ run: ## start Kafka if none answers (Docker, else docker/kafka-local, else in-me
 run-reader: ## the example reader (projection) on :4001, on the same Kafka as make run
 	@KAFKA_MODE=$(KAFKA_MODE) GO=$(GO) bash examples/run.sh reader
 
-bench: ## the benchmark harness: seeds its own topics, prints the tables, writes bench/results/ (starts Kafka if none answers)
+bench: ## the benchmark harness: seeds its own topics, prints the tables, writes bench/results/ (starts Kafka if none answers; a PostgreSQL for the projection section when DATABASE_URL is unset, stopped afterwards)
 	@if [ -z "$${KAFKA_BROKERS:-}" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$(KAFKA_PORT)") 2>/dev/null; then $(MAKE) --no-print-directory kafka-up; fi
-	KAFKA_BROKERS="$${KAFKA_BROKERS:-$(KAFKA_ADDR)}" $(GO) run ./bench $(BENCH_FLAGS)
+	@pg=0; url="$${DATABASE_URL:-}"; \
+	if [ -z "$$url" ]; then docker/postgres-local status || pg=1; url=$$(docker/postgres-local start | tail -n 1); fi; \
+	rc=0; KAFKA_BROKERS="$${KAFKA_BROKERS:-$(KAFKA_ADDR)}" DATABASE_URL="$$url" $(GO) run ./bench $(BENCH_FLAGS) || rc=$$?; \
+	if [ $$pg = 1 ]; then docker/postgres-local stop; fi; exit $$rc
 
 kafka-up: ## start a single-node Kafka on 127.0.0.1:$KAFKA_PORT, default 9092 (Docker if it answers, else docker/kafka-local)
 	@if [ "$(KAFKA_BACKEND)" = docker ]; then \

@@ -27,6 +27,9 @@ func TestQuickRun(t *testing.T) {
 		"Restart with snapshots", "Execute with snapshots", "Writer start: process start to /readyz 200"} {
 		assert.Contains(t, out.String(), want)
 	}
+	if os.Getenv("DATABASE_URL") != "" {
+		assert.Contains(t, out.String(), "Projection into PostgreSQL")
+	}
 	for _, f := range []string{"results.md", "results.csv", "scaling.png", "clients-restore.png", "clients-execute.png"} {
 		st, err := os.Stat(filepath.Join(cfg.out, f))
 		require.NoError(t, err)

@@ -10,7 +10,9 @@
 // instance joins or leaves and restores by 1, 2 and 3 instances at once, and
 // restarts with and without snapshots, with the cost of taking them on
 // Execute, and the example writer from its exec to /readyz 200 beside the
-// bare loop of each client from its exec (writer.go). It
+// bare loop of each client from its exec (writer.go), and a projection into
+// PostgreSQL beside a bare loop with the same statements, a rebuild and the
+// lag of a live projection (projection.go, with DATABASE_URL). It
 // seeds its own topics on KAFKA_BROKERS and deletes them and its groups
 // afterwards, prints a markdown table and writes results.md, results.csv and
 // scaling.png under -out.
@@ -218,7 +220,7 @@ func (cfg config) quickened() config {
 }
 
 // allSections are the measurements, in the order they run.
-var allSections = []string{"restore", "scaling", "commands", "takeover", "instances", "snapshots", "writer"}
+var allSections = []string{"restore", "scaling", "commands", "takeover", "instances", "snapshots", "writer", "projection"}
 
 func parseInts(s string) []int {
 	var out []int
@@ -337,6 +339,8 @@ type report struct {
 	SnapshotCommands *snapshotCommands
 
 	WriterStarts []writerStartResult
+
+	Projection *projectionResult
 
 	Notes []string // what went wrong without failing a measurement
 }
@@ -495,6 +499,13 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 			return topic, err
 		}
 		if rep.WriterStarts, err = writerStarts(ctx, cfg, seedTopic, group); err != nil {
+			return err
+		}
+	}
+	if cfg.sections["projection"] {
+		if url := os.Getenv("DATABASE_URL"); url == "" {
+			rep.Notes = append(rep.Notes, "projection: DATABASE_URL unset, no projection rows (make bench starts docker/postgres-local)")
+		} else if rep.Projection, err = projectionBench(ctx, cfg, url, seed); err != nil {
 			return err
 		}
 	}

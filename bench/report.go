@@ -218,6 +218,25 @@ func markdown(rep report) string {
 				p.Connecting, p.Joining, p.Joined, p.RestoreStarted, p.Restored, kcat)
 		}
 	}
+	if r := rep.Projection; r != nil {
+		fmt.Fprintf(&b, "\n### Projection into PostgreSQL (%d events, %d partitions, %d aggregates, batches of %d)\n\n", r.Events, r.Partitions, r.Aggregates, r.BatchSize)
+		b.WriteString("The runner (package projection, projection/postgres: claims, a checkpoint compare-and-set per batch, failure handling) against a bare loop with the same statements (an upsert per event and one of the partition's offset per batch, one transaction per batch), taking turns on one topic read with provider/franz; each run into a new table.\n\n")
+		b.WriteString("| | runs, events/s | median events/s |\n|---|---|---:|\n")
+		runs := func(xs []float64) string {
+			var out []string
+			for _, x := range xs {
+				out = append(out, fmt.Sprintf("%.0f", x))
+			}
+			return strings.Join(out, ", ")
+		}
+		fmt.Fprintf(&b, "| bare loop | %s | %.0f |\n| runner | %s | %.0f |\n", runs(r.Bare), median(r.Bare), runs(r.Runner), median(r.Runner))
+		fmt.Fprintf(&b, "\nRunner / bare loop: %.2f×.\n\n", r.ratio())
+		fmt.Fprintf(&b, "Rebuild: a new projection of the %d events into a new table, to caught up, beside the live projection following a writer at %.0f events/s: %.1f s.\n\n", r.RebuildEvents, r.RebuildWriteRate, r.RebuildS)
+		b.WriteString("Lag of the live projection (offsets between its checkpoints and the partitions' ends, every 100 ms):\n\n| written events/s | samples | mean | p99 | max | mean as time |\n|---:|---:|---:|---:|---:|---:|\n")
+		for _, l := range r.Lags {
+			fmt.Fprintf(&b, "| %.0f | %d | %.0f | %.0f | %.0f | %.0f ms |\n", l.Written, l.Samples, l.Mean, l.P99, l.Max, 1000*l.Mean/l.Written)
+		}
+	}
 	if len(rep.Notes) > 0 {
 		b.WriteString("\n### Notes\n\n")
 		for _, n := range rep.Notes {
@@ -296,6 +315,17 @@ func writeCSV(path string, rep report) error {
 	if c := rep.SnapshotCommands; c != nil {
 		for _, r := range []commandResult{c.Without, c.With} {
 			row("snapshot commands", r.Name, itoa(r.Concurrency), f64(r.opsPerSec()), "", f64(r.Seconds), "", "", f64(r.P50Ms), f64(r.P99Ms))
+		}
+	}
+	if r := rep.Projection; r != nil {
+		for i := range r.Bare {
+			row("projection", fmt.Sprintf("bare loop, run %d", i+1), itoa(r.Events), f64(r.Bare[i]), "", f64(float64(r.Events)/r.Bare[i]))
+			row("projection", fmt.Sprintf("runner, run %d", i+1), itoa(r.Events), f64(r.Runner[i]), "", f64(float64(r.Events)/r.Runner[i]))
+		}
+		row("projection", "rebuild", i64(r.RebuildEvents), f64(float64(r.RebuildEvents)/r.RebuildS), "", f64(r.RebuildS))
+		for _, l := range r.Lags {
+			// events_or_concurrency is the write rate; the rate column the mean lag.
+			row("projection lag", fmt.Sprintf("mean lag at %.0f written/s (p99 %.0f, max %.0f)", l.Written, l.P99, l.Max), f64(l.Written), f64(l.Mean))
 		}
 	}
 	w.Flush()

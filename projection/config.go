@@ -35,6 +35,10 @@ type Config[Tx any] struct {
 	// then a dead-letter topic or a stop naming partition and offset (see
 	// consume.Failures). The record's batch is then applied in parts, so
 	// that every record before it commits and the failed one runs alone.
+	// Its Retries, Backoff and MaxBackoff also bound how often a batch is
+	// tried again when the store fails (a lost connection, a failed
+	// COMMIT): never dead-lettered, such a failure stops the projection
+	// with a *StoreError once the retries are spent (see retry.go).
 	Failures consume.Failures
 	// Group, if set, makes the runner a member of this consumer group on
 	// Provider: the group's readers split the partitions, each claims the

@@ -12,7 +12,12 @@
 // [Runner.Progress], [Runner.Lag] and [Runner.CaughtUp]. A record the
 // handler fails on goes through consume.Failures (retries, then a
 // dead-letter topic or a stop naming partition and offset, the checkpoint
-// left before it). [Runner.WaitFor] waits, bounded, until given positions
+// left before it). A failure of the store itself (a lost connection, a
+// failed COMMIT, a deadlock: [ErrStoreFailed]) is no record's fault: the
+// batch is tried again with the same retries and back-off, after reading
+// whether the failed try landed, and then the projection stops with a
+// [StoreError] naming partition and checkpoint (retry.go says why the whole
+// reader stops). [Runner.WaitFor] waits, bounded, until given positions
 // are applied: read-your-writes for a client that wrote through a writer.
 //
 // Several readers share a projection through a consumer group

@@ -22,8 +22,8 @@ import (
 //     new owner token, larger than any before, and its checkpoint.
 //   - Every commit moves the checkpoint from what the reader last stored,
 //     and only if the owner token is still the reader's; the store checks
-//     both inside the transaction that writes the batch's rows, and the
-//     claim waits for a commit in progress on the row.
+//     both inside the transaction that writes the batch's rows, last, and
+//     a claim waits for a commit that has checked the row (its lock).
 //
 // So once a new owner has claimed a partition, every commit of the old one
 // fails with ErrFenced and none of its rows land, whatever the old one
@@ -53,7 +53,7 @@ func (r *Runner[Tx]) runGroup(outer context.Context) error {
 				continue
 			}
 			w.cancel()
-			<-w.done // its commit in progress has ended: the next owner's claim would wait for it anyway
+			<-w.done // its batch under way has ended (finished, within finishBound): the next owner's claim would wait for its commit anyway
 			r.mu.Lock()
 			delete(r.parts, p)
 			r.mu.Unlock()

@@ -9,11 +9,16 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 )
+
+// finishBound is how long a batch under way may take to finish once its
+// context has ended.
+const finishBound = 10 * time.Second
 
 // Progress is where one partition of a projection stands.
 type Progress struct {
@@ -45,6 +50,9 @@ type Runner[Tx any] struct {
 	changed  chan struct{} // closed and replaced at every commit
 	caughtUp chan struct{}
 	fenced   int // commits refused by the store
+	// storeFailures counts the store's failures (each retried or, the
+	// last, stopping the projection).
+	storeFailures int
 }
 
 // New validates cfg and returns its runner.
@@ -70,8 +78,11 @@ func New[Tx any](cfg Config[Tx]) (*Runner[Tx], error) {
 // end offsets at start are applied, when it returns nil). It returns the
 // first error that stops the projection: a record given up without a
 // dead-letter topic (an *event.RecordError naming partition and offset), a
-// store or provider failure, or, for a reader outside a group, an
-// ErrFenced when another reader claimed its partitions.
+// store that kept failing (a *StoreError naming partition and checkpoint,
+// after the retries of Config.Failures: see retry.go), a provider failure,
+// or, for a reader outside a group, an ErrFenced when another reader
+// claimed its partitions. In a group, any of these but ErrFenced stops the
+// whole reader, which leaves the group: its partitions move to the others.
 func (r *Runner[Tx]) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started {
@@ -97,9 +108,15 @@ func (r *Runner[Tx]) Run(ctx context.Context) error {
 // serve claims partitions and applies them until ctx ends (or the replay
 // does).
 func (r *Runner[Tx]) serve(ctx context.Context, ids []int32) error {
-	claims, err := r.cfg.Store.Claim(ctx, r.cfg.Name, ids, r.cfg.Instance)
+	var claims []Claim
+	err := r.retrying(ctx, ids[0], func(int) (err error) {
+		claims, err = r.cfg.Store.Claim(ctx, r.cfg.Name, ids, r.cfg.Instance)
+		return err
+	}, func(attempts int, err error) error {
+		return fmt.Errorf("projection %s: claim partitions %v: %d attempts: %w", r.cfg.Name, ids, attempts, err)
+	})
 	if err != nil {
-		return fmt.Errorf("projection %s: claim partitions %v: %w", r.cfg.Name, ids, err)
+		return err
 	}
 	ps, err := r.cfg.Provider.Partitions(ctx)
 	if err != nil {
@@ -124,6 +141,7 @@ func (r *Runner[Tx]) serve(ctx context.Context, ids []int32) error {
 		r.mu.Lock()
 		r.parts[c.Partition] = st
 		r.mu.Unlock()
+		r.log.Info("projection: partition claimed", "partition", c.Partition, "next", c.Next, "owner", c.Owner)
 	}
 	if len(live) > 0 {
 		// A Live projection's first start is where it begins for good: a
@@ -137,7 +155,7 @@ func (r *Runner[Tx]) serve(ctx context.Context, ids []int32) error {
 	if r.cfg.Mode == consume.Replay {
 		mode = consume.Replay
 	}
-	return consume.Stream(ctx, r.cfg.Provider, mode, opts, func(b provider.Batch) error { return r.apply(ctx, b) })
+	return consume.Stream(ctx, r.cfg.Provider, mode, opts, func(b provider.Batch) error { return r.applyRetrying(ctx, b) })
 }
 
 // apply commits a batch with its partition's checkpoint after it. When the
@@ -161,8 +179,8 @@ func (r *Runner[Tx]) apply(ctx context.Context, b provider.Batch) error {
 			}
 			return nil
 		})
-		if failed < 0 {
-			return err // nil, or the store's
+		if failed < 0 || errors.Is(err, ErrStoreFailed) {
+			return err // nil, or the store's (applyRetrying retries it)
 		}
 		if failed > 0 {
 			before := Move{Partition: b.Partition, Owner: st.Owner, From: st.Next, To: records[failed].Offset}
@@ -191,7 +209,7 @@ func (r *Runner[Tx]) applyOne(ctx context.Context, rec event.Record) error {
 			return handlerErr
 		})
 		switch {
-		case handlerErr != nil:
+		case handlerErr != nil && !errors.Is(err, ErrStoreFailed):
 			return handlerErr // for the Failures: retry, dead letter or stop
 		case err != nil:
 			storeErr = err // not the record's fault: never dead-letter it for this
@@ -228,16 +246,36 @@ func (r *Runner[Tx]) commit(ctx context.Context, moves []Move, apply func(contex
 	if apply == nil {
 		apply = func(context.Context, Tx) error { return nil }
 	}
-	err := r.cfg.Store.Commit(ctx, r.cfg.Name, moves, apply)
+	// A batch under way when ctx ends (its partition revoked, Run stopped)
+	// is finished, for at most finishBound, rather than abandoned half way:
+	// if another reader has claimed the partition meanwhile, the store
+	// refuses it. So a reader stopped inside a batch and resumed (SIGSTOP,
+	// a long pause) meets the fence instead of leaving unnoticed.
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, func() {
+		select {
+		case <-time.After(finishBound):
+			cancel()
+		case <-cctx.Done():
+		}
+	})()
+	err := r.cfg.Store.Commit(cctx, r.cfg.Name, moves, apply)
 	if errors.Is(err, ErrFenced) {
 		r.mu.Lock()
 		r.fenced++
 		r.mu.Unlock()
-		r.log.Warn("projection: commit refused by the store: another reader claimed the partition", "err", err)
+		r.log.Warn("projection: commit refused by the store: another reader claimed the partition", "partition", moves[0].Partition, "err", err)
 	}
 	if err != nil {
 		return err
 	}
+	r.moved(moves)
+	return nil
+}
+
+// moved records committed moves: the partitions' new checkpoints.
+func (r *Runner[Tx]) moved(moves []Move) {
 	r.mu.Lock()
 	var done []Progress
 	for _, m := range moves {
@@ -260,7 +298,6 @@ func (r *Runner[Tx]) commit(ctx context.Context, moves []Move, apply func(contex
 			r.cfg.OnBatch(p)
 		}
 	}
-	return nil
 }
 
 func (r *Runner[Tx]) progress(p int32) Progress {
@@ -317,6 +354,14 @@ func (r *Runner[Tx]) Fenced() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.fenced
+}
+
+// StoreFailures returns how many times the store failed (a lost
+// connection, a failed COMMIT): each is retried as Config.Failures says.
+func (r *Runner[Tx]) StoreFailures() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.storeFailures
 }
 
 // Lag returns, for each partition the reader serves, how many offsets lie

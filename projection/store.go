@@ -14,6 +14,35 @@ import (
 // commit was applied.
 var ErrFenced = errors.New("projection: checkpoint fenced: another reader owns the partition")
 
+// ErrStoreFailed marks an error of the store itself, not of the handler: its
+// connection broke, the server ended the transaction or refused it for a
+// passing reason (a deadlock, a serialization failure, a shutdown), or
+// COMMIT failed. A Store wraps the handler's error in it when the
+// transaction broke under the handler, so that the runner retries the batch
+// instead of counting the record as failed (and perhaps dead-lettering it).
+// The runner retries every store error but ErrFenced and ctx's; the
+// sentinel only tells it which handler errors are the store's.
+var ErrStoreFailed = errors.New("projection: store failed")
+
+// StoreError is what stops a projection whose store kept failing: its
+// partition, the offset of the partition's next record to apply (the
+// checkpoint, which stays there), and how many times the batch was tried.
+// It unwraps to the store's last error.
+type StoreError struct {
+	Projection string
+	Partition  int32
+	Offset     int64
+	Attempts   int
+	Err        error
+}
+
+func (e *StoreError) Error() string {
+	return fmt.Sprintf("projection %s: partition %d offset %d: store failed (%d attempts): %v",
+		e.Projection, e.Partition, e.Offset, e.Attempts, e.Err)
+}
+
+func (e *StoreError) Unwrap() error { return e.Err }
+
 // NoCheckpoint is a Claim's Next when nothing was ever committed for the
 // partition.
 const NoCheckpoint int64 = -1
@@ -60,16 +89,19 @@ type Move struct {
 type Store[Tx any] interface {
 	// Claim takes the partitions over for a reader (instance names it, for
 	// diagnostics only): each gets a new owner token, which fences every
-	// earlier owner's commits from now on, and its checkpoint. A Claim
-	// waits for a Commit in progress on those partitions to end.
+	// earlier owner's commits from now on, and its checkpoint. A Claim and
+	// a Commit of one partition are ordered: a Commit that checked the
+	// partition's checkpoint before the Claim ends before it, one that
+	// checks after is refused.
 	Claim(ctx context.Context, projection string, partitions []int32, instance string) ([]Claim, error)
 
 	// Commit runs apply in one transaction and moves the checkpoints in it:
 	// all of it is committed, or nothing. A Move whose partition's stored
 	// checkpoint is not From or whose owner token is not Owner fails the
 	// commit with a *FencedError. An error from apply rolls back and is
-	// returned as is. When Commit returns another error the outcome may be
-	// unknown (the connection broke during COMMIT); the next Claim reads
+	// returned as is, wrapped in ErrStoreFailed when the transaction broke
+	// under it. When Commit returns another error the outcome may be
+	// unknown (the connection broke during COMMIT); Checkpoints then reads
 	// what holds.
 	Commit(ctx context.Context, projection string, moves []Move, apply func(ctx context.Context, tx Tx) error) error
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -74,8 +75,8 @@ func openDB(ctx context.Context, c dbConfig) (*pgxpool.Pool, *postgres.Store, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("READ_DATABASE_URL: %w", err)
 	}
-	// A reader stopped inside a transaction would hold its checkpoint's
-	// row lock, and the next owner's claim with it.
+	// A reader stopped inside a transaction would hold the rows it wrote,
+	// and the next owner's writes to them with it.
 	if _, ok := pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
 		pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "10000"
 	}
@@ -127,10 +128,15 @@ func runDatabase(ctx context.Context, c dbConfig, p provider.Provider, failures 
 		return err
 	}
 	rd := &dbReader{cfg: c, pool: pool, store: store, runner: runner, log: log}
-	srv := &http.Server{Addr: addr, Handler: rd.routes(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: rd.routes(), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
 	served := make(chan error, 1)
-	go func() { served <- srv.ListenAndServe() }()
-	log.Info("projecting users into PostgreSQL", "projection", c.name(), "table", c.table(), "group", c.group, "addr", addr)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+	log.Info("projecting users into PostgreSQL", "projection", c.name(), "table", c.table(), "group", c.group)
 	ran := make(chan error, 1)
 	go func() { ran <- runner.Run(ctx) }()
 	go func() {

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )

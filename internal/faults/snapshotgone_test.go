@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	kafka "github.com/rehydrate/rehydrate/internal/kafkaclient"
+	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 	snapstore "github.com/rehydrate/rehydrate/snapshot"

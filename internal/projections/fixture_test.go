@@ -3,8 +3,10 @@ package projections_test
 import (
 	"context"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -119,13 +122,26 @@ func (w *world) write(ctx context.Context, keys, n int) error {
 	return nil
 }
 
+// busy tells which partitions hold records.
+func (w *world) busy() map[int32]bool {
+	w.t.Helper()
+	ps, err := w.p.Partitions(w.t.Context())
+	require.NoError(w.t, err)
+	out := map[int32]bool{}
+	for _, p := range ps {
+		out[p.ID] = p.High > p.Low
+	}
+	return out
+}
+
 // load writes batches of 20 every 5 ms until the returned stop is called.
 func (w *world) load() (stop func()) {
 	ctx, cancel := context.WithCancel(w.t.Context())
 	done := make(chan error, 1)
 	go func() {
 		for ctx.Err() == nil {
-			if err := w.write(ctx, 40, 20); err != nil && ctx.Err() == nil {
+			// 240 aggregates: every partition gets some.
+			if err := w.write(ctx, 240, 20); err != nil && ctx.Err() == nil {
 				done <- err
 				return
 			}
@@ -257,4 +273,122 @@ func (w *world) awaitClaims(instance string, n int) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling the database, bounded by the deadline
 	}
+}
+
+// claimRow is a checkpoint row: where the partition stands and who claimed
+// it last.
+type claimRow struct {
+	next     int64
+	instance string
+}
+
+// claimRows reads the projection's checkpoint rows (none before a reader
+// created the table).
+func (w *world) claimRows() map[int32]claimRow {
+	w.t.Helper()
+	out := map[int32]claimRow{}
+	rows, err := w.db.Query(w.t.Context(), `SELECT partition, next_offset, instance FROM `+w.cps+` WHERE projection = 'users'`)
+	if err != nil {
+		requireTable(w.t, err)
+		return out
+	}
+	var p int32
+	var c claimRow
+	_, err = pgx.ForEachRow(rows, []any{&p, &c.next, &c.instance}, func() error {
+		out[p] = c
+		return nil
+	})
+	requireTable(w.t, err)
+	return out
+}
+
+// owned returns the checkpoints of the partitions instance claimed last.
+func (w *world) owned(instance string) map[int32]int64 {
+	w.t.Helper()
+	out := map[int32]int64{}
+	for p, c := range w.claimRows() {
+		if c.instance == instance {
+			out[p] = c.next
+		}
+	}
+	return out
+}
+
+// sessionStates returns the states (pg_stat_activity) of the database
+// sessions of a reader.
+func (w *world) sessionStates(instance string) []string {
+	w.t.Helper()
+	rows, err := w.db.Query(w.t.Context(), `SELECT coalesce(state, '') FROM pg_stat_activity WHERE application_name = $1`, appName(instance))
+	require.NoError(w.t, err)
+	states, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(w.t, err)
+	return states
+}
+
+// logLine is one line of a reader's log (slog's text format), its
+// message and its partition attribute (-1 when it has none).
+type logLine struct {
+	msg       string
+	partition int32
+	next      int64
+	text      string
+}
+
+var logAttr = regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*"|\S+)`)
+
+func parseLog(out string) []logLine {
+	var lines []logLine
+	for _, text := range strings.Split(out, "\n") {
+		l := logLine{partition: -1, next: -1, text: text}
+		for _, m := range logAttr.FindAllStringSubmatch(text, -1) {
+			v := strings.Trim(m[2], `"`)
+			switch m[1] {
+			case "msg":
+				l.msg = v
+			case "partition":
+				if n, err := strconv.ParseInt(v, 10, 32); err == nil {
+					l.partition = int32(n)
+				}
+			case "next":
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					l.next = n
+				}
+			}
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// await polls cond (it may query the database) until it holds, for at most
+// 60 s.
+func (w *world) await(what string, cond func() bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("after 60 s: %s: not yet", what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling, bounded by the deadline
+	}
+}
+
+// ownerOf returns the reader that claimed each partition last.
+func (w *world) ownerOf() map[int32]string {
+	w.t.Helper()
+	out := map[int32]string{}
+	for p, c := range w.claimRows() {
+		out[p] = c.instance
+	}
+	return out
+}
+
+// requireTable fails on err unless it says the checkpoint table does not
+// exist yet (no reader has started).
+func requireTable(t testing.TB, err error) {
+	t.Helper()
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "42P01" {
+		return
+	}
+	require.NoError(t, err)
 }

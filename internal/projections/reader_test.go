@@ -74,9 +74,14 @@ func reader() error {
 	if err != nil {
 		return err
 	}
-	// A reader stopped inside a transaction holds its checkpoint row's
-	// lock: the server ends such a session after 3 s.
-	db, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL")+"&idle_in_transaction_session_timeout=3000")
+	// A reader stopped inside a transaction holds the locks of the rows it
+	// wrote: the server ends such a session after 20 s (the paused
+	// readers are resumed before). application_name lets a test find the
+	// reader's sessions in pg_stat_activity.
+	db, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL")+"&idle_in_transaction_session_timeout=20000&application_name="+appName(os.Getenv("READER_INSTANCE"))+
+		// Spare sessions: a retry after the server ended one does not wait
+		// for a new connection.
+		"&pool_min_conns=4")
 	if err != nil {
 		return err
 	}
@@ -84,7 +89,9 @@ func reader() error {
 	if err != nil {
 		return err
 	}
-	var failures consume.Failures
+	// A store failure (the reader's transaction ended by the server while
+	// it was stopped) is retried: its retries meet the fence.
+	failures := consume.Failures{Retries: 3, Backoff: time.Millisecond}
 	if dl := os.Getenv("READER_DEAD_LETTER"); dl != "" {
 		dead, err := franz.New(kafkaconfig.Config{Brokers: brokers, Topic: dl, Timeout: 20 * time.Second})
 		if err != nil {
@@ -96,12 +103,17 @@ func reader() error {
 		Name: "users", Provider: p, Store: store, Handler: handlers(registry(), os.Getenv("READER_TABLE")),
 		Mode: consume.ReplayThenFollow, BatchSize: 50, Failures: failures,
 		Group: os.Getenv("READER_GROUP"), Instance: os.Getenv("READER_INSTANCE"), Logger: log,
+		// Each commit, for the tests that check which ones landed.
+		OnBatch: func(p projection.Progress) { log.Info("committed", "partition", p.Partition, "next", p.Next) },
 	})
 	if err != nil {
 		return err
 	}
 	return r.Run(ctx)
 }
+
+// appName is the application_name of a reader's database sessions.
+func appName(instance string) string { return "reader-" + instance }
 
 // proc is a reader process started by a test.
 type proc struct {

@@ -26,20 +26,23 @@
 //	    PRIMARY KEY (projection, partition)
 //	)
 //
-// A commit first runs, for each partition of the batch,
+// A commit runs the handler's statements, then, for each partition of the
+// batch,
 //
 //	UPDATE rehydrate_checkpoints SET next_offset = $to, updated_at = now()
 //	WHERE projection = $1 AND partition = $2 AND owner = $owner AND next_offset = $from
 //
 // and refuses the transaction (projection.ErrFenced) unless it changed one
-// row; then the handler's statements run in the same transaction, then
-// COMMIT. The UPDATE holds the row's lock until the transaction ends, and a
-// claim (INSERT … ON CONFLICT DO UPDATE SET owner = owner + 1) waits for it:
-// a claim and a commit of one partition are ordered, and once a claim has
-// returned, no transaction of an earlier owner can commit.
+// row, then COMMIT. The UPDATE holds the row's lock until the transaction
+// ends, and a claim (INSERT … ON CONFLICT DO UPDATE SET owner = owner + 1)
+// waits for it: a claim and a commit of one partition are ordered, and once
+// a claim has returned, no transaction of an earlier owner can commit. The
+// checkpoint comes last so that its lock is held for one round trip only.
 //
-// A reader stopped (SIGSTOP, a long GC) inside a transaction holds that row
-// lock, and the next owner's claim waits for it. Set the server's
+// A reader stopped (SIGSTOP, a long GC) inside a transaction holds the locks
+// of the rows its handler wrote: the next owner's claim goes through, but
+// its writes to those rows wait. Resumed, the stopped reader finishes its
+// batch and its UPDATE is refused. Set the server's
 // idle_in_transaction_session_timeout (for the store's pool: the connection
 // string's idle_in_transaction_session_timeout=10000, in ms) to bound that
 // wait: the server then ends the stopped reader's session and its

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rehydrate/rehydrate/projection"
@@ -111,42 +112,69 @@ func (s *Store) Claim(ctx context.Context, name string, partitions []int32, inst
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claim %s %v: %w", name, partitions, err)
+		return nil, fmt.Errorf("postgres: claim %s %v: %w: %w", name, partitions, projection.ErrStoreFailed, err)
 	}
 	return out, nil
 }
 
-// Commit implements projection.Store: the moves' checks and updates first,
-// then apply, in one transaction.
+// Commit implements projection.Store: apply, then the moves' checks and
+// updates, in one transaction. The checkpoint rows are locked last, for the
+// one round trip before COMMIT: a reader stopped inside apply holds no lock
+// a claim waits for (only its rows, which the next owner's writes wait for).
 func (s *Store) Commit(ctx context.Context, name string, moves []projection.Move, apply func(context.Context, pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: begin: %w", err)
+		return fmt.Errorf("postgres: begin: %w: %w", projection.ErrStoreFailed, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it does nothing; a failed rollback ends the connection
+	if err := apply(ctx, tx); err != nil {
+		if broken(tx, err) {
+			return fmt.Errorf("postgres: transaction of %s broke in the handler: %w: %w", name, projection.ErrStoreFailed, err)
+		}
+		return err
+	}
 	for _, m := range moves {
 		tag, err := tx.Exec(ctx, s.update, name, m.Partition, m.Owner, m.From, m.To)
 		if err != nil {
-			return fmt.Errorf("postgres: move checkpoint of %s partition %d: %w", name, m.Partition, err)
+			return fmt.Errorf("postgres: move checkpoint of %s partition %d: %w: %w", name, m.Partition, projection.ErrStoreFailed, err)
 		}
 		if tag.RowsAffected() != 1 {
 			return &projection.FencedError{Projection: name, Move: m}
 		}
 	}
-	if err := apply(ctx, tx); err != nil {
-		return err
-	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit %s: %w", name, err)
+		return fmt.Errorf("postgres: commit %s: %w: %w", name, projection.ErrStoreFailed, err)
 	}
 	return nil
+}
+
+// broken tells whether the handler's error is the transaction's, not the
+// record's: the connection is gone, or the server ended or rolled back the
+// transaction for a reason that passes (SQLSTATE classes 08 connection
+// exception, 40 transaction rollback: deadlocks, serialization failures,
+// 53 insufficient resources, 57 operator intervention: shutdowns, and
+// 25P03, the idle-in-transaction timeout that ends a stopped reader's
+// session).
+func broken(tx pgx.Tx, err error) bool {
+	if tx.Conn().IsClosed() {
+		return true
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) != 5 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "08", "40", "53", "57":
+		return true
+	}
+	return pe.Code == "25P03"
 }
 
 // Checkpoints implements projection.Store.
 func (s *Store) Checkpoints(ctx context.Context, name string) (map[int32]int64, error) {
 	rows, err := s.pool.Query(ctx, s.read, name)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: checkpoints of %s: %w", name, err)
+		return nil, fmt.Errorf("postgres: checkpoints of %s: %w: %w", name, projection.ErrStoreFailed, err)
 	}
 	out := make(map[int32]int64)
 	var p int32
@@ -156,7 +184,7 @@ func (s *Store) Checkpoints(ctx context.Context, name string) (map[int32]int64, 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: checkpoints of %s: %w", name, err)
+		return nil, fmt.Errorf("postgres: checkpoints of %s: %w: %w", name, projection.ErrStoreFailed, err)
 	}
 	return out, nil
 }

@@ -279,3 +279,60 @@ func TestNewConcurrently(t *testing.T) {
 		require.NoError(t, <-errc)
 	}
 }
+
+// TestLostConnectionIsRetried ends the projection's database session (as a
+// restart or a failover of the server does) in the middle of three batches:
+// each batch is tried again on a new connection, the failure is the
+// store's (not counted against the record, nothing dead-lettered), and
+// every event lands once.
+func TestLostConnectionIsRetried(t *testing.T) {
+	f := newFixture(t)
+	cfg, err := pgxpool.ParseConfig(os.Getenv("DATABASE_URL"))
+	require.NoError(t, err)
+	victim := "victim_" + f.table
+	cfg.ConnConfig.RuntimeParams["application_name"] = victim
+	vpool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(vpool.Close)
+	store, err := postgres.New(t.Context(), vpool, postgres.WithTable("checkpoints_"+strings.TrimPrefix(f.table, "rows_")))
+	require.NoError(t, err)
+
+	p, err := memory.New(4)
+	require.NoError(t, err)
+	dead, err := memory.New(1)
+	require.NoError(t, err)
+	model := map[string]int{}
+	appendEvents(t, p, f.reg, 50, 2000, model)
+	calls, kills := 0, 0
+	h := f.handlers(t, f.table, func(*event.Envelope) error {
+		calls++
+		if kills < 3 && calls%600 == 300 {
+			// Ends the session of the transaction this handler runs in;
+			// waits until it is gone.
+			var ended int
+			// (OFFSET 0 keeps the filter before the call.)
+			require.NoError(t, f.pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))
+				FROM (SELECT pid FROM pg_stat_activity WHERE application_name = $1 OFFSET 0) s`, victim).Scan(&ended))
+			require.Positive(t, ended)
+			kills++
+		}
+		return nil
+	})
+	recordRetries := 0
+	r, err := projection.New(projection.Config[pgx.Tx]{
+		Name: "users", Provider: p, Store: store, Handler: h, BatchSize: 100,
+		Failures: consume.Failures{Retries: 2, Backoff: time.Millisecond, DeadLetter: dead,
+			OnRetry: func(event.Record, error) { recordRetries++ }},
+	})
+	require.NoError(t, err)
+	require.NoError(t, r.Run(t.Context()))
+	assert.Equal(t, want(model), f.rows(t, f.table), "every event once")
+	assert.Equal(t, 3, kills)
+	// At least one store failure per kill: an idle connection of the pool
+	// ended with it fails its next transaction too.
+	assert.GreaterOrEqual(t, r.StoreFailures(), kills, "each lost session is a store failure, retried")
+	assert.Zero(t, recordRetries, "no record was retried for the store's failure")
+	ps, err := dead.Partitions(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, ps[0].Low, ps[0].High, "nothing dead-lettered")
+}
