@@ -116,7 +116,7 @@ func markdown(rep report) string {
 		}
 		b.WriteString("\nWhere a fenced transaction's time goes, from the lanes' own timings (kafkagroup.TxnCommittedMsg), means per committed transaction: " +
 			"queued is an append's wait from its queueing to its transaction's begin; produce includes the partitions' registration; " +
-			fmt.Sprintf("slow produce is the share of transactions whose produce took over %v (the broker's 20 ms CONCURRENT_TRANSACTIONS retry).\n\n", slowProduce))
+			fmt.Sprintf("slow produce is the share of transactions whose produce took over %v (long enough for the broker's 20 ms CONCURRENT_TRANSACTIONS retry, or for a thread descheduled on a loaded machine).\n\n", slowProduce))
 		b.WriteString("| client | concurrency | transactions | appends per transaction | queued ms | produce ms | send offsets ms | commit ms | slow produce |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, client := range []string{"confluent", "franz"} {
