@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
@@ -119,6 +122,26 @@ func (c *cluster) topic(partitions int, timeout time.Duration) kafka.Config {
 	return cfg
 }
 
+// writer returns a restored repository on cfg's topic of n partitions,
+// which when group is a group's only member, serving every partition.
+func (c *cluster) writer(t *testing.T, cfg kafka.Config, group bool, n int) *repository.Repository[rt.Account] {
+	var opts []repository.Option
+	if group {
+		c.ensureCoordinators()
+		opts = append(opts, repository.WithGroup(repository.Group{Name: cfg.Topic, Instance: "a"}))
+	}
+	r := rt.NewRepository(t, open(t, cfg), opts...)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err := r.Restore(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	if group {
+		waitFor(t, "the member to serve every partition", time.Minute, func() bool { return len(r.Owned()) == n })
+	}
+	return r
+}
+
 func open(t *testing.T, cfg kafka.Config) *kafka.Provider {
 	p, err := kafka.New(cfg)
 	require.NoError(t, err)
@@ -184,6 +207,7 @@ func verify(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Accou
 		_, err := live.Execute(ctx, id, func(rt.Account) ([]any, error) { return nil, nil })
 		require.NoError(t, err, "resolving %s", id)
 	}
+	awaitMarkers(t, cfg)
 	p := open(t, cfg)
 	lost := l.CheckLog(t, p)
 	l.Check(t, live)
@@ -199,6 +223,34 @@ func verify(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Accou
 		assert.Equal(t, want, got, "%s", id)
 	}
 	t.Logf("RESULT %s: acknowledged=%d unknown=%d failed=%d lost=%d", t.Name(), l.Acknowledged(), l.Unknown(), l.Failed(), lost)
+}
+
+// awaitMarkers waits until every partition of cfg's topic has its last
+// stable offset at its end: the commit markers of a group member's last
+// transactions are written just after it acknowledged them, and a
+// read_committed reader sees them only then.
+func awaitMarkers(t *testing.T, cfg kafka.Config) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(cfg.Brokers, ",")...))
+	require.NoError(t, err)
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	waitFor(t, "every transaction's markers", 30*time.Second, func() bool {
+		ends, err := adm.ListEndOffsets(t.Context(), cfg.Topic)
+		if err != nil {
+			return false
+		}
+		stable, err := adm.ListCommittedOffsets(t.Context(), cfg.Topic)
+		if err != nil {
+			return false
+		}
+		same := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if so, ok := stable.Lookup(o.Topic, o.Partition); !ok || so.Offset != o.Offset {
+				same = false
+			}
+		})
+		return same
+	})
 }
 
 func TestKillLeaderDuringBurst(t *testing.T) {

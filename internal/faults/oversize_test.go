@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	crand "crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -45,20 +44,7 @@ func TestOversizeRecordIsRefused(t *testing.T) {
 				Partitions: 3, ReplicationFactor: 3,
 				Config: map[string]string{"min.insync.replicas": "2", "max.message.bytes": "65536"},
 			}))
-			var opts []repository.Option
-			if group {
-				c.ensureCoordinators()
-				opts = append(opts, repository.WithGroup(repository.Group{Name: cfg.Topic, Instance: "a"}))
-			}
-			r := rt.NewRepository(t, open(t, cfg), opts...)
-			rctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-			_, err := r.Restore(rctx)
-			cancel()
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = r.Close() })
-			if group {
-				waitFor(t, "the member to serve every partition", time.Minute, func() bool { return len(r.Owned()) == 3 })
-			}
+			r := c.writer(t, cfg, group, 3)
 			var l rt.Ledger
 			ids := createAccounts(t, r, 16, &l)
 			for _, id := range ids {

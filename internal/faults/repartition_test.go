@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -30,20 +29,7 @@ func TestPartitionsAddedAtRuntimeAndAcrossARestart(t *testing.T) {
 		t.Run(map[bool]string{false: "plain", true: "group"}[group], func(t *testing.T) {
 			cfg := c.topic(3, 10*time.Second)
 			cfg.Properties = map[string]string{"topic.metadata.refresh.interval.ms": "1000"}
-			var opts []repository.Option
-			if group {
-				c.ensureCoordinators()
-				opts = append(opts, repository.WithGroup(repository.Group{Name: cfg.Topic, Instance: "a"}))
-			}
-			r := rt.NewRepository(t, open(t, cfg), opts...)
-			rctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-			_, err := r.Restore(rctx)
-			cancel()
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = r.Close() })
-			if group {
-				waitFor(t, "the member to serve every partition", time.Minute, func() bool { return len(r.Owned()) == 3 })
-			}
+			r := c.writer(t, cfg, group, 3)
 			var l rt.Ledger
 			ids := createAccounts(t, r, 30, &l)
 
@@ -77,6 +63,7 @@ func TestPartitionsAddedAtRuntimeAndAcrossARestart(t *testing.T) {
 			require.NoError(t, r.Close())
 
 			// Nothing acknowledged is lost from the log.
+			awaitMarkers(t, cfg)
 			p := open(t, cfg)
 			lost := l.CheckLog(t, p)
 			assert.Zero(t, lost)
