@@ -1,3 +1,5 @@
+//go:build cgo
+
 package main
 
 // Where a fenced transaction's time goes: the lanes log a Debug record per
