@@ -32,6 +32,10 @@ import (
 // does not run transactions v2 (KIP-890 part 2), where TxnOffsetCommit v5
 // adds the group to the transaction itself.
 
+// txnMetadataMinAge bounds how long a transactional client's retried
+// produce waits for the metadata update kgo makes it wait for.
+const txnMetadataMinAge = 50 * time.Millisecond
+
 // lanesClient is the member's kafkagroup.Client.
 type lanesClient struct{ m *member }
 
@@ -68,6 +72,13 @@ func (c lanesClient) NewProducer(ctx context.Context, txid string) (kafkagroup.P
 		// commit's markers still being written) waits this: the default
 		// 100 ms caps back-to-back transactions near 10/s.
 		kgo.RetryBackoffFn(func(int) time.Duration { return 5 * time.Millisecond }),
+		// A produce the broker answers CONCURRENT_TRANSACTIONS (on
+		// Kafka 4 with transactions v2: the previous transaction's
+		// markers still being written) is retried only after a metadata
+		// update, and kgo spaces those by this minimum age: at its
+		// default 5 s such a transaction stalled 5 s. Updates are asked
+		// for only on errors; the periodic refresh stays at MetadataMaxAge.
+		kgo.MetadataMinAge(txnMetadataMinAge),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
