@@ -23,7 +23,7 @@ import (
 	"github.com/rehydrate/rehydrate/repository"
 )
 
-// faulty is a memory provider whose appends fail with err while it is set:
+// faulty is a memory provider whose appends (both ways) fail with err while it is set:
 // the failures a black-box test cannot produce on demand.
 type faulty struct {
 	*memory.Provider
@@ -35,6 +35,15 @@ func (f *faulty) Append(ctx context.Context, recs []event.Record) ([]provider.Po
 		return nil, *err
 	}
 	return f.Provider.Append(ctx, recs)
+}
+
+// AppendPartition fails as Append does: a plain repository appends through
+// it when its provider has it (memory's does).
+func (f *faulty) AppendPartition(ctx context.Context, partition int32, recs []event.Record) ([]provider.Position, error) {
+	if err := f.err.Load(); err != nil {
+		return nil, *err
+	}
+	return f.Provider.AppendPartition(ctx, partition, recs)
 }
 
 func (f *faulty) failWith(err error) { f.err.Store(&err) }
