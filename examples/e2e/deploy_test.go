@@ -259,7 +259,16 @@ func (l *fleetLoad) put(rng *rand.Rand, id, body string) (status int, resp []byt
 	ws := l.writers
 	l.mu.Unlock()
 	w = ws[rng.IntN(len(ws))]
+	l.mu.Lock()
+	if l.pending == nil {
+		l.pending = make(map[*service]int)
+	}
+	l.pending[w]++
+	l.mu.Unlock()
 	status, b, err := w.call(http.MethodPut, "/users/"+id, body, nil)
+	l.mu.Lock()
+	l.pending[w]--
+	l.mu.Unlock()
 	return status, b, w, w.url, err
 }
 

@@ -77,9 +77,10 @@ type fleetLoad struct {
 	acks    map[string]map[uint64][2]string // id → version → names acknowledged
 	seq     atomic.Int64
 	ok      atomic.Int64
-	refused atomic.Int64   // 503: not served here now, nothing changed
-	why     map[string]int // 503 bodies, counted
-	calls   []call         // every request, in the order they ended
+	refused atomic.Int64     // 503: not served here now, nothing changed
+	why     map[string]int   // 503 bodies, counted
+	calls   []call           // every request, in the order they ended
+	pending map[*service]int // requests sent to a writer and not answered yet
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -111,6 +112,13 @@ func (l *fleetLoad) callsTo(w *service, ok func(call) bool) []call {
 
 func newFleetLoad(t *testing.T, ids []string, writers ...*service) *fleetLoad {
 	return &fleetLoad{t: t, ids: ids, writers: writers, acks: map[string]map[uint64][2]string{}, why: map[string]int{}, stop: make(chan struct{})}
+}
+
+// pendingAt is the number of requests sent to w not answered yet.
+func (l *fleetLoad) pendingAt(w *service) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pending[w]
 }
 
 func (l *fleetLoad) setWriters(ws ...*service) {
@@ -339,8 +347,19 @@ func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 	eventually(t, "updates acknowledged by both writers", func() (bool, string) {
 		return load.ok.Load() > 300, fmt.Sprint(load.ok.Load())
 	})
-	paused := time.Now()
-	require.NoError(t, a.signal(syscall.SIGSTOP))
+	// Paused with a request in flight, so that the zombie gets tried: on a
+	// loaded machine none may be at a given moment. A pause without one is
+	// undone at once, well within the session timeout.
+	var paused time.Time
+	eventually(t, "a paused with a request in flight", func() (bool, string) {
+		paused = time.Now()
+		require.NoError(t, a.signal(syscall.SIGSTOP))
+		if load.pendingAt(a) > 0 {
+			return true, ""
+		}
+		require.NoError(t, a.signal(syscall.SIGCONT))
+		return false, "no request in flight to a"
+	})
 	load.setWriters(b) // a's clients hang until it resumes
 	b.waitServing(6)
 	t.Logf("b serves every partition %v after a was paused", time.Since(paused).Round(100*time.Millisecond))
