@@ -88,7 +88,9 @@
 //     partition before provider.Member.AwaitStable returns, which waits
 //     for every transaction of a previous owner to be committed or
 //     aborted; so the new owner's restore ends after the late commit and
-//     includes it, and the new owner's versions follow it.
+//     includes it, and the new owner's versions follow it. A dead
+//     owner's open transaction is not waited out: the new owner fences
+//     its producers, which aborts it.
 //
 // Transactional producer ids belong to instances (and their lanes: a
 // member may run several transactions at once, each checked on its own),

@@ -115,12 +115,10 @@ func TestMeasureFleet(t *testing.T) {
 	report("leave_off_stop_and_restart_until_spread", time.Since(stopped))
 	load.setWriters(a, b, c)
 
-	// One of three killed and not restarted: every user writable again
-	// through the survivors.
+	// One of three killed under load and not restarted: every user
+	// writable again through the survivors.
 	waitAcks(t, load, load.ok.Load()+100)
-	load.setWriters(b, c)
-	a.kill9()
-	killed = time.Now()
+	killed = load.kill9InFlight(a, b, c)
 	waitSpread(t, partitions, b, c)
 	report("kill9_one_of_three_until_survivors_serve", time.Since(killed))
 	waitAcks(t, load, load.ok.Load()+100)

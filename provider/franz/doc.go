@@ -106,7 +106,9 @@
 //   - The takeover: AwaitStable sends OffsetFetch with require_stable (the
 //     coordinator answers UNSTABLE_OFFSET_COMMIT while a transaction has
 //     offsets pending), then waits until the last stable offsets reach the
-//     committed offsets.
+//     committed offsets and the ends of the partitions; a dead instance's
+//     transaction left open there is aborted by fencing its transactional
+//     ids after kafkagroup.FenceAfter (package kafkagroup, "The takeover").
 //   - An unknown commit outcome (EndTransaction failed and the abort too)
 //     marks the partitions unsettled and replaces the lane's client; its
 //     InitProducerID under the same transactional id completes or aborts

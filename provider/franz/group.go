@@ -280,25 +280,60 @@ func (m *member) metadata() (kafkagroup.Metadata, error) {
 // reach them (the coordinator writes the commit markers of the offsets and
 // of the records separately).
 func (m *member) AwaitStable(ctx context.Context, partitions []int32) error {
-	return m.own.AwaitStable(ctx, partitions, func(ctx context.Context) (bool, error) { return m.stable(ctx, partitions) })
+	return m.own.AwaitStable(ctx, partitions, func(ctx context.Context) (bool, error) { return m.stable(ctx, partitions) },
+		kafkagroup.MemberLeavers(lanesClient{m}, m.cfg, m.p.cfg, m.committedBy, m.describe, m.log))
+}
+
+// committedBy returns the metadata of the group's last committed offsets of
+// ids, read without require_stable: the transactional id of the client
+// that committed each (txnClient.sendOffsets), for kafkagroup.Leavers.
+func (m *member) committedBy(ctx context.Context, ids []int32) (map[int32]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
+	defer cancel()
+	resp, err := m.fetchOffsets(ctx, ids, false)
+	if err != nil {
+		return nil, err
+	}
+	by := make(map[int32]string)
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return nil, fmt.Errorf("partition %d: %w", rp.Partition, err)
+			}
+			if rp.Metadata != nil && *rp.Metadata != "" {
+				by[rp.Partition] = *rp.Metadata
+			}
+		}
+	}
+	return by, nil
+}
+
+// fetchOffsets sends OffsetFetch of ids for the member's group (with
+// require_stable: stable).
+func (m *member) fetchOffsets(ctx context.Context, ids []int32, stable bool) (*kmsg.OffsetFetchResponse, error) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = m.cfg.Group
+	req.RequireStable = stable
+	t := kmsg.NewOffsetFetchRequestTopic()
+	t.Topic = m.topic
+	t.Partitions = ids
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, m.p.cl)
+	if err != nil {
+		return nil, err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, err // UNSTABLE_OFFSET_COMMIT among others
+	}
+	return resp, nil
 }
 
 // stable reports whether partitions are stable now.
 func (m *member) stable(ctx context.Context, partitions []int32) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
-	req := kmsg.NewPtrOffsetFetchRequest()
-	req.Group = m.cfg.Group
-	req.RequireStable = true
-	t := kmsg.NewOffsetFetchRequestTopic()
-	t.Topic = m.topic
-	t.Partitions = partitions
-	req.Topics = append(req.Topics, t)
-	resp, err := req.RequestWith(ctx, m.p.cl)
+	resp, err := m.fetchOffsets(ctx, partitions, true)
 	if err != nil {
-		return false, err
-	}
-	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 		return false, err // UNSTABLE_OFFSET_COMMIT among others: ask again
 	}
 	committed := make(map[int32]int64)
@@ -312,7 +347,7 @@ func (m *member) stable(ctx context.Context, partitions []int32) (bool, error) {
 			}
 		}
 	}
-	return m.own.Stable(ctx, committed, m.offsets(m.p.admin.ListCommittedOffsets), m.offsets(m.p.admin.ListEndOffsets), m.log)
+	return m.own.Stable(ctx, partitions, committed, m.offsets(m.p.admin.ListCommittedOffsets), m.offsets(m.p.admin.ListEndOffsets), m.log)
 }
 
 // offsets adapts one of kadm's listings of the topic's offsets.

@@ -216,6 +216,7 @@ func (t *txnClient) sendOffsets(md kafkagroup.Metadata, next map[int32]int64) er
 		p.Partition = part
 		p.Offset = next[part]
 		p.LeaderEpoch = -1
+		p.Metadata = &t.txid // for kafkagroup.Leavers
 		rt.Partitions = append(rt.Partitions, p)
 	}
 	commit.Topics = append(commit.Topics, rt)

@@ -105,7 +105,8 @@
 //     transaction has offsets pending for the partitions, then waits until
 //     their last stable offsets reach those committed offsets, the end of
 //     the last transaction (the coordinator writes the commit markers of
-//     the offsets and of the records separately). After that,
+//     the offsets and of the records separately), and the ends of the
+//     partitions (no transaction open on them). After that,
 //     nothing of an earlier owner can appear below the last stable offset
 //     that Partitions reports and a new owner restores to.
 //
@@ -126,13 +127,18 @@
 // partition's appends stay ordered: an append that starts after another
 // returned lands after it, if at all.
 //
-// A transaction left open by a dead instance blocks read-committed readers of
-// its partitions, and their next owner's AwaitStable, until the broker aborts
-// it after Config.TransactionTimeout, unless the instance restarts first
-// under the same GroupConfig.Instance: joining initialises its producers,
-// which ends their open transactions at once. Under ACLs a member also needs
-// Read on its group and Write and Describe on the transactional ids
-// "<group>-<instance>-*".
+// A transaction left open by a dead instance would block read-committed
+// readers of its partitions, and their next owner's AwaitStable, until the
+// broker aborts it after Config.TransactionTimeout. It does not: the
+// instance restarting under the same GroupConfig.Instance initialises its
+// producers when it joins, which ends their open transactions at once; and
+// a new owner whose partitions stay unstable for kafkagroup.FenceAfter
+// initialises the transactional ids of the instances that last committed
+// on the topic (each offset a member commits carries its transactional id
+// as metadata) and are no members of the group now. Under ACLs a member
+// also needs Read on its group, Describe on the group's offsets, and
+// Write and Describe on the transactional ids "<group>-*" (its own, and
+// those of instances it fences).
 //
 // # Static membership
 //

@@ -428,7 +428,38 @@ func (m *member) AwaitStable(ctx context.Context, partitions []int32) error {
 	for i, part := range partitions {
 		tps[i] = ckafka.TopicPartition{Topic: &m.topic, Partition: part}
 	}
-	return m.own.AwaitStable(ctx, partitions, func(ctx context.Context) (bool, error) { return m.stable(ctx, tps) })
+	return m.own.AwaitStable(ctx, partitions, func(ctx context.Context) (bool, error) { return m.stable(ctx, tps) },
+		kafkagroup.MemberLeavers(m.txn, m.cfg, m.p.cfg, m.committedBy, m.describe, m.log))
+}
+
+// committedBy returns the metadata of the group's last committed offsets of
+// ids, read without require_stable: the transactional id of the producer
+// that committed each (txnProducer.SendOffsets), for kafkagroup.Leavers.
+func (m *member) committedBy(ctx context.Context, ids []int32) (map[int32]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
+	defer cancel()
+	tps := make([]ckafka.TopicPartition, len(ids))
+	for i, part := range ids {
+		tps[i] = ckafka.TopicPartition{Topic: &m.topic, Partition: part}
+	}
+	res, err := m.p.admin.ListConsumerGroupOffsets(ctx,
+		[]ckafka.ConsumerGroupTopicPartitions{{Group: m.cfg.Group, Partitions: tps}},
+		ckafka.SetAdminRequireStableOffsets(false))
+	if err != nil {
+		return nil, m.p.brokerError("list offsets of group "+m.cfg.Group, err)
+	}
+	by := make(map[int32]string)
+	for _, g := range res.ConsumerGroupsTopicPartitions {
+		for _, tp := range g.Partitions {
+			if tp.Error != nil {
+				return nil, fmt.Errorf("partition %d: %w", tp.Partition, tp.Error)
+			}
+			if tp.Metadata != nil && *tp.Metadata != "" {
+				by[tp.Partition] = *tp.Metadata
+			}
+		}
+	}
+	return by, nil
 }
 
 // stable reports whether tps are stable now.
@@ -461,12 +492,13 @@ func (m *member) stable(ctx context.Context, tps []ckafka.TopicPartition) (bool,
 			committed[tp.Partition] = int64(tp.Offset)
 		}
 	}
-	if len(committed) == 0 {
-		return true, nil
+	ids := make([]int32, len(tps))
+	for i, tp := range tps {
+		ids[i] = tp.Partition
 	}
 	lctx, cancel := context.WithTimeout(ctx, m.p.cfg.Timeout)
 	defer cancel()
-	return m.own.Stable(lctx, committed,
+	return m.own.Stable(lctx, ids, committed,
 		func(ctx context.Context, ids []int32) (map[int32]int64, error) {
 			return m.p.listOffsets(ctx, ids, ckafka.LatestOffsetSpec)
 		},

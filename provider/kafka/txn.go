@@ -85,7 +85,7 @@ func (c *lanesClient) NewProducer(ctx context.Context, txid string) (kafkagroup.
 		return nil, fmt.Errorf("transactional producer: %w", err)
 	}
 	log := m.log.With("transactional_id", txid)
-	p := &txnProducer{c: c, cp: cp}
+	p := &txnProducer{c: c, txid: txid, cp: cp}
 	p.drained.Add(2)
 	go func() {
 		defer p.drained.Done()
@@ -147,6 +147,7 @@ func (c *lanesClient) waitGivenUp() {
 // the goroutines that drain its channels.
 type txnProducer struct {
 	c       *lanesClient
+	txid    string // also each committed offset's metadata, for kafkagroup.Leavers
 	cp      *ckafka.Producer
 	drained sync.WaitGroup
 }
@@ -236,7 +237,7 @@ func (p *txnProducer) SendOffsets(md kafkagroup.Metadata, next map[int32]int64) 
 	m, timeout := p.c.m, p.c.m.p.cfg.Timeout
 	tps := make([]ckafka.TopicPartition, 0, len(next))
 	for _, part := range slices.Sorted(maps.Keys(next)) {
-		tps = append(tps, ckafka.TopicPartition{Topic: &m.topic, Partition: part, Offset: ckafka.Offset(next[part])})
+		tps = append(tps, ckafka.TopicPartition{Topic: &m.topic, Partition: part, Offset: ckafka.Offset(next[part]), Metadata: &p.txid})
 	}
 	raw, _ := md.Raw.(*ckafka.ConsumerGroupMetadata)
 	done := make(chan error, 1)

@@ -50,7 +50,9 @@ type Producer interface {
 	Produce(batch []*Append, bound time.Duration) (offsets [][]int64, errs [][]error, answered bool)
 	// SendOffsets commits, in the open transaction, the offsets next
 	// (partition → offset) of the member's group with md: the request the
-	// group coordinator checks md in, which is the fence. answered is
+	// group coordinator checks md in, which is the fence. Each offset's
+	// metadata is the producer's transactional id: Leavers reads it to
+	// know which instance last wrote a partition. answered is
 	// false when the call did not return within the client's bound: the
 	// producer is given up and must close itself once the call returns;
 	// its transaction is never committed.

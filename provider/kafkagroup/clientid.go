@@ -12,15 +12,33 @@ func ClientID(base, instance, address string) string {
 
 // ParseClientID returns the address ClientID put in id.
 func ParseClientID(id string) (address string, ok bool) {
+	_, address, ok = splitClientID(id)
+	return address, ok
+}
+
+// clientInstance returns the instance ClientID put in id.
+func clientInstance(id string) (instance string, ok bool) {
+	instance, _, ok = splitClientID(id)
+	return instance, ok
+}
+
+func splitClientID(id string) (instance, address string, ok bool) {
 	fields := strings.Split(id, ";")
-	if len(fields) != 3 || !strings.HasPrefix(fields[1], "instance=") {
-		return "", false
+	if len(fields) != 3 {
+		return "", "", false
 	}
-	enc, ok := strings.CutPrefix(fields[2], "address=")
-	if !ok {
-		return "", false
+	inst, ok1 := strings.CutPrefix(fields[1], "instance=")
+	addr, ok2 := strings.CutPrefix(fields[2], "address=")
+	if !ok1 || !ok2 {
+		return "", "", false
 	}
-	return unescapeID(enc)
+	if instance, ok = unescapeID(inst); !ok {
+		return "", "", false
+	}
+	if address, ok = unescapeID(addr); !ok {
+		return "", "", false
+	}
+	return instance, address, true
 }
 
 func escapeID(s string) string {

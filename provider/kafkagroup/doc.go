@@ -52,7 +52,14 @@
 //     new owner reads committed offsets with require_stable, which the
 //     coordinator answers only once no transaction has offsets pending for
 //     the partitions, and waits until the last stable offsets reach them
-//     (Table.AwaitStable, with the client's reads).
+//     and the ends of the partitions (no transaction open there, not even
+//     one that never sent its offsets: Table.Stable). A dead instance's
+//     open transaction would hold that wait for a whole transaction
+//     timeout: after FenceAfter, the new owner initialises the
+//     transactional ids of the instances that last committed on the topic
+//     and are no members now, which aborts what they left open (Leavers,
+//     fence.go). Fencing loses nothing: an initialisation never undoes a
+//     commit, and only a commit acknowledges an append.
 //
 // Several lanes may have transactions open on one partition at once (a
 // read-committed reader then waits for the first); an unknown outcome

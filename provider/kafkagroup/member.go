@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"time"
 
@@ -49,6 +48,13 @@ func MemberLanes(own *Table, c Client, topic string, gc provider.GroupConfig, cf
 	})
 }
 
+// MemberLeavers returns the Leavers of a member of gc (GroupConfig.Instance
+// set) with the provider's settings, on client c, with the client's reads
+// of the committed offsets' metadata and of the group's members.
+func MemberLeavers(c Client, gc provider.GroupConfig, cfg kafkaconfig.Config, committed func(context.Context, []int32) (map[int32]string, error), members func(context.Context) ([]Assignment, error), log *slog.Logger) *Leavers {
+	return &Leavers{Group: gc.Group, Instance: gc.Instance, Lanes: cfg.GroupProducers, Committed: committed, Members: members, Client: c, Log: log}
+}
+
 // Assigned makes ids owned, and tells gc.OnAssigned: a member's assignment
 // callback, once the client has taken them.
 func (t *Table) Assigned(ids []int32, gc provider.GroupConfig, log *slog.Logger) {
@@ -76,41 +82,47 @@ func (t *Table) Revoked(ids []int32, lost bool, gc provider.GroupConfig, log *sl
 type Offsets func(ctx context.Context, ids []int32) (map[int32]int64, error)
 
 // Stable is the test AwaitStable repeats once the group's committed offsets
-// (read with require_stable, which the coordinator answers only once no
-// transaction has offsets pending for the partitions) are known: whether the
-// partitions' last stable offsets reach them. The coordinator writes the
-// commit markers of the offsets and of the records separately, so a
-// partition is stable only once its last stable offset is past the end of
-// the last transaction. A committed offset beyond the end of its partition
-// (end) was not written by a member, whose offsets are the end of what it
-// wrote: it is ignored, with a warning.
-func (t *Table) Stable(ctx context.Context, committed map[int32]int64, stable, end Offsets, log *slog.Logger) (bool, error) {
-	if len(committed) == 0 {
+// of the partitions ids (read with require_stable, which the coordinator
+// answers only once no transaction has offsets pending for them) are known:
+// whether no transaction is open on them any more and their last stable
+// offsets reach the committed offsets. The coordinator writes the commit
+// markers of the offsets and of the records separately, so a partition is
+// stable only once its last stable offset is past the end of the last
+// transaction. A transaction still open, one whose producer died before
+// it sent its offsets among them, holds the last stable offset below the
+// end of the partition: the takeover waits for it to end (or fences it:
+// Leavers), rather than serve while every read_committed reader of the
+// partition, and the next restore of it, is stuck behind it. A committed
+// offset beyond the end of its partition (end) was not written by a
+// member, whose offsets are the end of what it wrote: it is ignored, with
+// a warning.
+func (t *Table) Stable(ctx context.Context, ids []int32, committed map[int32]int64, stable, end Offsets, log *slog.Logger) (bool, error) {
+	if len(ids) == 0 {
 		return true, nil
 	}
-	ids := slices.Sorted(maps.Keys(committed))
+	ids = slices.Sorted(slices.Values(ids))
+	// The end first: a transaction that ends in between makes the last
+	// stable offset reach it; the other order could miss one that starts.
+	hw, err := end(ctx, ids)
+	if err != nil {
+		return false, err
+	}
 	lso, err := stable(ctx, ids)
 	if err != nil {
 		return false, err
 	}
-	var behind []int32
 	for _, id := range ids {
-		if o, ok := lso[id]; !ok || o < committed[id] {
-			behind = append(behind, id)
+		c, ok := committed[id]
+		if ok && c > hw[id] {
+			log.Warn(t.name+": await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", c, "end", hw[id])
+			ok = false
 		}
-	}
-	if len(behind) == 0 {
-		return true, nil
-	}
-	hw, err := end(ctx, behind)
-	if err != nil {
-		return false, err
-	}
-	for _, id := range behind {
-		if committed[id] <= hw[id] {
-			return false, fmt.Errorf("partition %d: last stable offset %d below the committed offset %d", id, lso[id], committed[id])
+		if ok && lso[id] < c {
+			return false, fmt.Errorf("partition %d: last stable offset %d below the committed offset %d", id, lso[id], c)
 		}
-		log.Warn(t.name+": await stable: committed offset beyond the end of the partition, ignored", "partition", id, "committed", committed[id], "end", hw[id])
+		if lso[id] < hw[id] {
+			return false, fmt.Errorf("partition %d: a transaction is open from offset %d (end %d)", id, lso[id], hw[id])
+		}
 	}
 	return true, nil
 }

@@ -222,8 +222,11 @@ func (t *Table) Settle(ids []int32) {
 // AwaitStable is a member's AwaitStable: it checks partitions, then calls
 // stable until it reports them stable, backing off from 10 ms to 500 ms
 // between calls, until ctx ends (the error then names the last failure).
-// stable returning provider.ErrClosed ends it at once.
-func (t *Table) AwaitStable(ctx context.Context, partitions []int32, stable func(context.Context) (bool, error)) error {
+// stable returning provider.ErrClosed ends it at once. Once the partitions
+// have stayed unstable for FenceAfter, and every fenceEvery after that, it
+// fences the instances that left them with a transaction open (leavers;
+// nil: none), rather than waiting for the broker to abort it.
+func (t *Table) AwaitStable(ctx context.Context, partitions []int32, stable func(context.Context) (bool, error), leavers *Leavers) error {
 	if t.Closing() {
 		return provider.ErrClosed
 	}
@@ -236,6 +239,7 @@ func (t *Table) AwaitStable(ctx context.Context, partitions []int32, stable func
 		return nil
 	}
 	var last error
+	fenceAt := time.Now().Add(FenceAfter)
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
 		if err := ctx.Err(); err != nil {
 			if last != nil {
@@ -255,6 +259,20 @@ func (t *Table) AwaitStable(ctx context.Context, partitions []int32, stable func
 		}
 		if err != nil {
 			last = err
+		}
+		if leavers != nil && !time.Now().Before(fenceAt) {
+			fenceAt = time.Now().Add(fenceEvery)
+			// Every partition, not only those awaited: an instance that
+			// took one over and died before its first commit there is
+			// named by the others it committed.
+			all := make([]int32, len(t.parts))
+			for i := range all {
+				all[i] = int32(i)
+			}
+			if _, err := leavers.Fence(ctx, all); err != nil {
+				last = err
+			}
+			continue // stable again at once: what was fenced was aborted
 		}
 		select {
 		case <-ctx.Done():
