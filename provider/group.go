@@ -3,6 +3,8 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/rehydrate/rehydrate/event"
 )
@@ -12,6 +14,30 @@ import (
 // group moved on (a stale generation, a member the group no longer knows).
 // Nothing of the append was written.
 var ErrNotOwner = errors.New("provider: partition not owned by this member")
+
+// ErrGroupShared means a member refused to join a group because live
+// members of the group subscribe other topics than its own: the group's
+// name is used by another service (a copied configuration), and sharing its
+// assignment and committed offsets would break both. Nothing was joined.
+// The error is a *GroupSharedError.
+var ErrGroupShared = errors.New("provider: group used by another topic")
+
+// GroupSharedError is the refusal of [ErrGroupShared]: the group, the topic
+// the refused member is for, and the topics the group's members subscribe
+// that are not that one.
+type GroupSharedError struct {
+	Group  string
+	Topic  string
+	Others []string // sorted, without Topic
+}
+
+func (e *GroupSharedError) Error() string {
+	return fmt.Sprintf("provider: group %s has live members on topic %s, not %s: give each service a group of its own",
+		e.Group, strings.Join(e.Others, ", "), e.Topic)
+}
+
+// Unwrap makes errors.Is(err, ErrGroupShared) true.
+func (e *GroupSharedError) Unwrap() error { return ErrGroupShared }
 
 // Grouper is an optional capability of a [Provider]: the instances of a
 // service share the topic's partitions through a group, each partition owned

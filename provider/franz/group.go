@@ -3,6 +3,7 @@ package franz
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -67,6 +68,11 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		_ = m.Close()
 		return nil, fmt.Errorf("franz: join group %s as %s: %w", gc.Group, gc.Instance, err)
 	}
+	// Before anything of the member touches the group: its producers'
+	// transactional ids are the group's too.
+	if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, m.describe); err != nil {
+		return fail(err)
+	}
 	// The producers first: a restarted instance ends its predecessor's open
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
@@ -117,6 +123,12 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 
 	select {
 	case <-m.registered:
+		// Again once in the group: a member of another topic that
+		// joined at the same moment passed the first check too
+		// (kafkagroup.Shared says what this covers).
+		if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, m.describe); err != nil {
+			return fail(err)
+		}
 		close(m.started)
 		return m, nil
 	case <-m.stop:
@@ -387,23 +399,32 @@ func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) 
 	if err == nil {
 		err = groups.Error()
 	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		// DescribeGroups v6 (KIP-1043) and kfake: a group nobody has
+		// joined, or whose last member left without a commit.
+		return nil, nil
+	}
 	if err != nil {
 		return nil, m.p.brokerError("describe group "+m.cfg.Group, err)
 	}
 	var members []kafkagroup.Assignment
 	for _, g := range groups {
 		for _, mem := range g.Members {
-			assigned, ok := mem.Assigned.AsConsumer()
-			if !ok {
-				continue
-			}
 			a := kafkagroup.Assignment{MemberID: mem.MemberID, ClientID: mem.ClientID}
 			if mem.InstanceID != nil {
 				a.InstanceID = *mem.InstanceID
 			}
-			for _, t := range assigned.Topics {
-				if t.Topic == m.topic {
-					a.Partitions = append(a.Partitions, t.Partitions...)
+			// The subscription is known from the member's join, also while
+			// the group rebalances and assignments are empty.
+			if joined, ok := mem.Join.AsConsumer(); ok {
+				a.Topics = append(a.Topics, joined.Topics...)
+			}
+			if assigned, ok := mem.Assigned.AsConsumer(); ok {
+				for _, t := range assigned.Topics {
+					a.Topics = append(a.Topics, t.Topic)
+					if t.Topic == m.topic {
+						a.Partitions = append(a.Partitions, t.Partitions...)
+					}
 				}
 			}
 			members = append(members, a)

@@ -79,6 +79,11 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		_ = m.Close()
 		return nil, fmt.Errorf("kafka: join group %s as %s: %w", gc.Group, gc.Instance, err)
 	}
+	// Before anything of the member touches the group: its producers'
+	// transactional ids are the group's too.
+	if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, m.describe); err != nil {
+		return fail(err)
+	}
 	// The producers first: a restarted instance ends its predecessor's open
 	// transactions before it is assigned anything, so that its own takeover
 	// (AwaitStable) does not wait for them.
@@ -105,6 +110,12 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 
 	select {
 	case <-m.registered:
+		// Again once in the group: a member of another topic that
+		// joined at the same moment passed the first check too
+		// (kafkagroup.Shared says what this covers).
+		if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, m.describe); err != nil {
+			return fail(err)
+		}
 		close(m.started)
 		return m, nil
 	case <-m.stop: // Provider.Close
@@ -526,13 +537,27 @@ func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) 
 	}
 	var members []kafkagroup.Assignment
 	for _, g := range res.ConsumerGroupDescriptions {
+		if g.Error.Code() == ckafka.ErrGroupIDNotFound {
+			// DescribeGroups v6 (KIP-1043), ConsumerGroupDescribe: a
+			// group nobody has joined, or whose last member left
+			// without a commit.
+			continue
+		}
 		if g.Error.Code() != ckafka.ErrNoError {
 			return nil, m.p.brokerError("describe group "+m.cfg.Group, g.Error)
 		}
 		for _, mem := range g.Members {
 			a := kafkagroup.Assignment{MemberID: mem.ConsumerID, InstanceID: mem.GroupInstanceID, ClientID: mem.ClientID}
+			// librdkafka describes assignments, not subscriptions: a
+			// member is on the topics it was assigned.
 			for _, tp := range mem.Assignment.TopicPartitions {
-				if tp.Topic != nil && *tp.Topic == m.topic {
+				if tp.Topic == nil {
+					continue
+				}
+				if !slices.Contains(a.Topics, *tp.Topic) {
+					a.Topics = append(a.Topics, *tp.Topic)
+				}
+				if *tp.Topic == m.topic {
 					a.Partitions = append(a.Partitions, tp.Partition)
 				}
 			}

@@ -54,6 +54,7 @@ func TestGroupConformance(t *testing.T) {
 		},
 		Static:     true,
 		Generation: generation,
+		Topic:      func(p provider.Provider) string { return p.(*kafka.Provider).Topic() },
 		// Above the client's default limits (librdkafka's message.max.bytes,
 		// franz-go's ProducerBatchMaxBytes) and the broker's.
 		TooLarge: 2 << 20,

@@ -61,6 +61,15 @@
 //     fence.go). Fencing loses nothing: an initialisation never undoes a
 //     commit, and only a commit acknowledges an append.
 //
+// A member joins only a group of its own topic: before it joins, and again
+// once its first assignment has come, it describes the group and refuses it
+// (Shared, provider.ErrGroupShared) when live members are on other topics, a
+// second service pointed at the group by mistake. The check before the join
+// comes before the member's producers are initialised, so a refused member
+// touches nothing of the group; the check after it catches most of two
+// services that start at the same moment. It is a check, not a fence: Shared
+// says what it does not cover, and why Kafka is not made to enforce it.
+//
 // Several lanes may have transactions open on one partition at once (a
 // read-committed reader then waits for the first); an unknown outcome
 // unsettles its partitions, and an append to an unsettled partition waits,

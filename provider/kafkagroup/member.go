@@ -133,6 +133,9 @@ type Assignment struct {
 	InstanceID string  // its group.instance.id, empty for a dynamic member
 	ClientID   string  // carries the member's address (ClientID)
 	Partitions []int32 // of the member's topic
+	// Topics are the topics the member subscribes or was assigned, all of
+	// them, as far as the client's description tells (Shared).
+	Topics []string
 }
 
 // MayRejoin reports whether a static member whose group client was fenced

@@ -52,6 +52,12 @@ type GroupHarness struct {
 	// (Kafka's does, kfake's rebalances): the test then checks that the
 	// generation stayed.
 	Generation func(m provider.Member) int32
+	// Topic, if set, returns the topic p is on, for a provider whose
+	// groups span topics (Kafka's: a group id names one group of the
+	// cluster, whatever its members' topics), so that a member of another
+	// topic can be pointed at a group by mistake. Tests that need it skip
+	// when it is nil.
+	Topic func(p provider.Provider) string
 	// Timeout bounds each wait for a rebalance; 0 means 60 s.
 	Timeout time.Duration
 	// TooLarge, if set, is a payload size the provider refuses a record
@@ -84,6 +90,8 @@ func RunGroup(t *testing.T, h GroupHarness) {
 		{"StaticMemberLeavesOnClose", testStaticLeaves},
 		{"StaticMemberStaysOnClose", testStaticStays},
 		{"FencedStaticMemberServesAgain", testFencedStaticServesAgain},
+		{"GroupOfAnotherTopicRefused", testGroupOfAnotherTopic},
+		{"GroupOfAnotherTopicAtOnceRefused", testGroupOfAnotherTopicAtOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
