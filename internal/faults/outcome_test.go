@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 )
 
@@ -34,20 +35,42 @@ import (
 // the deposit of unknown outcome is in the log exactly once, or not at all.
 
 func TestLostAcknowledgementIsResolvedAsWritten(t *testing.T) {
-	unknownOutcome(t, linkDropReplies, true)
+	unknownOutcome(t, linkDropReplies, false)
 }
 
 func TestLostRequestIsResolvedAsNotWritten(t *testing.T) {
 	unknownOutcome(t, linkDropRequests, false)
 }
 
-func unknownOutcome(t *testing.T, mode linkState, written bool) {
+// A group member's append is a transaction, and only its commit's outcome
+// can be unknown (provider/kafkagroup, Lanes): a lost produce request or
+// produce acknowledgement leaves the commit unasked, the transaction is
+// aborted (by the lane, or by its producer's replacement), and the append
+// fails with provider.ErrUnavailable, a known outcome: nothing of it ever
+// becomes visible, and the next command lands right after the last
+// acknowledged one.
+
+func TestGroupLostAcknowledgementIsNotWritten(t *testing.T) {
+	unknownOutcome(t, linkDropReplies, true)
+}
+
+func TestGroupLostRequestIsNotWritten(t *testing.T) {
+	unknownOutcome(t, linkDropRequests, true)
+}
+
+func unknownOutcome(t *testing.T, mode linkState, group bool) {
+	written := mode == linkDropReplies && !group
 	c := newCluster(t)
 	ps, through := newProxies(t, c)
 	cfg := c.topic(1, 3*time.Second)
 	wcfg := cfg
 	wcfg.Brokers = through
-	r := rt.Restored(t, open(t, wcfg))
+	var r *repository.Repository[rt.Account]
+	if group {
+		r = c.writer(t, wcfg, true, 1)
+	} else {
+		r = rt.Restored(t, open(t, wcfg))
+	}
 	var l rt.Ledger
 	ids := createAccounts(t, r, 1, &l)
 	id := ids[0]
@@ -61,9 +84,15 @@ func unknownOutcome(t *testing.T, mode linkState, written bool) {
 	amount := l.Amounts(1)[0]
 	_, err = r.Execute(t.Context(), id, rt.Deposit(amount))
 	l.Record(id, []any{rt.Deposited{Amount: amount}}, res, err)
-	t.Logf("append while the link loses %s: %v", map[bool]string{true: "the replies", false: "the requests"}[written], err)
-	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-	require.Equal(t, 1, l.Unknown())
+	t.Logf("append while the link loses %s: %v", map[linkState]string{linkDropReplies: "the replies", linkDropRequests: "the requests"}[mode], err)
+	if group {
+		require.ErrorIs(t, err, provider.ErrUnavailable)
+		require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "no commit was asked for")
+		require.Equal(t, 1, l.Failed())
+	} else {
+		require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+		require.Equal(t, 1, l.Unknown())
+	}
 	a, v, err := r.Get(id)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), v, "memory unchanged: the version")
@@ -96,7 +125,7 @@ func unknownOutcome(t *testing.T, mode linkState, written bool) {
 	live, _, err := r.Get(id)
 	require.NoError(t, err)
 	assert.Equal(t, times, count(live.History, amount), "the deposit of unknown outcome in memory once resolved: %v", live.History)
-	t.Logf("RESULT %s: unknown outcome resolved as %s; next command at version %d", t.Name(),
+	t.Logf("RESULT %s: the lost append resolved as %s; next command at version %d", t.Name(),
 		map[bool]string{true: "written", false: "not written"}[written], want)
 }
 
