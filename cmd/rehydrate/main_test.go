@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -163,7 +162,7 @@ func TestTail(t *testing.T) {
 	mem, _ := seed(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	var out syncBuffer
+	var out kafkatest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"tail"}, &out, &bytes.Buffer{}, func() (provider.Provider, error) { return unclosed{mem}, nil })
@@ -304,19 +303,6 @@ func TestHistorySpan(t *testing.T) {
 		assert.Contains(t, errOut, c.msg, "%q", c.args)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestOnKafka runs the commands through the Kafka client KAFKA_CLIENT
 // picks, on kfake or the broker of KAFKA_BROKERS.

@@ -419,6 +419,11 @@ func TestBrokersDownDuringRestore(t *testing.T) {
 	}
 }
 
+// TestUnknownOutcomeIsResolvedFromTheLog hangs every broker (SIGSTOP) under
+// an append: the request stays on open connections to brokers that answer
+// late, once resumed, and whether it was written is left to chance (the
+// test takes either). The deterministic cases, written and not written,
+// lose one direction of the traffic instead (outcome_test.go).
 func TestUnknownOutcomeIsResolvedFromTheLog(t *testing.T) {
 	c := newCluster(t)
 	cfg := c.topic(1, 3*time.Second)

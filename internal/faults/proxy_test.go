@@ -31,6 +31,12 @@ const (
 	linkUp linkState = iota
 	linkCut
 	linkStalled
+	// linkDropReplies forwards what the client sends and discards what
+	// the brokers answer: a request is written, its acknowledgement lost.
+	linkDropReplies
+	// linkDropRequests discards what the client sends: a request it wrote
+	// to its connection never reaches a broker.
+	linkDropRequests
 )
 
 // tcpProxy forwards the connections it accepts on ln to target.
@@ -76,13 +82,14 @@ func (p *tcpProxy) accept() {
 		p.mu.Lock()
 		p.conns[c], p.conns[b] = struct{}{}, struct{}{}
 		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(b, c) })
-		p.wg.Go(func() { p.pipe(c, b) })
+		p.wg.Go(func() { p.pipe(b, c, linkDropRequests) })
+		p.wg.Go(func() { p.pipe(c, b, linkDropReplies) })
 	}
 }
 
-// pipe copies src to dst, holding what it read while the link is stalled.
-func (p *tcpProxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, holding what it read while the link is stalled
+// and discarding it while the link is in state drop.
+func (p *tcpProxy) pipe(dst, src net.Conn, drop linkState) {
 	defer func() {
 		_ = dst.Close()
 		_ = src.Close()
@@ -96,9 +103,12 @@ func (p *tcpProxy) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			resume := p.resume
+			resume, dropped := p.resume, p.state == drop
 			p.mu.Unlock()
 			<-resume
+			if dropped {
+				continue
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

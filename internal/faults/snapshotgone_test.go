@@ -1,10 +1,8 @@
 package faults
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,29 +11,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/repository"
 	rt "github.com/rehydrate/rehydrate/repository/repositorytest"
 	snapstore "github.com/rehydrate/rehydrate/snapshot"
 )
-
-// syncBuffer is a log sink safe for the repository's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // The snapshot topic deleted under a running writer: the writer keeps
 // serving commands (snapshots are an optimisation, never a condition), a
@@ -51,7 +32,7 @@ func TestSnapshotTopicDeletedUnderARunningWriter(t *testing.T) {
 	sp := open(t, scfg)
 	require.NoError(t, sp.EnsureTopic(t.Context(), kafka.TopicSpec{Partitions: 3, ReplicationFactor: 3, Config: snapstore.TopicConfig()}))
 	manual := repository.Snapshots{StateVersion: 1, Events: 1 << 40, Interval: 24 * time.Hour}
-	var logs syncBuffer
+	var logs kafkatest.SyncBuffer
 	live := rt.Restored(t, open(t, cfg), repository.WithSnapshots(rt.Store(t, sp), manual),
 		repository.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	t.Cleanup(func() { _ = live.Close() })
@@ -84,7 +65,7 @@ func TestSnapshotTopicDeletedUnderARunningWriter(t *testing.T) {
 	}
 
 	// A restart finds no snapshot: it replays the events, and says so.
-	var restartLogs syncBuffer
+	var restartLogs kafkatest.SyncBuffer
 	restarted := rt.NewRepository(t, open(t, cfg), repository.WithSnapshots(rt.Store(t, open(t, scfg)), manual),
 		repository.WithLogger(slog.New(slog.NewTextHandler(&restartLogs, nil))))
 	t.Cleanup(func() { _ = restarted.Close() })

@@ -25,23 +25,6 @@ import (
 	"github.com/rehydrate/rehydrate/provider/franz"
 )
 
-type lockedWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // world is one test's topic, table and checkpoint table.
 type world struct {
 	t           testing.TB

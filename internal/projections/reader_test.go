@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/rehydrate/rehydrate/consume"
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/projection"
 	"github.com/rehydrate/rehydrate/projection/postgres"
 	"github.com/rehydrate/rehydrate/provider/franz"
@@ -125,8 +125,7 @@ func startReader(t *testing.T, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
-	var stderr strings.Builder
-	cmd.Stderr = &lockedWriter{b: &stderr}
+	cmd.Stderr = new(kafkatest.SyncBuffer)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +136,7 @@ func startReader(t *testing.T, env ...string) *proc {
 		_ = cmd.Process.Kill()
 		<-pr.done
 		if t.Failed() {
-			t.Logf("reader %d stderr:\n%s", cmd.Process.Pid, cmd.Stderr.(*lockedWriter).String())
+			t.Logf("reader %d stderr:\n%s", cmd.Process.Pid, cmd.Stderr.(*kafkatest.SyncBuffer).String())
 		}
 	})
 	return pr
@@ -152,4 +151,4 @@ func (pr *proc) kill(t *testing.T) {
 	pr.done <- nil // for the cleanup
 }
 
-func (pr *proc) output() string { return pr.cmd.Stderr.(*lockedWriter).String() }
+func (pr *proc) output() string { return pr.cmd.Stderr.(*kafkatest.SyncBuffer).String() }

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/internal/kafkatest"
 	"github.com/rehydrate/rehydrate/provider"
 	kafka "github.com/rehydrate/rehydrate/provider/kafkaclient"
 	"github.com/rehydrate/rehydrate/provider/providertest"
@@ -365,7 +365,7 @@ var traits = map[string]struct {
 func TestSecuritySecretsNotLogged(t *testing.T) {
 	b := newSecureBroker(t)
 	tr := traits[kafka.Client()]
-	var logs syncBuffer
+	var logs kafkatest.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	wrongPassword := "wrong-" + b.scramPassword[:8] + "-secret"
 	var errs []error
@@ -468,22 +468,4 @@ func keyLines(t *testing.T, path string) []string {
 	}
 	require.NotEmpty(t, lines)
 	return lines
-}
-
-// syncBuffer is a bytes.Buffer safe for the client's log goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

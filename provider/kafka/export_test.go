@@ -11,6 +11,7 @@ import (
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/rehydrate/rehydrate/provider"
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 // Hooks for the tests of package kafka_test, on the seams of seams.go.
@@ -22,6 +23,7 @@ type hooks struct {
 	stayOut          atomic.Bool                                  // after losing its partitions, the member does not rejoin
 	commitHook       atomic.Pointer[error]                        // reported once by a successful commit
 	stallSendOffsets atomic.Pointer[chan struct{}]                // SendOffsetsToTransaction waits for it to close
+	producers        atomic.Int64                                 // transactional producers initialised since a test set the hooks
 }
 
 var memberHooks sync.Map // *member → *hooks, once a test set one
@@ -56,6 +58,11 @@ func init() {
 			}
 		}
 		return nil
+	}
+	seamNewProducer = func(m *member) {
+		if h := lookHooks(m); h != nil {
+			h.producers.Add(1)
+		}
 	}
 	seamSendOffsets = func(m *member) {
 		if h := lookHooks(m); h != nil {
@@ -102,15 +109,25 @@ func UseGroupMetadata(m provider.Member, md *ckafka.ConsumerGroupMetadata) {
 	hooksOf(m).metadataOverride.Store(md)
 }
 
-// ReinitProducers replaces every transactional producer of the member (a
-// new producer, InitTransactions under the same transactional.id), as a
-// stale instance that re-initialises late would.
-func ReinitProducers(ctx context.Context, m provider.Member) error {
-	return m.(*member).lanes.Reinit(ctx)
+// InitLate initialises a producer under each of the member's transactional
+// ids, as a late instance of the member would (a stale process, or its
+// restart): the producer's InitTransactions fences the member's producers.
+func InitLate(ctx context.Context, m provider.Member) error {
+	mm := m.(*member)
+	var errs []error
+	for _, txid := range kafkagroup.TxIDs(mm.cfg.Group, mm.cfg.Instance, mm.p.cfg.GroupProducers) {
+		p, err := mm.txn.NewProducer(ctx, txid)
+		if err == nil {
+			p.Close()
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
-// ProducerResets returns how many producers the member has initialised.
-func ProducerResets(m provider.Member) int64 { return m.(*member).lanes.Resets() }
+// ProducerResets returns how many transactional producers the member has
+// initialised since a test first asked it (or set another of its hooks).
+func ProducerResets(m provider.Member) int64 { return hooksOf(m).producers.Load() }
 
 // DecodeGroupMetadata decodes md as the member does before sending it.
 func DecodeGroupMetadata(md *ckafka.ConsumerGroupMetadata) (generation int32, group, memberID string, err error) {

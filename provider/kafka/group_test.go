@@ -209,8 +209,10 @@ func kafkaCode(err error) ckafka.ErrorCode {
 
 // TestGroupLateInitialiserCannotWrite: a owns the partition; its process
 // stalls (no polls) until librdkafka leaves the group and b takes the
-// partition over; a's producers then initialise again, late, and a, which
-// has not heard it lost the partition, appends: with its own metadata now
+// partition over; a late instance of a then initialises a's transactional
+// ids (a's next append is refused: its producer is fenced), a replaces its
+// producer, initialising late itself, and a, which has not heard it lost
+// the partition, appends: with its own metadata now
 // (no membership: refused before sending) and with the last metadata it
 // had as the owner (refused by the coordinator). Nothing of a's becomes
 // visible; b's appends do.
@@ -237,8 +239,18 @@ func TestGroupLateInitialiserCannotWrite(t *testing.T) {
 	waitFor(t, 60*time.Second, "b to take the partition over", func() bool { return len(b.Owned()) == 1 })
 	assert.Equal(t, []int32{0}, a.Owned(), "a has not polled: it believes it still owns the partition")
 
-	require.NoError(t, kafka.ReinitProducers(ctx, a), "a's producers initialise again, late")
+	// A late instance of a initialises a's transactional ids, which fences
+	// a's producers; a replaces the fenced one, initialising late itself.
+	require.NoError(t, kafka.InitLate(ctx, a), "a late instance of a initialises its producers")
+	resets := kafka.ProducerResets(a)
+	_, err = a.Append(ctx, []event.Record{rec(key, "A-fenced")})
+	// librdkafka's fenced producer purges what it was given: refused,
+	// nothing written.
+	require.ErrorIs(t, err, provider.ErrUnavailable, "a's producer is fenced")
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "nothing was sent")
+	t.Logf("with its producer fenced: %v", err)
 	_, err = a.Append(ctx, []event.Record{rec(key, "A-stale-now")})
+	assert.Equal(t, resets+1, kafka.ProducerResets(a), "a replaced its fenced producer, late, before it appended")
 	require.ErrorIs(t, err, provider.ErrNotOwner, "a's own metadata names no membership now")
 	t.Logf("with its metadata now: %v", err)
 

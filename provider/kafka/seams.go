@@ -23,4 +23,7 @@ var (
 	// seamSendOffsets is called before each SendOffsetsToTransaction of the
 	// member and may block (librdkafka's, with the coordinator down).
 	seamSendOffsets func(*member)
+	// seamNewProducer is called after each transactional producer of the
+	// member initialised.
+	seamNewProducer func(*member)
 )

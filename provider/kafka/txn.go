@@ -104,6 +104,9 @@ func (c *lanesClient) NewProducer(ctx context.Context, txid string) (kafkagroup.
 		p.Close()
 		return nil, fmt.Errorf("%w: %w", provider.ErrUnavailable, err)
 	}
+	if seamNewProducer != nil {
+		seamNewProducer(m)
+	}
 	return p, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
@@ -122,7 +121,6 @@ func NewLanes(own *Table, c Client, cfg LanesConfig) *Lanes {
 			ls:   ls,
 			txid: txid,
 			log:  cfg.Log.With("transactional_id", txid),
-			ops:  make(chan func()),
 			done: make(chan struct{}),
 		})
 	}
@@ -201,43 +199,12 @@ func (ls *Lanes) Close() {
 	}
 }
 
-// Reinit replaces every lane's producer between two transactions by a new
-// one under the same transactional id, as an instance that re-initialises
-// late would (its initialisation fences the old producer).
-func (ls *Lanes) Reinit(ctx context.Context) error {
-	var errs []error
-	for _, l := range ls.lanes {
-		done := make(chan error, 1)
-		select {
-		case l.ops <- func() { done <- l.reset(ctx) }:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ls.stop:
-			return provider.ErrClosed
-		}
-		errs = append(errs, <-done)
-	}
-	return errors.Join(errs...)
-}
-
-// Resets returns how many producers the lanes have initialised.
-func (ls *Lanes) Resets() int64 {
-	var n int64
-	for _, l := range ls.lanes {
-		n += l.resets.Load()
-	}
-	return n
-}
-
 // lane is one transactional producer of a member.
 type lane struct {
 	ls   *Lanes
 	txid string
 	log  *slog.Logger
-	ops  chan func() // run on the lane's goroutine between transactions
 	done chan struct{}
-
-	resets atomic.Int64 // producers initialised
 
 	// Owned by the lane's goroutine once it runs:
 	p         Producer
@@ -250,7 +217,7 @@ type lane struct {
 func (l *lane) run() {
 	defer close(l.done)
 	own := l.ls.own
-	own.runLane(l.ls.queue, l.ls.stop, l.ops, laneSteps{
+	own.runLane(l.ls.queue, l.ls.stop, laneSteps{
 		broken: func() bool { return l.broken },
 		settle: l.settle,
 		commit: l.commit,
@@ -270,7 +237,6 @@ func (l *lane) reset(ctx context.Context) error {
 		return fmt.Errorf("%s: init transactions of %s: %w", l.ls.cfg.Name, l.txid, err)
 	}
 	l.p = p
-	l.resets.Add(1)
 	return nil
 }
 

@@ -116,9 +116,9 @@ type laneSteps struct {
 // broken producer first, until stop. Appends to run again go first, one per
 // transaction: a record the broker refuses spoils its whole produce batch,
 // so a transaction of one tells whose record it was. Then whatever q holds
-// (Next, running ops between transactions). Appends still held when the
+// (Next). Appends still held when the
 // lane stops fail with provider.ErrClosed.
-func (t *Table) runLane(q *Queue, stop <-chan struct{}, ops <-chan func(), l laneSteps) {
+func (t *Table) runLane(q *Queue, stop <-chan struct{}, l laneSteps) {
 	var again []*Append
 	for {
 		if l.broken() && !l.settle() {
@@ -129,7 +129,7 @@ func (t *Table) runLane(q *Queue, stop <-chan struct{}, ops <-chan func(), l lan
 			batch, again = again[:1], again[1:]
 		} else {
 			var ok bool
-			if batch, ok = q.Next(MaxTxnRecords, stop, ops); !ok {
+			if batch, ok = q.Next(MaxTxnRecords, stop); !ok {
 				break
 			}
 		}
@@ -263,9 +263,7 @@ func (q *Queue) Pop(maxRecords int) (batch []*Append, removed int) {
 const GatherWait = time.Millisecond
 
 // Next waits for queued appends and returns the next batch (as Pop does),
-// for one transaction. ok is false once stop is closed. An op received on
-// ops (nil for none) is run on the caller's goroutine, and Next returns no
-// batch, so that the caller looks at its state again.
+// for one transaction. ok is false once stop is closed.
 //
 // When fewer appends are queued than the last batch carried, Next first
 // waits up to GatherWait for as many: appenders acknowledged by that
@@ -274,12 +272,9 @@ const GatherWait = time.Millisecond
 // leave the others for the one after, halving the transactions' size under
 // steady load. A lone appender never waits (its last batch was one append).
 // Next is called from one goroutine at a time.
-func (q *Queue) Next(maxRecords int, stop <-chan struct{}, ops <-chan func()) (batch []*Append, ok bool) {
+func (q *Queue) Next(maxRecords int, stop <-chan struct{}) (batch []*Append, ok bool) {
 	select {
 	case <-q.turn:
-	case f := <-ops:
-		f()
-		return nil, true
 	case <-stop:
 		return nil, false
 	}
@@ -301,9 +296,6 @@ func (q *Queue) Next(maxRecords int, stop <-chan struct{}, ops <-chan func()) (b
 		}
 		select {
 		case <-q.wake:
-		case f := <-ops:
-			f()
-			return nil, true
 		case <-stop:
 			return nil, false
 		}
