@@ -121,6 +121,7 @@ func TestMeasureFleet(t *testing.T) {
 	killed = load.kill9InFlight(a, b, c)
 	waitSpread(t, partitions, b, c)
 	report("kill9_one_of_three_until_survivors_serve", time.Since(killed))
+	t.Logf("MEASURE kill9_one_of_three_fencings %d", b.countLogs(fencedMsg)+c.countLogs(fencedMsg))
 	waitAcks(t, load, load.ok.Load()+100)
 	load.halt()
 	load.checkTopic(tp)
