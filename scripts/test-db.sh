@@ -52,5 +52,5 @@ if [[ -z ${KAFKA_BROKERS:-} ]]; then
 fi
 echo "test-db.sh: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=${KAFKA_BROKERS:-(kfake)}" >&2
 PROJECTION_LONG_TESTS=1 "$GO" test -race -count=1 -timeout 14m -v "${TEST_FLAGS[@]}" ./internal/projections/ ./projection/ ./projection/postgres/ 2>&1 |
-  grep -E '^(=== RUN|--- |PASS|FAIL|ok )|_test.go:[0-9]+:|Error Trace|Error:|Messages:|^ {8}[[:blank:]]'
+  grep -E '^(=== RUN|--- |PASS|FAIL|ok )|_test.go:[0-9]+:|Error Trace|Error:|Messages:|^ {8}'
 exit "${PIPESTATUS[0]}"

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -136,7 +137,10 @@ func startReader(t *testing.T, env ...string) *proc {
 		_ = cmd.Process.Kill()
 		<-pr.done
 		if t.Failed() {
-			t.Logf("reader %d stderr:\n%s", cmd.Process.Pid, cmd.Stderr.(*kafkatest.SyncBuffer).String())
+			// The end of it: a reader that failed says why last, after
+			// a line per commit.
+			lines := strings.Split(strings.TrimRight(pr.output(), "\n"), "\n")
+			t.Logf("reader %d stderr, its last %d lines:\n%s", cmd.Process.Pid, min(len(lines), 30), strings.Join(lines[max(len(lines)-30, 0):], "\n"))
 		}
 	})
 	return pr

@@ -70,7 +70,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	}
 	// Before anything of the member touches the group: its producers'
 	// transactional ids are the group's too.
-	if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, m.describe); err != nil {
+	if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe); err != nil {
 		return fail(err)
 	}
 	// The producers first: a restarted instance ends its predecessor's open
@@ -126,7 +126,7 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		// Again once in the group: a member of another topic that
 		// joined at the same moment passed the first check too
 		// (kafkagroup.Shared says what this covers).
-		if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, m.describe); err != nil {
+		if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe); err != nil {
 			return fail(err)
 		}
 		close(m.started)

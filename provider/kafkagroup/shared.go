@@ -2,8 +2,10 @@ package kafkagroup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/rehydrate/rehydrate/provider"
 )
@@ -64,12 +66,26 @@ func Shared(group, topic string, members []Assignment) error {
 
 // CheckShared describes the group (describe, the client's) and refuses it
 // as Shared does: what a provider's JoinGroup calls before its member
-// touches the group and once it is in it. A description that fails refuses
-// the join too.
-func CheckShared(ctx context.Context, group, topic string, describe func(context.Context) ([]Assignment, error)) error {
-	members, err := describe(ctx)
-	if err != nil {
-		return fmt.Errorf("describe the group: %w", err)
+// touches the group and once it is in it. A description refused with
+// provider.ErrUnavailable is tried again for up to timeout (the provider's
+// Config.Timeout): the first member of a group on a fresh cluster meets
+// COORDINATOR_NOT_AVAILABLE while __consumer_offsets is created and
+// loaded, and must wait for it, not fail its start. Any other failure, or
+// one still there after timeout, refuses the join.
+func CheckShared(ctx context.Context, group, topic string, timeout time.Duration, describe func(context.Context) ([]Assignment, error)) error {
+	deadline := time.Now().Add(timeout)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		members, err := describe(ctx)
+		if err == nil {
+			return Shared(group, topic, members)
+		}
+		if !errors.Is(err, provider.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("describe the group: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("describe the group: %w (then %w)", err, ctx.Err())
+		case <-time.After(backoff):
+		}
 	}
-	return Shared(group, topic, members)
 }

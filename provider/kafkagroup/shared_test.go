@@ -1,8 +1,11 @@
 package kafkagroup
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -42,4 +45,42 @@ func TestShared(t *testing.T) {
 			assert.Contains(t, err.Error(), "group g")
 		})
 	}
+}
+
+// TestCheckSharedWaitsForTheCoordinator: the first member of a group on a
+// fresh cluster is told COORDINATOR_NOT_AVAILABLE (provider.ErrUnavailable)
+// while the offsets topic loads; it tries again within its timeout, and a
+// refusal of any other kind, or one that lasts, ends the join.
+func TestCheckSharedWaitsForTheCoordinator(t *testing.T) {
+	unavailable := fmt.Errorf("describe group g: %w", provider.ErrUnavailable)
+	describe := func(fails int, err error) (func(context.Context) ([]Assignment, error), *int) {
+		calls := 0
+		return func(context.Context) ([]Assignment, error) {
+			calls++
+			if calls <= fails {
+				return nil, err
+			}
+			return []Assignment{{MemberID: "b-1", Topics: []string{"payments"}}}, nil
+		}, &calls
+	}
+
+	d, calls := describe(2, unavailable)
+	require.ErrorIs(t, CheckShared(t.Context(), "g", "orders", 10*time.Second, d), provider.ErrGroupShared, "the description that came at last is judged")
+	assert.Equal(t, 3, *calls)
+
+	d, calls = describe(1, errors.New("group authorization failed"))
+	err := CheckShared(t.Context(), "g", "orders", 10*time.Second, d)
+	require.ErrorContains(t, err, "group authorization failed")
+	assert.Equal(t, 1, *calls, "not a transient refusal: not tried again")
+
+	d, calls = describe(1<<30, unavailable)
+	start := time.Now()
+	require.ErrorIs(t, CheckShared(t.Context(), "g", "orders", 300*time.Millisecond, d), provider.ErrUnavailable)
+	assert.Less(t, time.Since(start), 2*time.Second, "bounded by its timeout")
+	assert.Greater(t, *calls, 1)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	d, _ = describe(1<<30, unavailable)
+	require.ErrorIs(t, CheckShared(ctx, "g", "orders", 10*time.Second, d), context.Canceled)
 }
