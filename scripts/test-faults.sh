@@ -43,7 +43,7 @@ rc=0
 for client in ${KAFKA_CLIENTS:-confluent franz}; do
   echo "test-faults.sh: KAFKA_CLIENT=$client" >&2
   set +e
-  KAFKA_CLIENT=$client "$GO" test -race -count=1 -timeout "${FAULTS_TIMEOUT:-30m}" -v "${TEST_FLAGS[@]}" ./internal/faults/ 2>&1 | grep -v '^%[0-9]|' | tee "${FAULTS_LOG:-/dev/null}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|RESULT|Error Trace|Error:|Messages:|^ {8}[[:blank:]]'
+  KAFKA_CLIENT=$client "$GO" test -race -count=1 -timeout "${FAULTS_TIMEOUT:-30m}" -v "${TEST_FLAGS[@]}" ./internal/faults/ 2>&1 | grep -v '^%[0-9]|' | tee "${FAULTS_LOG:-/dev/null}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|RESULT|_test.go:[0-9]+:|Error Trace|Error:|Messages:|^ {8}'
   status=${PIPESTATUS[0]}
   set -e
   if ((status != 0 && rc == 0)); then rc=$status; fi

@@ -271,6 +271,7 @@ func groupFault(t *testing.T, f fault, tg target) {
 	const instance = "a"
 	// One broker coordinates both the group and the member's only producer
 	// (GroupProducers 1: every transaction goes through it).
+	cfg.GroupProducers = 1
 	group, coordinators := c.groupCoordinatedBy(fmt.Sprintf("faults-%s-%d", t.Name(), time.Now().UnixNano()), instance)
 	txid := group + "-" + instance + "-0"
 	live := rt.NewRepository(t, open(t, cfg),

@@ -22,15 +22,17 @@ import (
 // polls for good. Seen in internal/faults' TestGroupKillCoordinatorMidTransaction:
 // the member never served again. So the poll loop replaces a consumer
 // that raised a fatal error by a new one under the same Instance, unless
-// another process holds the name (kafkagroup.MayRejoin), and closes the
-// old one without waiting for it for good (closeConsumer).
+// another process holds the name (kafkagroup.MayRejoin; a group that cannot
+// be described for the session timeout does not hold the rejoin back), and
+// closes the old one without waiting for it for good (closeConsumer).
 
 // rejoiner is the poll loop's state while its consumer is fatal.
 type rejoiner struct {
 	cause    ckafka.Error
 	tries    int
 	next     time.Time
-	reported bool // that another process holds the Instance
+	reported bool      // that another process holds the Instance
+	blind    time.Time // since when no description could be had, zero while one could
 }
 
 // due reports whether the loop should try to rejoin now.
@@ -57,9 +59,26 @@ func (m *member) rejoin(r *rejoiner) bool {
 	members, err := m.describe(ctx)
 	cancel()
 	if err != nil {
-		m.log.Warn("kafka: the group consumer is fenced; describing the group before it rejoins failed, trying again", "cause", r.cause, "err", err)
-		r.later()
-		return false
+		// The description guards against rejoining under a name another
+		// process holds, which fencing keeps safe anyway (MayRejoin): past
+		// the session timeout without one, the member rejoins without it
+		// rather than stay out of the group. Seen in internal/faults'
+		// TestGroupPauseCoordinatorMidTransaction: with the old group
+		// coordinator's broker paused, librdkafka's admin client sent
+		// every description to it, each timed out, and the member served
+		// nothing for over two minutes.
+		if r.blind.IsZero() {
+			r.blind = time.Now()
+		}
+		if time.Since(r.blind) < m.p.cfg.SessionTimeout {
+			m.log.Warn("kafka: the group consumer is fenced; describing the group before it rejoins failed, trying again", "cause", r.cause, "err", err)
+			r.later()
+			return false
+		}
+		m.log.Warn("kafka: the group consumer is fenced and the group could not be described for the session timeout; rejoining without a description", "cause", r.cause, "err", err, "since", r.blind)
+		members = nil
+	} else {
+		r.blind = time.Time{}
 	}
 	last := ""
 	if id := m.lastMemberID.Load(); id != nil {
