@@ -81,8 +81,9 @@
 //     shared with provider/kafka: a revocation marks the partitions not
 //     owned, waits for the appends in flight on any lane, calls OnRevoked,
 //     and only then returns to kgo, which rejoins and lets the group move
-//     them (cooperative). Appends queue for the next free lane of
-//     GroupProducers transactional clients, transactional ids
+//     them (cooperative). Appends queue for the lane whose turn it is of
+//     GroupProducers transactional clients (at most GroupProducers−1
+//     transactions at once: kafkagroup.InFlight), transactional ids
 //     "<group>-<instance>-<n>".
 //   - The fence: kgo's own way to put offsets in a transaction
 //     (GroupTransactSession) sends the metadata of a consuming client's

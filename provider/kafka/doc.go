@@ -57,11 +57,12 @@
 // its lanes, transactional.id "<group>-<instance>-<n>". The lanes and the
 // transaction steps are package kafkagroup's, shared with provider/franz;
 // this package is confluent-kafka-go's side of them. Appends queue for the
-// next free lane, which runs one transaction at a time: every append queued
-// when a transaction starts rides in it (group commit), and each is
-// acknowledged after the commit, so an append's records are all visible to
-// read-committed readers or none is. With more than one lane, one produces
-// its transaction while another commits. The consumer's client.id carries the
+// lane whose turn it is (the lanes take turns, at most GroupProducers−1
+// transactions at once: kafkagroup.InFlight), which runs one transaction at
+// a time: every append queued when a transaction starts rides in it (group
+// commit), and each is acknowledged after the commit, so an append's records
+// are all visible to read-committed readers or none is. With three lanes or
+// more, one produces its transaction while another commits. The consumer's client.id carries the
 // member's Address ("<ClientID>;instance=…;address=…", percent-encoded),
 // which is how Owners reads it from the group's description. Properties
 // cannot override the settings the fencing rests on (group.protocol,

@@ -218,6 +218,10 @@ func kafkaCode(err error) ckafka.ErrorCode {
 // visible; b's appends do.
 func TestGroupLateInitialiserCannotWrite(t *testing.T) {
 	cfg := expellable(kafkatest.Config(t, 1, nil))
+	// One lane: the test follows one producer through its fence and its
+	// replacement (with two, the second append would meet the other lane's
+	// fenced producer first).
+	cfg.GroupProducers = 1
 	group := groupName(t)
 	ctx := t.Context()
 	var lostA atomic.Bool

@@ -15,11 +15,13 @@ import (
 )
 
 // Lanes are a member's transactional producers, its lanes, and the appends
-// queued for them. Every lane takes the next batch of what is queued as
-// soon as it is free, so with several lanes one produces its transaction
-// while another commits the one before (pipelining). One lane runs one
-// transaction at a time: everything queued when it starts rides in it
-// (group commit), and every append of it is acknowledged after its commit.
+// queued for them. The lanes take turns: n of them run at most n−1
+// transactions at a time (one when n is 1; InFlight says why), and the
+// lane whose turn it is takes the next batch of what is queued, so with
+// three or more one produces its transaction while another commits the
+// one before (pipelining). One lane runs one transaction at a time:
+// everything queued when it starts rides in it (group commit), and every
+// append of it is acknowledged after its commit.
 //
 // A transaction is, in order (lane.transact):
 //
@@ -115,7 +117,7 @@ func TxIDs(group, instance string, n int) []string {
 // NewLanes returns the lanes of a member whose ownership is own, on client
 // c. Start initialises them.
 func NewLanes(own *Table, c Client, cfg LanesConfig) *Lanes {
-	ls := &Lanes{cfg: cfg, own: own, c: c, queue: NewQueue(), stop: make(chan struct{})}
+	ls := &Lanes{cfg: cfg, own: own, c: c, queue: NewQueue(InFlight(len(cfg.TxIDs))), stop: make(chan struct{})}
 	for _, txid := range cfg.TxIDs {
 		ls.lanes = append(ls.lanes, &lane{
 			ls:   ls,

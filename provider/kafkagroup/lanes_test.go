@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 )
@@ -27,20 +30,22 @@ type fakeClient struct {
 	gate      chan struct{} // commits wait for it to close
 	initGate  chan struct{} // new producers wait for it to close
 	retriable bool          // every error is ClassRetriable (a commit that timed out)
+	begun     []string      // the transactional id of each transaction begun
+	refuse    string        // the value of a record the log refuses (too large)
 }
 
 func newFakeClient() *fakeClient {
 	return &fakeClient{md: Metadata{Generation: 1, MemberID: "m"}, next: map[int32]int64{}}
 }
 
-func (c *fakeClient) NewProducer(context.Context, string) (Producer, error) {
+func (c *fakeClient) NewProducer(_ context.Context, txid string) (Producer, error) {
 	c.mu.Lock()
 	gate := c.initGate
 	c.mu.Unlock()
 	if gate != nil {
 		<-gate
 	}
-	return &fakeProducer{c: c}, nil
+	return &fakeProducer{c: c, txid: txid}, nil
 }
 
 func (c *fakeClient) Metadata() (Metadata, error) {
@@ -50,6 +55,9 @@ func (c *fakeClient) Metadata() (Metadata, error) {
 }
 
 func (c *fakeClient) Class(err error) Class {
+	if errors.Is(err, errTooLarge) {
+		return ClassRecordRefused
+	}
 	if c.retriable {
 		return ClassRetriable
 	}
@@ -61,13 +69,20 @@ func (c *fakeClient) Class(err error) Class {
 
 func (c *fakeClient) Annotate(err error) error { return err }
 
-var errRefused = errors.New("UNKNOWN_MEMBER_ID")
+var (
+	errRefused  = errors.New("UNKNOWN_MEMBER_ID")
+	errTooLarge = errors.New("MESSAGE_TOO_LARGE")
+)
 
-type fakeProducer struct{ c *fakeClient }
+type fakeProducer struct {
+	c    *fakeClient
+	txid string
+}
 
 func (p *fakeProducer) Begin() error {
 	p.c.mu.Lock()
 	defer p.c.mu.Unlock()
+	p.c.begun = append(p.c.begun, p.txid)
 	p.c.open++
 	p.c.maxOpen = max(p.c.maxOpen, p.c.open)
 	return nil
@@ -79,7 +94,11 @@ func (p *fakeProducer) Produce(batch []*Append, _ time.Duration) ([][]int64, [][
 	offsets, errs := make([][]int64, len(batch)), make([][]error, len(batch))
 	for bi, a := range batch {
 		offsets[bi], errs[bi] = make([]int64, len(a.Records)), make([]error, len(a.Records))
-		for i := range a.Records {
+		for i, rec := range a.Records {
+			if p.c.refuse != "" && string(rec.Value) == p.c.refuse {
+				errs[bi][i] = errTooLarge
+				continue
+			}
 			offsets[bi][i] = p.c.next[a.Parts[i]]
 			p.c.next[a.Parts[i]]++
 		}
@@ -147,10 +166,12 @@ func startLanesLog(t *testing.T, c Client, n int, log *slog.Logger) *Lanes {
 
 func record(key string) []event.Record { return []event.Record{{Key: []byte(key), Value: []byte("v")}} }
 
-// TestLanesPipeline: with two lanes, a second transaction starts while the
-// first waits for its commit; with one, it waits.
-func TestLanesPipeline(t *testing.T) {
-	for _, lanes := range []int{1, 2} {
+// TestLanesTakeTurns: n lanes run InFlight(n) transactions at once: with
+// one or two lanes a second transaction waits for the first's commit, with
+// three it starts while the first waits; and two lanes alternate, so that
+// a transactional id's next transaction never follows its last at once.
+func TestLanesTakeTurns(t *testing.T) {
+	for lanes, inflight := range map[int]int{1: 1, 2: 1, 3: 2} {
 		c := newFakeClient()
 		gate := make(chan struct{})
 		c.gate = gate
@@ -166,13 +187,13 @@ func TestLanesPipeline(t *testing.T) {
 		go appendOne("a")
 		waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.open == 1 })
 		go appendOne("b")
-		if lanes == 2 {
+		if inflight == 2 {
 			waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.open == 2 })
 		} else {
 			time.Sleep(50 * time.Millisecond) // nothing to wait for: the second must not start
 			c.mu.Lock()
 			if c.open != 1 {
-				t.Errorf("one lane: %d transactions open at once", c.open)
+				t.Errorf("%d lanes: %d transactions open at once", lanes, c.open)
 			}
 			c.mu.Unlock()
 		}
@@ -182,10 +203,88 @@ func TestLanesPipeline(t *testing.T) {
 				t.Fatalf("%d lanes: %v", lanes, err)
 			}
 		}
-		if lanes == 2 && c.maxOpen != 2 {
-			t.Errorf("two lanes: at most %d transactions open at once, want 2", c.maxOpen)
+		if c.maxOpen != inflight {
+			t.Errorf("%d lanes: at most %d transactions open at once, want %d", lanes, c.maxOpen, inflight)
 		}
 	}
+
+	// Two lanes alternate. Each transaction is held at its commit while
+	// the next append is queued: the lane that is not running has long
+	// been waiting for appends then, as it has behind a transaction of
+	// milliseconds, and takes it.
+	c := newFakeClient()
+	gate := make(chan struct{})
+	c.gate = gate
+	ls := startLanes(t, c, 2)
+	results := make(chan error, 8)
+	appendOne := func(key string) {
+		_, err := ls.Append(context.Background(), "test", record(key))
+		results <- err
+	}
+	go appendOne("k0")
+	for i := 1; i <= 6; i++ {
+		waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.begun) == i && c.open == 1 })
+		go appendOne(fmt.Sprint("k", i))
+		c.mu.Lock()
+		held := gate
+		gate = make(chan struct{})
+		c.gate = gate
+		c.mu.Unlock()
+		close(held)
+	}
+	close(gate)
+	for range 7 {
+		require.NoError(t, <-results)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := 1; i < len(c.begun); i++ {
+		assert.NotEqual(t, c.begun[i-1], c.begun[i], "two lanes alternate: transactions %v", c.begun)
+	}
+}
+
+// TestLanesRunARefusedBatchAgain: a record the log refuses spoils its
+// transaction, whose appends run again, each alone, while the other lane
+// waits for appends that will not come (their appenders wait for these):
+// the append with the culprit fails, the others land.
+func TestLanesRunARefusedBatchAgain(t *testing.T) {
+	c := newFakeClient()
+	c.refuse = "bad"
+	own := New("test", 4, time.Second)
+	own.Assign([]int32{0, 1, 2, 3})
+	ls := NewLanes(own, c, LanesConfig{Name: "test", Topic: "t", TxIDs: TxIDs("g", "i", 2), Timeout: time.Second,
+		DeliveryBound: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() {
+		own.Close()
+		ls.Close()
+	})
+	results := make(chan error, 3)
+	for i, value := range []string{"v", "bad", "v"} {
+		go func() {
+			_, err := ls.Append(context.Background(), "test", []event.Record{{Key: []byte(fmt.Sprint("k", i)), Value: []byte(value)}})
+			results <- err
+		}()
+	}
+	// Queued before the lanes start: the first to take a batch takes all
+	// three.
+	waitFor(t, func() bool { return ls.queue.Len() == 3 })
+	require.NoError(t, ls.Start(context.Background()))
+	var failed []error
+	for range 3 {
+		select {
+		case err := <-results:
+			if err != nil {
+				failed = append(failed, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the appends to run again never ran")
+		}
+	}
+	require.Len(t, failed, 1)
+	require.ErrorIs(t, failed[0], errTooLarge)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.Len(t, c.begun, 4, "one transaction of three, then one each")
 }
 
 // TestLanesFence: every transaction sends the member's metadata of that

@@ -133,9 +133,19 @@ func (t *Table) runLane(q *Queue, stop <-chan struct{}, l laneSteps) {
 				break
 			}
 		}
-		if len(batch) > 0 {
-			again = append(again, l.commit(batch)...)
+		if len(batch) == 0 {
+			continue
 		}
+		// The slot after the batch: a lane waiting for appends holds
+		// none, so a slot is only ever held by a transaction that ends,
+		// and a lane with appends to run again is never stuck behind
+		// lanes waiting for the appends that wait for those.
+		if !q.acquire(stop) {
+			again = append(batch, again...)
+			break
+		}
+		again = append(again, l.commit(batch)...)
+		q.release()
 	}
 	for _, a := range again {
 		t.Finish(a, nil, provider.ErrClosed)
@@ -197,23 +207,58 @@ func (t *Table) Wait(ctx context.Context, a *Append) ([]provider.Position, error
 	}
 }
 
-// Queue holds the appends waiting for a producer's next transaction. It is
-// safe for concurrent use.
+// Queue holds the appends waiting for a producer's next transaction, and
+// the lanes' turns to run one. It is safe for concurrent use.
 type Queue struct {
 	mu   sync.Mutex
 	q    []*Append
 	wake chan struct{} // a token when the queue grows
 	turn chan struct{} // held by the lane in Next: one gathers a batch at a time
+	// slots holds a token per transaction that may run now; a lane takes
+	// one before its transaction and gives it back after (runLane).
+	slots chan struct{}
 
 	lastBatch int // appends in the last batch Next returned, for Next only
 }
 
-// NewQueue returns an empty queue.
-func NewQueue() *Queue {
-	q := &Queue{wake: make(chan struct{}, 1), turn: make(chan struct{}, 1)}
+// NewQueue returns an empty queue for lanes, of which at most inflight
+// run a transaction at a time (InFlight).
+func NewQueue(inflight int) *Queue {
+	q := &Queue{wake: make(chan struct{}, 1), turn: make(chan struct{}, 1), slots: make(chan struct{}, inflight)}
 	q.turn <- struct{}{}
+	for range inflight {
+		q.slots <- struct{}{}
+	}
 	return q
 }
+
+// InFlight is how many of n lanes run a transaction at a time: all but
+// one, and the one when n is 1. The lanes take turns: a lane that has
+// committed waits behind the others (a channel hands its token to the lane
+// that has waited longest), so with n > 1 a transactional id rests for at
+// least one other transaction before its next. Why: the coordinator
+// answers CONCURRENT_TRANSACTIONS to the first request of a transactional
+// id's next transaction while it still writes the markers of the one
+// before, and the request is retried only after a backoff (20 ms, the
+// partition leader's add.partitions.to.txn.retry.backoff.ms or librdkafka's
+// own), which a lane that starts again at once met in up to half of its
+// transactions (README, "Where a fenced transaction's time goes"). Two
+// lanes thus run one transaction at a time, alternately, each as large as
+// one lane's.
+func InFlight(n int) int { return max(n-1, 1) }
+
+// acquire takes a transaction slot, false once stop is closed.
+func (q *Queue) acquire(stop <-chan struct{}) bool {
+	select {
+	case <-q.slots:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// release gives the slot back.
+func (q *Queue) release() { q.slots <- struct{}{} }
 
 // Push queues a.
 func (q *Queue) Push(a *Append) {
