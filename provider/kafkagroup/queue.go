@@ -233,10 +233,11 @@ func NewQueue(inflight int) *Queue {
 }
 
 // InFlight is how many of n lanes run a transaction at a time: all but
-// one, and the one when n is 1. The lanes take turns: a lane that has
-// committed waits behind the others (a channel hands its token to the lane
-// that has waited longest), so with n > 1 a transactional id rests for at
-// least one other transaction before its next. Why: the coordinator
+// one, and the one when n is 1. The lanes take turns: while a lane runs
+// its transaction, a lane that waited holds Next's turn and gathers the
+// next batch, and the lane that has committed queues behind it for the
+// turn, so with n > 1 a transactional id rests for at least one other
+// transaction before its next. Why: the coordinator
 // answers CONCURRENT_TRANSACTIONS to the first request of a transactional
 // id's next transaction while it still writes the markers of the one
 // before, and the request is retried only after a backoff (20 ms, the
