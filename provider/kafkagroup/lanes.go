@@ -137,7 +137,7 @@ func (ls *Lanes) Start(ctx context.Context) error {
 	errs := make([]error, len(ls.lanes))
 	var wg sync.WaitGroup
 	for i, l := range ls.lanes {
-		wg.Go(func() { errs[i] = l.reset(ctx) })
+		wg.Go(func() { errs[i] = l.start(ctx) })
 	}
 	wg.Wait()
 	ls.mu.Lock()
@@ -226,6 +226,28 @@ func (l *lane) run() {
 	})
 	own.shutdown(l.ls.queue, l.broken, l.unsettled, l.reset, l.log)
 	l.closeProducer()
+}
+
+// start initialises the lane's first producer (reset), trying again while
+// the brokers answer provider.ErrUnavailable, for up to the lanes' Timeout:
+// on a fresh cluster the first initialisation meets the transaction
+// coordinator while __transaction_state is created and loaded
+// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS), which franz-go's own
+// retries can outlast, and a member's start must wait for it, not fail.
+func (l *lane) start(ctx context.Context) error {
+	deadline := time.Now().Add(l.ls.cfg.Timeout)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		err := l.reset(ctx)
+		if err == nil || !errors.Is(err, provider.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		l.log.Debug(l.ls.cfg.Name+": initialising a transactional producer failed; trying again", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // reset replaces the lane's producer by a new one with the same

@@ -32,6 +32,7 @@ type fakeClient struct {
 	retriable bool          // every error is ClassRetriable (a commit that timed out)
 	begun     []string      // the transactional id of each transaction begun
 	refuse    string        // the value of a record the log refuses (too large)
+	initFails int           // new producers fail as unavailable this many times
 }
 
 func newFakeClient() *fakeClient {
@@ -44,6 +45,12 @@ func (c *fakeClient) NewProducer(_ context.Context, txid string) (Producer, erro
 	c.mu.Unlock()
 	if gate != nil {
 		<-gate
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.initFails > 0 {
+		c.initFails--
+		return nil, fmt.Errorf("init %s: NOT_COORDINATOR: %w", txid, provider.ErrUnavailable)
 	}
 	return &fakeProducer{c: c, txid: txid}, nil
 }
@@ -285,6 +292,20 @@ func TestLanesRunARefusedBatchAgain(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	assert.Len(t, c.begun, 4, "one transaction of three, then one each")
+}
+
+// TestLanesStartWaitsForTheCoordinator: on a fresh cluster the first
+// initialisations meet a transaction coordinator still loading; Start
+// tries again within its timeout rather than fail the member's join.
+func TestLanesStartWaitsForTheCoordinator(t *testing.T) {
+	c := newFakeClient()
+	c.initFails = 3
+	ls := startLanes(t, c, 2) // fails the test if Start does
+	_, err := ls.Append(context.Background(), "test", record("a"))
+	require.NoError(t, err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.Zero(t, c.initFails)
 }
 
 // TestLanesFence: every transaction sends the member's metadata of that
