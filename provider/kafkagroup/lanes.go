@@ -229,25 +229,19 @@ func (l *lane) run() {
 }
 
 // start initialises the lane's first producer (reset), trying again while
-// the brokers answer provider.ErrUnavailable, for up to the lanes' Timeout:
-// on a fresh cluster the first initialisation meets the transaction
+// the brokers answer provider.ErrUnavailable, for up to the lanes' Timeout
+// (untilAvailable): on a fresh cluster the first initialisation meets the transaction
 // coordinator while __transaction_state is created and loaded
 // (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS), which franz-go's own
 // retries can outlast, and a member's start must wait for it, not fail.
 func (l *lane) start(ctx context.Context) error {
-	deadline := time.Now().Add(l.ls.cfg.Timeout)
-	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+	return untilAvailable(ctx, l.ls.cfg.Timeout, func() error {
 		err := l.reset(ctx)
-		if err == nil || !errors.Is(err, provider.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
-			return err
+		if err != nil {
+			l.log.Debug(l.ls.cfg.Name+": initialising a transactional producer failed", "err", err)
 		}
-		l.log.Debug(l.ls.cfg.Name+": initialising a transactional producer failed; trying again", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-	}
+		return err
+	})
 }
 
 // reset replaces the lane's producer by a new one with the same

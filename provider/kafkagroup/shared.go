@@ -2,7 +2,6 @@ package kafkagroup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -73,19 +72,13 @@ func Shared(group, topic string, members []Assignment) error {
 // loaded, and must wait for it, not fail its start. Any other failure, or
 // one still there after timeout, refuses the join.
 func CheckShared(ctx context.Context, group, topic string, timeout time.Duration, describe func(context.Context) ([]Assignment, error)) error {
-	deadline := time.Now().Add(timeout)
-	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		members, err := describe(ctx)
-		if err == nil {
-			return Shared(group, topic, members)
-		}
-		if !errors.Is(err, provider.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
-			return fmt.Errorf("describe the group: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("describe the group: %w (then %w)", err, ctx.Err())
-		case <-time.After(backoff):
-		}
+	var members []Assignment
+	err := untilAvailable(ctx, timeout, func() (err error) {
+		members, err = describe(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("describe the group: %w", err)
 	}
+	return Shared(group, topic, members)
 }
