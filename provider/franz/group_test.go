@@ -156,11 +156,22 @@ func TestFence(t *testing.T) {
 		require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, tc.name)
 	}
 	franz.UseGroupMetadata(m, gen, id)
-	_, err = m.Append(ctx, rec("own again"))
+	again, err := m.Append(ctx, rec("own again"))
 	require.NoError(t, err, "the producer stays usable after refusals")
 
-	ps, err := p.Partitions(ctx)
-	require.NoError(t, err)
+	// The last stable offset passes the acknowledged transaction once the
+	// coordinator has written its commit markers, a moment after EndTxn.
+	var ps []provider.Partition
+	for {
+		ps, err = p.Partitions(ctx)
+		require.NoError(t, err)
+		i := slices.IndexFunc(ps, func(x provider.Partition) bool { return x.ID == again[0].Partition })
+		if ps[i].High > again[0].Offset {
+			break
+		}
+		require.NoError(t, ctx.Err(), "the acknowledged append below the last stable offset")
+		time.Sleep(10 * time.Millisecond) // polling, bounded by ctx
+	}
 	var got []string
 	require.NoError(t, p.Read(ctx, provider.Ranges(ps), 0, func(b provider.Batch) error {
 		for _, r := range b.Records {

@@ -301,10 +301,11 @@ func (gt *groupTest) keyIn(x int32, n int) string {
 	return keysFor(x, gt.partitions, n+1)[n]
 }
 
-// visible reads p's topic to its end and returns where each event id is.
-func (gt *groupTest) visible(p provider.Provider) map[string][]provider.Position {
+// visible reads p's topic to its end, once the end covers every position
+// in acked, and returns where each event id is.
+func (gt *groupTest) visible(p provider.Provider, acked ...provider.Position) map[string][]provider.Position {
 	gt.t.Helper()
-	_, ranges := partitionsAndRanges(gt.t, gt.ctx, p)
+	ranges := gt.covering(p, acked)
 	at := make(map[string][]provider.Position)
 	for pos, env := range readAll(gt.t, gt.ctx, p, ranges, 0) {
 		at[env.ID] = append(at[env.ID], pos)
@@ -323,6 +324,31 @@ func (gt *groupTest) visibleWith(p provider.Provider, id string) map[string][]pr
 		return len(at[id]) > 0
 	})
 	return at
+}
+
+// covering returns the ranges of p's topic once they hold every position
+// given: the last stable offset passes an acknowledged transaction a moment
+// after EndTxn is answered, when the coordinator has written its markers.
+func (gt *groupTest) covering(p provider.Provider, at []provider.Position) []provider.Range {
+	gt.t.Helper()
+	var ranges []provider.Range
+	gt.waitFor("the acknowledged appends below the last stable offset", func() bool {
+		var ps []provider.Partition
+		ps, ranges = partitionsAndRanges(gt.t, gt.ctx, p)
+		return covers(ps, at)
+	})
+	return ranges
+}
+
+// covers reports whether every position lies below its partition's High.
+func covers(ps []provider.Partition, at []provider.Position) bool {
+	for _, pos := range at {
+		i := slices.IndexFunc(ps, func(p provider.Partition) bool { return p.ID == pos.Partition })
+		if i < 0 || ps[i].High <= pos.Offset {
+			return false
+		}
+	}
+	return true
 }
 
 func testSoleMember(t *testing.T, h GroupHarness) {
@@ -365,7 +391,7 @@ func testMemberAppends(t *testing.T, h GroupHarness) {
 	assert.Equal(t, []int32{1, 2, 1}, []int32{many[0].Partition, many[1].Partition, many[2].Partition})
 	assert.Greater(t, many[2].Offset, many[0].Offset, "records of one key land in the order given")
 
-	_, ranges := partitionsAndRanges(t, gt.ctx, gt.p)
+	ranges := gt.covering(gt.p, append(pos, many...))
 	got := readAll(t, gt.ctx, gt.p, ranges, 0)
 	for i, w := range append([]appended{{one, pos[0]}}, appended{envs[0], many[0]}, appended{envs[1], many[1]}, appended{envs[2], many[2]}) {
 		env, ok := got[w.pos]
@@ -412,7 +438,13 @@ func testRefusedRecordFailsAlone(t *testing.T, h GroupHarness) {
 
 	require.Error(t, bigErr, "a record of %d bytes", h.TooLarge)
 	assert.NotErrorIs(t, bigErr, provider.ErrOutcomeUnknown, "the log refused the record: nothing was written")
-	visible := gt.visible(gt.p)
+	var acked []provider.Position
+	for i := range others {
+		if errs[i] == nil {
+			acked = append(acked, positions[i]...)
+		}
+	}
+	visible := gt.visible(gt.p, acked...)
 	assert.NotContains(t, visible, big.ID)
 	for i := range others {
 		if assert.NoError(t, errs[i], "append %d, beside the refused one", i) {
@@ -586,7 +618,13 @@ func testAppendsDuringRebalance(t *testing.T, h GroupHarness) {
 		require.NoError(t, try(m, key, versions[w]+2), "%s appends %s", m.(*testMember).name, key)
 	}
 
-	at := gt.visible(gt.p)
+	var acked []provider.Position
+	for _, try := range attempts {
+		if try.err == nil {
+			acked = append(acked, try.pos)
+		}
+	}
+	at := gt.visible(gt.p, acked...)
 	var ok, refused, unknown int
 	for _, try := range attempts {
 		switch {
