@@ -132,6 +132,11 @@ var codes = map[ckafka.ErrorCode]trait{
 	ckafka.ErrUnknownTopicOrPart: settling | topicMissing,
 	ckafka.ErrNotCoordinator:     settling,
 	ckafka.ErrRequestTimedOut:    settling,
+	// A group's coordinator on a fresh cluster, while __consumer_offsets
+	// is created and loaded: what a description of the first group gets,
+	// as the group's own error, without librdkafka's retriable flag.
+	ckafka.ErrCoordinatorNotAvailable:   settling,
+	ckafka.ErrCoordinatorLoadInProgress: settling,
 
 	ckafka.ErrResolve:            connecting,
 	ckafka.ErrIntr:               connecting,

@@ -86,6 +86,8 @@ func TestErrorTable(t *testing.T) {
 		{e(ckafka.ErrNotLeaderForPartition), "retriable", kafkagroup.ClassFatal, readTransient, readFails},
 		{e(ckafka.ErrUnknownTopicOrPart), "retriable topicGone", kafkagroup.ClassFatal, readFails, readFails},
 		{e(ckafka.ErrNotCoordinator), "retriable", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrCoordinatorNotAvailable), "retriable", kafkagroup.ClassFatal, readFails, readFails},
+		{e(ckafka.ErrCoordinatorLoadInProgress), "retriable", kafkagroup.ClassFatal, readFails, readFails},
 		{e(ckafka.ErrBrokerNotAvailable), "", kafkagroup.ClassFatal, readTransient, readFails},
 		{f(ckafka.ErrCoordinatorLoadInProgress, retry), "appendUnavailable retriable", kafkagroup.ClassRetriable, readTransient, readTransient},
 		{context.DeadlineExceeded, "brokerUnavailable", kafkagroup.ClassFatal, 0, readFails},

@@ -544,6 +544,11 @@ func (m *member) describe(ctx context.Context) ([]kafkagroup.Assignment, error) 
 			continue
 		}
 		if g.Error.Code() != ckafka.ErrNoError {
+			if retriable(g.Error) {
+				// The group's coordinator is settling (a fresh cluster):
+				// CheckShared tries again.
+				return nil, fmt.Errorf("kafka: describe group %s of %s: %w: %w", m.cfg.Group, m.p.cfg.Topic, provider.ErrUnavailable, g.Error)
+			}
 			return nil, m.p.brokerError("describe group "+m.cfg.Group, g.Error)
 		}
 		for _, mem := range g.Members {
