@@ -203,17 +203,39 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 func verify(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Account], ids []string, l *rt.Ledger) {
 	ctx := t.Context()
 	for _, id := range ids {
-		// A command raising nothing resolves a pending unknown outcome first.
-		_, err := live.Execute(ctx, id, func(rt.Account) ([]any, error) { return nil, nil })
-		require.NoError(t, err, "resolving %s", id)
+		// A command raising nothing resolves a pending unknown outcome
+		// first. A group member whose group connection a fault cut
+		// rejoins once the link is back (franz-go's heartbeat meets the
+		// cut connection and ends the session, also when a command went
+		// through in between), and its partitions are revoked and
+		// restored again: wait it out.
+		waitFor(t, "the live repository to resolve "+id, time.Minute, func() bool {
+			_, err := live.Execute(ctx, id, func(rt.Account) ([]any, error) { return nil, nil })
+			if moving(err) {
+				t.Logf("resolving %s: %v (again)", id, err)
+				return false
+			}
+			require.NoError(t, err, "resolving %s", id)
+			return true
+		})
 	}
 	awaitMarkers(t, cfg)
 	p := open(t, cfg)
 	lost := l.CheckLog(t, p)
-	l.Check(t, live)
 	restored := rt.Restored(t, p)
 	l.Check(t, restored)
 	assert.Zero(t, restored.Stats().Duplicates, "no version was appended twice")
+	// The live repository last, once it serves every account: a rejoin
+	// that began after the resolving commands has ended by now.
+	waitFor(t, "the live repository to serve every account", time.Minute, func() bool {
+		for _, id := range ids {
+			if _, _, err := live.Get(id); moving(err) {
+				return false
+			}
+		}
+		return true
+	})
+	l.Check(t, live)
 	for _, id := range ids {
 		want, wv, err := live.Get(id)
 		require.NoError(t, err)
@@ -223,6 +245,12 @@ func verify(t *testing.T, cfg kafka.Config, live *repository.Repository[rt.Accou
 		assert.Equal(t, want, got, "%s", id)
 	}
 	t.Logf("RESULT %s: acknowledged=%d unknown=%d failed=%d lost=%d", t.Name(), l.Acknowledged(), l.Unknown(), l.Failed(), lost)
+}
+
+// moving reports whether err says that the partition is not served for
+// the moment: revoked, or restored again.
+func moving(err error) bool {
+	return errors.Is(err, provider.ErrNotOwner) || errors.Is(err, repository.ErrNotReady)
 }
 
 // awaitMarkers waits until every partition of cfg's topic has its last
