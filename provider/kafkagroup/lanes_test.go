@@ -444,3 +444,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestLanesBatchWhatQueuedBehind: the appends queued while a transaction
+// runs go together into the next one, however they trickled in: the lane
+// that runs it takes its batch once it holds the slot, not before.
+func TestLanesBatchWhatQueuedBehind(t *testing.T) {
+	c := newFakeClient()
+	gate := make(chan struct{})
+	c.gate = gate
+	ls := startLanes(t, c, 2)
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	results := make(chan error, 6)
+	appendOne := func(key string) {
+		_, err := ls.Append(context.Background(), "test", record(key))
+		results <- err
+	}
+	go appendOne("k0")
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.open == 1 })
+	for i := 1; i <= 5; i++ {
+		go appendOne(fmt.Sprint("k", i))
+		// One at a time: each is alone in the queue for a moment, as a
+		// lane that took its batch first would take it alone.
+		waitFor(t, func() bool { return ls.queue.Len() == i })
+	}
+	release()
+	for range 6 {
+		require.NoError(t, <-results)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.Len(t, c.begun, 2, "the five appends queued behind the first transaction run in one")
+}

@@ -116,8 +116,9 @@ type laneSteps struct {
 // broken producer first, until stop. Appends to run again go first, one per
 // transaction: a record the broker refuses spoils its whole produce batch,
 // so a transaction of one tells whose record it was. Then whatever q holds
-// (Next). Appends still held when the
-// lane stops fail with provider.ErrClosed.
+// (Next). Each transaction holds a slot (InFlight): Next returns its batch
+// with one, an append to run again takes one itself. Appends still held
+// when the lane stops fail with provider.ErrClosed.
 func (t *Table) runLane(q *Queue, stop <-chan struct{}, l laneSteps) {
 	var again []*Append
 	for {
@@ -127,22 +128,15 @@ func (t *Table) runLane(q *Queue, stop <-chan struct{}, l laneSteps) {
 		var batch []*Append
 		if len(again) > 0 {
 			batch, again = again[:1], again[1:]
+			if !q.acquire(stop) {
+				again = append(batch, again...)
+				break
+			}
 		} else {
 			var ok bool
 			if batch, ok = q.Next(MaxTxnRecords, stop); !ok {
 				break
 			}
-		}
-		if len(batch) == 0 {
-			continue
-		}
-		// The slot after the batch: a lane waiting for appends holds
-		// none, so a slot is only ever held by a transaction that ends,
-		// and a lane with appends to run again is never stuck behind
-		// lanes waiting for the appends that wait for those.
-		if !q.acquire(stop) {
-			again = append(batch, again...)
-			break
 		}
 		again = append(again, l.commit(batch)...)
 		q.release()
@@ -234,9 +228,9 @@ func NewQueue(inflight int) *Queue {
 
 // InFlight is how many of n lanes run a transaction at a time: all but
 // one, and the one when n is 1. The lanes take turns: while a lane runs
-// its transaction, a lane that waited holds Next's turn and gathers the
-// next batch, and the lane that has committed queues behind it for the
-// turn, so with n > 1 a transactional id rests for at least one other
+// its transaction, a lane that waited holds Next's turn and waits for the
+// slot, then takes every append queued meanwhile, and the lane that has
+// committed queues behind it for the turn, so with n > 1 a transactional id rests for at least one other
 // transaction before its next. Why: the coordinator
 // answers CONCURRENT_TRANSACTIONS to the first request of a transactional
 // id's next transaction while it still writes the markers of the one
@@ -284,9 +278,8 @@ func (q *Queue) Len() int {
 }
 
 // Pop removes the first queued appends, up to maxRecords records (at least
-// one append), and returns those not cancelled, now taken. removed is how
-// many it removed: 0 means the queue was empty.
-func (q *Queue) Pop(maxRecords int) (batch []*Append, removed int) {
+// one append), and returns those not cancelled, now taken.
+func (q *Queue) Pop(maxRecords int) (batch []*Append) {
 	q.mu.Lock()
 	n, records := 0, 0
 	for n < len(q.q) && (n == 0 || records+len(q.q[n].Records) <= maxRecords) {
@@ -302,14 +295,22 @@ func (q *Queue) Pop(maxRecords int) (batch []*Append, removed int) {
 			batch = append(batch, a)
 		}
 	}
-	return batch, n
+	return batch
 }
 
 // GatherWait bounds how long Next waits for appends to join a batch.
 const GatherWait = time.Millisecond
 
-// Next waits for queued appends and returns the next batch (as Pop does),
-// for one transaction. ok is false once stop is closed.
+// Next waits for queued appends, then for a transaction slot, and returns
+// the next batch (as Pop does) for one transaction, with the slot held: the
+// caller releases it once the transaction has ended. ok is false once stop
+// is closed, with no slot held.
+//
+// The batch is taken once the slot is held, not before: a lane that took
+// its batch and then waited for the slot would run the appends queued
+// while it waited in a transaction after its own, and under steady load
+// two lanes' batches would halve (measured: 29 appends per transaction
+// against 58 at 64 closed-loop appenders, 0.6× the commands).
 //
 // When fewer appends are queued than the last batch carried, Next first
 // waits up to GatherWait for as many: appenders acknowledged by that
@@ -317,7 +318,7 @@ const GatherWait = time.Millisecond
 // the wait the next transaction would start with the quickest of them and
 // leave the others for the one after, halving the transactions' size under
 // steady load. A lone appender never waits (its last batch was one append).
-// Next is called from one goroutine at a time.
+// One lane at a time is in Next (its turn).
 func (q *Queue) Next(maxRecords int, stop <-chan struct{}) (batch []*Append, ok bool) {
 	select {
 	case <-q.turn:
@@ -325,26 +326,31 @@ func (q *Queue) Next(maxRecords int, stop <-chan struct{}) (batch []*Append, ok 
 		return nil, false
 	}
 	defer func() { q.turn <- struct{}{} }()
-	gathered := false
 	for {
-		if n := q.Len(); !gathered && n > 0 && n < q.lastBatch {
-			gathered = true
-			q.gather(stop)
-			continue
+		for q.Len() == 0 {
+			select {
+			case <-q.wake:
+			case <-stop:
+				return nil, false
+			}
 		}
-		batch, removed := q.Pop(maxRecords)
+		// The slot once appends wait, the batch once the slot is held:
+		// the batch takes every append queued behind the transaction
+		// before, and a lane holds a slot only while a batch is about to
+		// run, never while it waits for appends (those could be waiting
+		// for appends to run again that another lane holds: runLane).
+		if !q.acquire(stop) {
+			return nil, false
+		}
+		if n := q.Len(); n > 0 && n < q.lastBatch {
+			q.gather(stop)
+		}
+		batch := q.Pop(maxRecords)
 		if len(batch) > 0 {
 			q.lastBatch = len(batch)
 			return batch, true
 		}
-		if removed > 0 {
-			continue
-		}
-		select {
-		case <-q.wake:
-		case <-stop:
-			return nil, false
-		}
+		q.release() // every append was cancelled: wait again
 	}
 }
 
