@@ -230,16 +230,16 @@ func NewQueue(inflight int) *Queue {
 // one, and the one when n is 1. The lanes take turns: while a lane runs
 // its transaction, a lane that waited holds Next's turn and waits for the
 // slot, then takes every append queued meanwhile, and the lane that has
-// committed queues behind it for the turn, so with n > 1 a transactional id rests for at least one other
-// transaction before its next. Why: the coordinator
-// answers CONCURRENT_TRANSACTIONS to the first request of a transactional
-// id's next transaction while it still writes the markers of the one
-// before, and the request is retried only after a backoff (20 ms, the
-// partition leader's add.partitions.to.txn.retry.backoff.ms or librdkafka's
-// own), which a lane that starts again at once met in up to half of its
-// transactions (README, "Where a fenced transaction's time goes"). Two
-// lanes thus run one transaction at a time, alternately, each as large as
-// one lane's.
+// committed queues behind it for the turn, so with n > 1 a transactional
+// id rests for at least one other transaction before its next. Why: the
+// coordinator answers CONCURRENT_TRANSACTIONS to the first request of a
+// transactional id's next transaction while it still writes the markers of
+// the one before, and the request is retried only after a backoff (20 ms,
+// the partition leader's add.partitions.to.txn.retry.backoff.ms or
+// librdkafka's own), which a lane that starts again at once met in up to
+// half of its transactions (README, "Where a fenced transaction's time
+// goes"). Two lanes thus run one transaction at a time, alternately, each
+// as large as one lane's.
 func InFlight(n int) int { return max(n-1, 1) }
 
 // acquire takes a transaction slot, false once stop is closed.
