@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"syscall"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -38,6 +40,28 @@ func TestTxnClass(t *testing.T) {
 	} {
 		if got := txnClass(tc.err); got != tc.want {
 			t.Errorf("txnClass(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestClassify: what a plain append's or a read's client error means; a
+// connection that failed in any way is unavailable, not a failure of the
+// request for what it is.
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want class
+	}{
+		{kerr.MessageTooLarge, classRefused},
+		{kerr.NotLeaderForPartition, classUnavailable},
+		{context.DeadlineExceeded, classUnavailable},
+		{io.EOF, classUnavailable},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), classUnavailable},
+		{syscall.ECONNREFUSED, classUnavailable},
+		{errors.New("something else"), classOther},
+	} {
+		if got := classify(tc.err); got != tc.want {
+			t.Errorf("classify(%v) = %d, want %d", tc.err, got, tc.want)
 		}
 	}
 }

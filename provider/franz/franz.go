@@ -451,7 +451,9 @@ func isTLSErr(err error) bool {
 // isNetErr reports a failure to reach a broker.
 func isNetErr(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED)
+	// io.ErrUnexpectedEOF: the connection closed in the middle of a
+	// response (every broker killed while a read's fetch was answered).
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 func (p *Provider) isClosed() bool {
