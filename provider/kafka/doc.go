@@ -62,8 +62,8 @@
 // a time: every append queued when a transaction starts rides in it (group
 // commit), and each is acknowledged after the commit, so an append's records
 // are all visible to read-committed readers or none is. With three lanes or
-// more, one produces its transaction while another commits. The consumer's client.id carries the
-// member's Address ("<ClientID>;instance=…;address=…", percent-encoded),
+// more, one produces its transaction while another commits. The consumer's
+// client.id carries the member's Address ("<ClientID>;instance=…;address=…", percent-encoded),
 // which is how Owners reads it from the group's description. Properties
 // cannot override the settings the fencing rests on (group.protocol,
 // partition.assignment.strategy, isolation.level, client.id,

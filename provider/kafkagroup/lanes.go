@@ -230,8 +230,8 @@ func (l *lane) run() {
 
 // start initialises the lane's first producer (reset), trying again while
 // the brokers answer provider.ErrUnavailable, for up to the lanes' Timeout
-// (untilAvailable): on a fresh cluster the first initialisation meets the transaction
-// coordinator while __transaction_state is created and loaded
+// (untilAvailable): on a fresh cluster the first initialisation meets the
+// transaction coordinator while __transaction_state is created and loaded
 // (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS), which franz-go's own
 // retries can outlast, and a member's start must wait for it, not fail.
 func (l *lane) start(ctx context.Context) error {
