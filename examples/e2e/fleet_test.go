@@ -128,6 +128,12 @@ func (l *fleetLoad) stopInFlight(w *service) time.Time {
 	eventually(l.t, w.name+" stopped with a request in flight", func() (bool, string) {
 		stopped = time.Now()
 		require.NoError(l.t, w.signal(syscall.SIGSTOP))
+		// A response written just before the stop still reaches its
+		// client: only a request still pending once those have arrived
+		// hangs on the stopped process (on loopback, well within 200 ms).
+		for drained := time.Now().Add(200 * time.Millisecond); l.pendingAt(w) > 0 && time.Now().Before(drained); {
+			time.Sleep(10 * time.Millisecond) // polling the client side, bounded
+		}
 		if l.pendingAt(w) > 0 {
 			return true, ""
 		}
