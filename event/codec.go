@@ -45,43 +45,45 @@ type msgpackState struct {
 	enc *msgpack.Encoder
 }
 
+// A pooled state's decoder reads from its own rd, and its encoder writes to
+// its own buf, with the settings below: each use only resets rd or buf.
+// Resetting the decoder as well (its reader, flags and struct tag) was a
+// seventh of a msgpack payload's decoding in a restore.
 var msgpackPool = sync.Pool{New: func() any {
 	s := new(msgpackState)
 	s.dec = msgpack.NewDecoder(&s.rd)
+	s.dec.SetCustomStructTag("json")
 	s.enc = msgpack.NewEncoder(&s.buf)
+	s.enc.SetCustomStructTag("json")
+	s.enc.UseCompactInts(true)
 	return s
 }}
 
 func (msgpackCodec) Marshal(v any) ([]byte, error) {
 	s := msgpackPool.Get().(*msgpackState)
-	defer msgpackPool.Put(s)
 	s.buf.Reset()
-	s.enc.Reset(&s.buf)
-	s.enc.SetCustomStructTag("json")
-	s.enc.UseCompactInts(true)
 	if err := s.enc.Encode(v); err != nil {
-		return nil, err
+		return nil, err // s is dropped: an encoder stopped midway is not reused
 	}
-	return bytes.Clone(s.buf.Bytes()), nil
+	out := bytes.Clone(s.buf.Bytes())
+	msgpackPool.Put(s)
+	return out, nil
 }
 
 func (msgpackCodec) Unmarshal(data []byte, v any) error {
 	s := msgpackPool.Get().(*msgpackState)
-	defer func() {
-		// A pooled reader must not keep data alive: a record's value may
-		// be a slice of a whole fetch buffer (franz-go reads without
-		// copying), which would then outlive the restore.
-		s.rd.Reset(nil)
-		msgpackPool.Put(s)
-	}()
 	s.rd.Reset(data)
-	s.dec.Reset(&s.rd)
-	s.dec.SetCustomStructTag("json")
 	if err := s.dec.Decode(v); err != nil {
-		return err
+		return err // s is dropped: a decoder stopped midway is not reused
 	}
-	if s.rd.Len() != 0 {
-		return fmt.Errorf("%d bytes after the msgpack value", s.rd.Len())
+	left := s.rd.Len()
+	// A pooled reader must not keep data alive: a record's value may be
+	// a slice of a whole fetch buffer (franz-go reads without copying),
+	// which would then outlive the restore.
+	s.rd.Reset(nil)
+	msgpackPool.Put(s)
+	if left != 0 {
+		return fmt.Errorf("%d bytes after the msgpack value", left)
 	}
 	return nil
 }

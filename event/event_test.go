@@ -1,6 +1,7 @@
 package event_test
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -174,6 +175,27 @@ func TestMsgpackUsesJSONFieldNames(t *testing.T) {
 	var m map[string]any
 	require.NoError(t, event.Msgpack.Unmarshal(data, &m))
 	assert.Equal(t, map[string]any{"first_name": "Ada", "last_name": ""}, m)
+}
+
+// TestMsgpackAfterFailures decodes and encodes after failures of each, and
+// after trailing bytes: pooled decoders and encoders are reused only in a
+// clean state.
+func TestMsgpackAfterFailures(t *testing.T) {
+	good, err := event.Msgpack.Marshal(userCreated{FirstName: "Ada", LastName: "L"})
+	require.NoError(t, err)
+	for range 100 {
+		var u userCreated
+		require.Error(t, event.Msgpack.Unmarshal(good[:len(good)-2], &u), "cut short")
+		require.ErrorContains(t, event.Msgpack.Unmarshal(append(bytes.Clone(good), 0x01), &u), "1 bytes after")
+		_, err := event.Msgpack.Marshal(make(chan int))
+		require.Error(t, err)
+		u = userCreated{}
+		require.NoError(t, event.Msgpack.Unmarshal(good, &u))
+		require.Equal(t, userCreated{FirstName: "Ada", LastName: "L"}, u)
+		again, err := event.Msgpack.Marshal(u)
+		require.NoError(t, err)
+		require.Equal(t, good, again)
+	}
 }
 
 func TestRegistryErrors(t *testing.T) {
