@@ -85,8 +85,8 @@ func (r *Repository[A]) otherType(env *event.Envelope) bool {
 	if env.AggregateType != "" {
 		return env.AggregateType != t
 	}
-	_, handled := r.handlers[env.Type]
-	return !handled && !r.deletes[env.Type] && r.reg.Known(env.Type)
+	_, handled := r.kinds[env.Type]
+	return !handled && r.reg.Known(env.Type)
 }
 
 // noteOtherType remembers that the topic holds an aggregate of another type
@@ -125,14 +125,16 @@ func (r *Repository[A]) decode(rec *event.Record) (env event.Envelope, payload a
 	if r.otherType(&env) {
 		return env, nil, true, nil
 	}
-	if !r.reg.Known(env.Type) {
-		if r.settings.skipUnknown {
-			return env, nil, true, nil
+	if _, handled := r.kinds[env.Type]; !handled {
+		// Every handled type is registered (New checks it): only an
+		// unhandled one may be unknown.
+		if !r.reg.Known(env.Type) {
+			if r.settings.skipUnknown {
+				return env, nil, true, nil
+			}
+			return env, nil, false, &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
+				Err: fmt.Errorf("aggregate %s: %w: %q", env.AggregateID, event.ErrUnknownType, env.Type)}
 		}
-		return env, nil, false, &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
-			Err: fmt.Errorf("aggregate %s: %w: %q", env.AggregateID, event.ErrUnknownType, env.Type)}
-	}
-	if _, ok := r.handlers[env.Type]; !ok && !r.deletes[env.Type] {
 		return env, nil, false, &event.RecordError{Partition: rec.Partition, Offset: rec.Offset,
 			Err: fmt.Errorf("aggregate %s: event type %s has no handler", env.AggregateID, env.Type)}
 	}
@@ -168,12 +170,20 @@ func (r *Repository[A]) applyEnvelope(e *entry[A], env *event.Envelope, payload 
 	return true, nil
 }
 
+// kind is what an event type does to an aggregate: its handler (On), or
+// deleting it (Deletes), or both.
+type kind[A any] struct {
+	apply   func(*A, any, *event.Envelope) // nil without On
+	deletes bool
+}
+
 // apply runs the handler of an event type on a locked entry.
 func (r *Repository[A]) apply(e *entry[A], env *event.Envelope, payload any) {
-	if h, ok := r.handlers[env.Type]; ok {
-		h(&e.state, payload, env)
+	k := r.kinds[env.Type]
+	if k.apply != nil {
+		k.apply(&e.state, payload, env)
 	}
-	if r.deletes[env.Type] {
+	if k.deletes {
 		var zero A
 		e.state, e.deleted = zero, true
 	}

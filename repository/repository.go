@@ -51,8 +51,7 @@ type Result struct {
 type Repository[A any] struct {
 	p        provider.Provider
 	reg      *event.Registry
-	handlers map[string]func(*A, any, *event.Envelope) // by event type name
-	deletes  map[string]bool
+	kinds    map[string]kind[A] // by event type name: the types it handles
 	settings settings
 	log      *slog.Logger
 
@@ -93,12 +92,11 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 		return nil, errors.New("repository: nil provider or registry")
 	}
 	r := &Repository[A]{
-		p:        p,
-		reg:      reg,
-		handlers: make(map[string]func(*A, any, *event.Envelope)),
-		deletes:  make(map[string]bool),
-		ready:    make(chan struct{}),
-		closer:   newCloser(),
+		p:      p,
+		reg:    reg,
+		kinds:  make(map[string]kind[A]),
+		ready:  make(chan struct{}),
+		closer: newCloser(),
 	}
 	for _, o := range opts {
 		o.apply(&r.settings)
@@ -120,10 +118,12 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 			errs = append(errs, fmt.Errorf("repository: handler for %v: %w", spec.eventType, err))
 			continue
 		}
-		if _, dup := r.handlers[name]; dup {
+		k := r.kinds[name]
+		if k.apply != nil {
 			errs = append(errs, fmt.Errorf("repository: two handlers for %s", name))
 		}
-		r.handlers[name] = spec.apply
+		k.apply = spec.apply
+		r.kinds[name] = k
 	}
 	for _, typ := range r.settings.deletes {
 		name, err := reg.TypeName(reflect.Zero(typ).Interface())
@@ -131,7 +131,9 @@ func New[A any](p provider.Provider, reg *event.Registry, opts ...Option) (*Repo
 			errs = append(errs, fmt.Errorf("repository: deleting event %v: %w", typ, err))
 			continue
 		}
-		r.deletes[name] = true
+		k := r.kinds[name]
+		k.deletes = true
+		r.kinds[name] = k
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -383,10 +385,11 @@ func (r *Repository[A]) encode(id string, version uint64, payloads []any, metada
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("repository: %s: event %d: %w", id, i+1, err)
 		}
-		if _, ok := r.handlers[env.Type]; !ok && !r.deletes[env.Type] {
+		k, ok := r.kinds[env.Type]
+		if !ok {
 			return nil, nil, nil, fmt.Errorf("repository: %s: event %s has no handler (repository.On)", id, env.Type)
 		}
-		if r.deletes[env.Type] && i != len(payloads)-1 {
+		if k.deletes && i != len(payloads)-1 {
 			return nil, nil, nil, fmt.Errorf("repository: %s: deleting event %s must be the command's last", id, env.Type)
 		}
 		env.AggregateType = r.settings.aggregateType
