@@ -2,6 +2,7 @@ package repository
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
@@ -106,7 +107,7 @@ func (r *Repository[A]) noteOtherType(pt *partition[A], env *event.Envelope) err
 			"types", []string{r.settings.aggregateType, env.AggregateType}, "partition", env.Partition, "offset", env.Offset)
 		return nil
 	}
-	e.otherType = env.AggregateType
+	e.otherType = strings.Clone(env.AggregateType) // it shares the record's strings' allocation
 	if e.otherType == "" {
 		e.otherType = "unnamed (its events are " + env.Type + ")"
 	}
