@@ -165,7 +165,10 @@ func (w *world) pauseInTransaction(t *testing.T, a *proc) (refused, fenced, land
 	t.Helper()
 	// One of a's sessions is idle in transaction while a is stopped (a
 	// statement in flight at the stop ends active → idle in transaction,
-	// never idle: COMMIT is not sent).
+	// never idle: COMMIT is not sent). The checkpoints of a are read once
+	// none of its sessions is active: a COMMIT a sent just before the
+	// stop still lands, and a checkpoint read before it would count a's
+	// own commit, made while it owned the partition, as one after the loss.
 	w.await("a stopped inside a transaction", func() bool {
 		if !slices.Contains(w.sessionStates("a"), "idle in transaction") {
 			return false
@@ -173,12 +176,13 @@ func (w *world) pauseInTransaction(t *testing.T, a *proc) (refused, fenced, land
 		require.NoError(t, a.cmd.Process.Signal(syscall.SIGSTOP))
 		for range 100 {
 			states := w.sessionStates("a")
+			if slices.Contains(states, "active") {
+				continue
+			}
 			if slices.Contains(states, "idle in transaction") {
 				return true
 			}
-			if !slices.Contains(states, "active") {
-				break
-			}
+			break
 		}
 		require.NoError(t, a.cmd.Process.Signal(syscall.SIGCONT))
 		return false
@@ -190,8 +194,9 @@ func (w *world) pauseInTransaction(t *testing.T, a *proc) (refused, fenced, land
 	// between its checkpoint's UPDATE and COMMIT; then this round is void.
 	// b's writes to the rows a's transaction wrote wait for it.
 	deadline := time.Now().Add(20 * time.Second)
+	var mine map[int32]int64 // b's partitions and checkpoints once it claimed a's
 	for {
-		mine := w.owned("b")
+		mine = w.owned("b")
 		claimed := true
 		for p := range lost {
 			if _, ok := mine[p]; !ok {
@@ -226,7 +231,9 @@ func (w *world) pauseInTransaction(t *testing.T, a *proc) (refused, fenced, land
 				refused = append(refused, l.text)
 			case strings.HasPrefix(l.msg, "projection: commit refused by the store"):
 				fenced = append(fenced, l.text)
-			case l.msg == "committed" && l.next > lost[l.partition]:
+			case l.msg == "committed" && l.next > mine[l.partition]:
+				// Past where b claimed the partition: a commit of a
+				// after the claim.
 				landed = append(landed, l.text)
 			}
 		}
