@@ -79,7 +79,9 @@
 //     member's current group generation to the log (Kafka: the group
 //     metadata sent with the transaction's offsets); the group coordinator
 //     refuses a generation or member it no longer knows, and the
-//     transaction is aborted, invisible to read-committed readers. A
+//     transaction is aborted, invisible to read-committed readers: its
+//     commit waits for that check, which may travel while the records are
+//     still being written, but never ahead of the commit. A
 //     provider refuses to send the "no generation" metadata that Kafka
 //     would accept. When the instance resumes, it learns it lost its
 //     partitions and drops them.

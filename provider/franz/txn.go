@@ -220,18 +220,43 @@ func (t *txnClient) sendOffsets(md kafkagroup.Metadata, next map[int32]int64) er
 		rt.Partitions = append(rt.Partitions, p)
 	}
 	commit.Topics = append(commit.Topics, rt)
-	resp, err := commit.RequestWith(ctx, t.cl)
-	if err != nil {
-		return err
-	}
-	for _, rt := range resp.Topics {
-		for _, rp := range rt.Partitions {
-			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-				return fmt.Errorf("partition %d: %w", rp.Partition, err)
+	// Sent while the transaction's records are produced (kafkagroup's
+	// early fence), it may meet the previous transaction's markers still
+	// being written: CONCURRENT_TRANSACTIONS, retried like the others a
+	// moving coordinator answers.
+	return untilSettled(ctx, func() error {
+		resp, err := commit.RequestWith(ctx, t.cl)
+		if err != nil {
+			return err
+		}
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					return fmt.Errorf("partition %d: %w", rp.Partition, err)
+				}
 			}
 		}
+		return nil
+	})
+}
+
+// untilSettled calls req again, a few milliseconds apart, while it fails
+// with an error kerr calls retriable (the coordinator loading or moving) or
+// with CONCURRENT_TRANSACTIONS (the previous transaction's markers still
+// being written, which kerr does not call retriable), within ctx.
+func untilSettled(ctx context.Context, req func() error) error {
+	for {
+		err := req()
+		var ke *kerr.Error
+		if err == nil || !errors.As(err, &ke) || !(ke.Retriable || ke == kerr.ConcurrentTransactions) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(5 * time.Millisecond): // the coordinator's markers take a moment; bounded by ctx
+		}
 	}
-	return nil
 }
 
 // addOffsets adds the member's group to the transaction (AddOffsetsToTxn),
@@ -243,26 +268,14 @@ func (t *txnClient) addOffsets(ctx context.Context, id int64, epoch int16) error
 	add.ProducerEpoch = epoch
 	add.Group = t.m.cfg.Group
 	// CONCURRENT_TRANSACTIONS: the previous transaction's markers are
-	// still being written; retry it within the timeout.
-	for {
+	// still being written.
+	return untilSettled(ctx, func() error {
 		resp, err := add.RequestWith(ctx, t.cl)
 		if err == nil {
 			err = kerr.ErrorForCode(resp.ErrorCode)
 		}
-		if err == nil {
-			break
-		}
-		var ke *kerr.Error
-		if !errors.As(err, &ke) || !ke.Retriable || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(5 * time.Millisecond): // the coordinator's markers take a moment; bounded by ctx
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // Commit implements kafkagroup.Producer: EndTransaction(TryCommit) within

@@ -74,9 +74,12 @@
 // particulars):
 //
 //  1. The generation check. Before its commit, every transaction sends
-//     offsets for each partition it wrote, a real offset (the end of what it
-//     wrote there: librdkafka sends nothing for a logical one), with the
-//     member's consumer group metadata read at that moment. The group
+//     offsets for each partition it writes, a real offset (librdkafka sends
+//     nothing for a logical one: the end of what the member last committed
+//     there, sent while the records are produced, or on its first write
+//     there the end of what the transaction wrote), with the member's
+//     consumer group metadata read just before; the commit
+//     waits for the check and for every record. The group
 //     coordinator refuses a member it no longer knows or a generation it has
 //     left (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID): the
 //     transaction is aborted and the append fails with provider.ErrNotOwner.

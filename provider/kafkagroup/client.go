@@ -33,9 +33,12 @@ type Client interface {
 	Annotate(err error) error
 }
 
-// Producer is one lane's transactional producer. Lanes call it from the
-// lane's goroutine, one call at a time, in the order Begin, Produce,
-// SendOffsets, Commit (or Abort at any point after Begin).
+// Producer is one lane's transactional producer. Lanes call it in the
+// order Begin, Produce, SendOffsets, Commit (or Abort at any point after
+// Begin), one call at a time, with one exception: SendOffsets may run on
+// another goroutine while Produce runs (the fence sent while the records
+// are produced, see Lanes); Commit and Abort come only after both
+// returned.
 type Producer interface {
 	// Begin starts a transaction. An error wrapping
 	// provider.ErrUnavailable refuses this transaction and keeps the

@@ -17,11 +17,14 @@
 // Why a transaction of a member that lost a partition cannot commit, with
 // any number of lanes:
 //
-//  1. The generation check. Every transaction, on whichever lane, sends the
-//     offsets of each partition it wrote (a real offset, the end of what it
-//     wrote there) with the member's group metadata read just before
-//     (Client.Metadata); the group coordinator refuses a member it no
-//     longer knows or a generation it has left. Metadata that names no
+//  1. The generation check. Every transaction, on whichever lane, sends an
+//     offset of each partition it writes (a real offset: the end of what the
+//     member last committed there, sent while the records are produced, or
+//     on its first write there the end of what the transaction wrote, sent
+//     after) with the member's group metadata read just before it is
+//     sent (Client.Metadata); the group coordinator refuses a member it no
+//     longer knows or a generation it has left, and the lane commits only
+//     once both the check and every record succeeded. Metadata that names no
 //     membership (generation -1, no member id), which a coordinator would
 //     accept unchecked, is refused here. Transactions of several lanes
 //     overlap, and each is checked on its own: overlapping changes nothing

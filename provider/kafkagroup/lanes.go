@@ -23,19 +23,27 @@ import (
 // everything queued when it starts rides in it (group commit), and every
 // append of it is acknowledged after its commit.
 //
-// A transaction is, in order (lane.transact):
+// A transaction is (lane.transact):
 //
 //  1. Producer.Begin, then Producer.Produce of every record to its
 //     partition, waiting for every record's outcome: the records are in
 //     the log, invisible to read-committed readers, and their offsets
 //     known.
-//  2. Producer.SendOffsets with, for every partition written, its last
-//     offset + 1 (a real offset: clients send nothing for logical ones,
-//     and nothing would be checked) and the member's group metadata read
-//     just now (Client.Metadata), refused here when it names no
-//     membership. The group coordinator checks generation and member id
-//     here: this is the fence.
-//  3. Producer.Commit.
+//  2. Producer.SendOffsets with the member's group metadata read just
+//     before (Client.Metadata), refused here when it names no membership,
+//     and an offset for every partition written, the offset's metadata
+//     naming the producer (Leavers). The group coordinator checks generation and
+//     member id here: this is the fence. Where the member's lanes have
+//     committed on every partition of the batch before, the fence is sent
+//     while the records are produced, on a goroutine of its own, with the
+//     end of what they committed on each (Lanes.ends); otherwise after the
+//     produce, with the end of what the transaction wrote. Either is a
+//     real offset (clients send nothing for logical ones, and nothing
+//     would be checked) no later than the end of the partition, which is
+//     all a takeover asks of it (Table.Stable); the commit waits for both
+//     steps either way, so the order of the two changes nothing of what
+//     can commit.
+//  3. Producer.Commit, once both steps succeeded.
 //
 // What a failure means for the appends of the transaction:
 //
@@ -74,6 +82,10 @@ type Lanes struct {
 	stop    chan struct{} // closed by Close, under mu
 	closed  bool
 	started bool // the lanes' goroutines run
+	// ends is, for each partition, the end of what the member's lanes
+	// have committed there (the highest next offset a committed
+	// transaction sent), under mu: what an early fence sends.
+	ends map[int32]int64
 }
 
 // LanesConfig is what a member's Lanes are.
@@ -117,7 +129,7 @@ func TxIDs(group, instance string, n int) []string {
 // NewLanes returns the lanes of a member whose ownership is own, on client
 // c. Start initialises them.
 func NewLanes(own *Table, c Client, cfg LanesConfig) *Lanes {
-	ls := &Lanes{cfg: cfg, own: own, c: c, queue: NewQueue(InFlight(len(cfg.TxIDs))), stop: make(chan struct{})}
+	ls := &Lanes{cfg: cfg, own: own, c: c, queue: NewQueue(InFlight(len(cfg.TxIDs))), stop: make(chan struct{}), ends: make(map[int32]int64)}
 	for _, txid := range cfg.TxIDs {
 		ls.lanes = append(ls.lanes, &lane{
 			ls:   ls,
@@ -331,6 +343,16 @@ type txnResult struct {
 // allFailed is the result of a transaction that failed for every append.
 func allFailed(err error) txnResult { return txnResult{Outcome: Outcome{Err: err}} }
 
+// fenceResult is what a transaction's SendOffsets answered, with the
+// metadata it sent.
+type fenceResult struct {
+	md       Metadata
+	answered bool
+	err      error
+	// refused is Lanes.metadata's error: nothing was sent.
+	refused error
+}
+
 // transact runs one transaction of batch. See Lanes for what each step and
 // failure means.
 func (l *lane) transact(batch []*Append) txnResult {
@@ -343,12 +365,45 @@ func (l *lane) transact(batch []*Append) txnResult {
 		return allFailed(ls.appendError(provider.ErrUnavailable, "begin transaction", err))
 	}
 
+	// 2, early: the fence, on its own goroutine while the records are
+	// produced, where the member has committed on every partition of the
+	// batch before (the offsets sent are the ends of those commits).
+	var early chan fenceResult
+	if ends := ls.committedEnds(batch); ends != nil {
+		early = make(chan fenceResult, 1)
+		p := l.p
+		go func() {
+			md, err := ls.metadata()
+			if err != nil {
+				early <- fenceResult{answered: true, refused: err}
+				return
+			}
+			answered, err := p.SendOffsets(md, ends)
+			early <- fenceResult{md: md, answered: answered, err: err}
+		}()
+	}
+	// awaitFence waits for the early fence, if any: no other call of the
+	// producer overlaps SendOffsets. It reports false when the producer
+	// was given up in it (it closes itself; the lane must not touch it).
+	awaitFence := func() (fenceResult, bool) {
+		if early == nil {
+			return fenceResult{answered: true}, true
+		}
+		f := <-early
+		early = nil
+		if !f.answered {
+			l.p, l.broken = nil, true
+		}
+		return f, f.answered
+	}
+
 	// 1. Produce, and wait for every record's outcome.
 	offsets, errs, answered := l.p.Produce(batch, ls.cfg.DeliveryBound)
 	produced := time.Now()
 	if !answered {
 		// No commit was asked for: nothing of the transaction can become
 		// visible, and the replacement's initialisation aborts it.
+		awaitFence()
 		l.broken = true
 		return allFailed(ls.appendError(provider.ErrUnavailable, "produce", fmt.Errorf("no answer within %v", ls.cfg.DeliveryBound)))
 	}
@@ -378,7 +433,9 @@ func (l *lane) transact(batch []*Append) txnResult {
 		}
 	}
 	if failed != nil {
-		l.abort()
+		if _, ok := awaitFence(); ok {
+			l.abort()
+		}
 		if len(culprits) > 0 {
 			failed = fmt.Errorf("transaction aborted for another append's record: %w", failed)
 		}
@@ -386,36 +443,18 @@ func (l *lane) transact(batch []*Append) txnResult {
 	}
 
 	// 2. The fence: offsets of every partition written, with fresh group
-	// metadata.
-	md, err := ls.metadata()
-	if err != nil {
-		l.abort()
-		return allFailed(err)
-	}
-	answered, err = l.p.SendOffsets(md, next)
-	sent := time.Now()
-	if !answered {
-		// Given up: it closes itself once the call returns, and its
-		// transaction is never committed; the replacement's
-		// initialisation fences it and aborts the transaction.
-		l.p, l.broken = nil, true
-		return allFailed(ls.appendError(provider.ErrUnavailable, "send offsets to transaction", err))
-	}
-	if err != nil {
-		switch class := ls.c.Class(err); class {
-		case ClassRefused, ClassStaleGeneration:
-			l.abort()
-			res := allFailed(fmt.Errorf("%s refused member %s at generation %d: %w: %w", ls.cfg.Name, md.MemberID, md.Generation, provider.ErrNotOwner, err))
-			if class == ClassStaleGeneration {
-				res.staleGeneration = &md
-			}
-			return res
-		case ClassFatal:
-			l.broken = true // replacing it aborts the transaction
-		default:
-			l.abort()
+	// metadata (unless sent early).
+	fencedEarly := early != nil
+	f, _ := awaitFence()
+	if !fencedEarly {
+		f = fenceResult{answered: true}
+		if f.md, f.refused = ls.metadata(); f.refused == nil {
+			f.answered, f.err = l.p.SendOffsets(f.md, next)
 		}
-		return allFailed(ls.appendError(provider.ErrUnavailable, "send offsets to transaction", err))
+	}
+	sent := time.Now()
+	if res, ok := l.fenced(f); !ok {
+		return res
 	}
 
 	// 3. Commit.
@@ -429,6 +468,7 @@ func (l *lane) transact(batch []*Append) txnResult {
 		ls.own.Unsettle(l.unsettled)
 		return allFailed(ls.appendError(provider.ErrOutcomeUnknown, "commit", err))
 	}
+	ls.committed(next)
 	// Where a transaction's time goes, for whoever measures it (the
 	// bench): a log handler that is not enabled for TxnLevel costs a check.
 	if ctx := context.Background(); l.log.Enabled(ctx, TxnLevel) {
@@ -440,6 +480,40 @@ func (l *lane) transact(batch []*Append) txnResult {
 			"produce", produced.Sub(t0), "send_offsets", sent.Sub(produced), "commit", time.Since(sent))
 	}
 	return txnResult{Outcome: Outcome{Positions: positions}}
+}
+
+// fenced tells what the fence's answer f means for the transaction: ok
+// to go on to the commit, or the transaction's result (see Lanes).
+func (l *lane) fenced(f fenceResult) (res txnResult, ok bool) {
+	ls := l.ls
+	if f.refused != nil {
+		l.abort()
+		return allFailed(f.refused), false
+	}
+	if !f.answered {
+		// Given up: it closes itself once the call returns, and its
+		// transaction is never committed; the replacement's
+		// initialisation fences it and aborts the transaction.
+		l.p, l.broken = nil, true
+		return allFailed(ls.appendError(provider.ErrUnavailable, "send offsets to transaction", f.err)), false
+	}
+	if f.err == nil {
+		return txnResult{}, true
+	}
+	switch class := ls.c.Class(f.err); class {
+	case ClassRefused, ClassStaleGeneration:
+		l.abort()
+		res := allFailed(fmt.Errorf("%s refused member %s at generation %d: %w: %w", ls.cfg.Name, f.md.MemberID, f.md.Generation, provider.ErrNotOwner, f.err))
+		if class == ClassStaleGeneration {
+			res.staleGeneration = &f.md
+		}
+		return res, false
+	case ClassFatal:
+		l.broken = true // replacing it aborts the transaction
+	default:
+		l.abort()
+	}
+	return allFailed(ls.appendError(provider.ErrUnavailable, "send offsets to transaction", f.err)), false
 }
 
 // abortable reports whether a failed commit leaves an abort possible: the
@@ -462,6 +536,34 @@ func (l *lane) abort() bool {
 		return false
 	}
 	return true
+}
+
+// committedEnds returns, for every partition batch writes, the end of what
+// the member's lanes committed there (Lanes.ends); nil when one of them
+// has none, where the fence waits for the produce's offsets.
+func (ls *Lanes) committedEnds(batch []*Append) map[int32]int64 {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ends := make(map[int32]int64)
+	for _, a := range batch {
+		for _, p := range a.Parts {
+			end, ok := ls.ends[p]
+			if !ok {
+				return nil
+			}
+			ends[p] = end
+		}
+	}
+	return ends
+}
+
+// committed records the ends next of a committed transaction.
+func (ls *Lanes) committed(next map[int32]int64) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for p, end := range next {
+		ls.ends[p] = max(ls.ends[p], end)
+	}
 }
 
 // metadata returns the member's group metadata now, refusing metadata that

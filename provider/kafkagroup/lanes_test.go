@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -20,19 +21,22 @@ import (
 // fakeClient is a Client whose producers write to a log of their own and
 // whose commits wait on commitGate when it is set.
 type fakeClient struct {
-	mu        sync.Mutex
-	md        Metadata
-	next      map[int32]int64 // the end of each partition's log
-	open      int             // transactions begun and not ended
-	maxOpen   int
-	sentMD    []Metadata    // what each SendOffsets carried
-	commitErr error         // returned once by the next commit
-	gate      chan struct{} // commits wait for it to close
-	initGate  chan struct{} // new producers wait for it to close
-	retriable bool          // every error is ClassRetriable (a commit that timed out)
-	begun     []string      // the transactional id of each transaction begun
-	refuse    string        // the value of a record the log refuses (too large)
-	initFails int           // new producers fail as unavailable this many times
+	mu          sync.Mutex
+	md          Metadata
+	next        map[int32]int64 // the end of each partition's log
+	open        int             // transactions begun and not ended
+	maxOpen     int
+	sentMD      []Metadata        // what each SendOffsets carried
+	sentNext    []map[int32]int64 // and the offsets it carried
+	produces    int               // Produce calls that returned
+	produceGate chan struct{}     // Produce waits for it to close
+	commitErr   error             // returned once by the next commit
+	gate        chan struct{}     // commits wait for it to close
+	initGate    chan struct{}     // new producers wait for it to close
+	retriable   bool              // every error is ClassRetriable (a commit that timed out)
+	begun       []string          // the transactional id of each transaction begun
+	refuse      string            // the value of a record the log refuses (too large)
+	initFails   int               // new producers fail as unavailable this many times
 }
 
 func newFakeClient() *fakeClient {
@@ -97,7 +101,14 @@ func (p *fakeProducer) Begin() error {
 
 func (p *fakeProducer) Produce(batch []*Append, _ time.Duration) ([][]int64, [][]error, bool) {
 	p.c.mu.Lock()
+	gate := p.c.produceGate
+	p.c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	p.c.mu.Lock()
 	defer p.c.mu.Unlock()
+	defer func() { p.c.produces++ }()
 	offsets, errs := make([][]int64, len(batch)), make([][]error, len(batch))
 	for bi, a := range batch {
 		offsets[bi], errs[bi] = make([]int64, len(a.Records)), make([]error, len(a.Records))
@@ -113,10 +124,11 @@ func (p *fakeProducer) Produce(batch []*Append, _ time.Duration) ([][]int64, [][
 	return offsets, errs, true
 }
 
-func (p *fakeProducer) SendOffsets(md Metadata, _ map[int32]int64) (bool, error) {
+func (p *fakeProducer) SendOffsets(md Metadata, next map[int32]int64) (bool, error) {
 	p.c.mu.Lock()
 	defer p.c.mu.Unlock()
 	p.c.sentMD = append(p.c.sentMD, md)
+	p.c.sentNext = append(p.c.sentNext, maps.Clone(next))
 	if md.MemberID == "stale" {
 		return true, errRefused
 	}
@@ -340,6 +352,40 @@ func TestLanesFence(t *testing.T) {
 	if len(c.sentMD) != 2 || c.sentMD[0].MemberID != "m" || c.sentMD[1].MemberID != "stale" {
 		t.Errorf("sent %+v, want the metadata of each moment, none for generation -1", c.sentMD)
 	}
+}
+
+// TestLanesFenceWhileProducing: the first transaction on a partition sends
+// the fence once its records are written, with their end; the next sends
+// it while its records are still being produced, with the end of what the
+// member committed there, a real offset no later than the partition's end.
+func TestLanesFenceWhileProducing(t *testing.T) {
+	c := newFakeClient()
+	ls := startLanes(t, c, 2)
+	ctx := context.Background()
+	first, err := ls.Append(ctx, "test", record("a"))
+	require.NoError(t, err)
+	part := first[0].Partition
+	c.mu.Lock()
+	require.Equal(t, []map[int32]int64{{part: first[0].Offset + 1}}, c.sentNext, "the first fence: after the produce, its end")
+	gate := make(chan struct{})
+	c.produceGate = gate
+	c.mu.Unlock()
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release) // before the lanes' Close, which waits for the produce
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := ls.Append(ctx, "test", record("a"))
+		done <- err
+	}()
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.sentNext) == 2 })
+	c.mu.Lock()
+	assert.Equal(t, 1, c.produces, "the second fence came before its produce returned")
+	assert.Equal(t, map[int32]int64{part: first[0].Offset + 1}, c.sentNext[1], "the second fence: the end of the first commit")
+	c.mu.Unlock()
+	release()
+	require.NoError(t, <-done)
 }
 
 // TestLanesUnknownOutcome: a commit of unknown outcome unsettles its
