@@ -88,12 +88,12 @@
 //   - The fence: kgo's own way to put offsets in a transaction
 //     (GroupTransactSession) sends the metadata of a consuming client's
 //     group; the member sends raw requests instead: TxnOffsetCommit for
-//     every partition written, at a real offset (the end of what the member
-//     last committed there, sent while the records are produced, or on its
-//     first write there the end of what the transaction wrote, sent after),
-//     with the generation and member id read from the group client just
-//     before (kgo's GroupMetadata, fresh), retried while the
-//     coordinator answers a retriable error, preceded by
+//     every partition written at the end of what the transaction wrote
+//     there (a real offset), once the records are written (not while they
+//     are produced, as provider/kafka does: txnClient says why), with the
+//     generation and member id read from the group client just before
+//     (kgo's GroupMetadata, fresh), retried while the coordinator answers a
+//     retriable error or CONCURRENT_TRANSACTIONS, preceded by
 //     AddOffsetsToTxn only where the cluster does not run transactions v2
 //     (KIP-890 part 2, transaction.version 2: kgo then folds the partitions'
 //     registration into the produce requests, and TxnOffsetCommit v5 adds

@@ -46,7 +46,10 @@ type lanesClient struct {
 	given sync.WaitGroup // the goroutines that close them
 }
 
-var _ kafkagroup.Client = (*lanesClient)(nil)
+var (
+	_ kafkagroup.Client           = (*lanesClient)(nil)
+	_ kafkagroup.ConcurrentFencer = (*txnProducer)(nil)
+)
 
 // newTxnProducer returns a transactional producer, not yet initialised.
 func (p *Provider) newTxnProducer(txid string) (*ckafka.Producer, error) {
@@ -267,6 +270,16 @@ func (p *txnProducer) SendOffsets(md kafkagroup.Metadata, next map[int32]int64) 
 	})
 	return false, fmt.Errorf("no answer within %v: producer given up", timeout+sendOffsetsGrace)
 }
+
+// FencesWhileProducing implements kafkagroup.ConcurrentFencer: librdkafka
+// takes SendOffsetsToTransaction while the transaction's records are in
+// flight (its own transaction manager orders AddPartitionsToTxn and
+// AddOffsetsToTxn at the coordinator), as the Java client's
+// consume-transform-produce loop does, and CommitTransaction waits for
+// every record. Measured, it took the offsets' 1.1 ms out of a
+// transaction's ~5.7 ms (README, "The fence while the records are
+// produced").
+func (p *txnProducer) FencesWhileProducing() bool { return true }
 
 // Commit implements kafkagroup.Producer: CommitTransaction, called again
 // while the commit times out or the coordinator moves, within

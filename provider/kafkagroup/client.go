@@ -35,10 +35,7 @@ type Client interface {
 
 // Producer is one lane's transactional producer. Lanes call it in the
 // order Begin, Produce, SendOffsets, Commit (or Abort at any point after
-// Begin), one call at a time, with one exception: SendOffsets may run on
-// another goroutine while Produce runs (the fence sent while the records
-// are produced, see Lanes); Commit and Abort come only after both
-// returned.
+// Begin), one call at a time, unless it is a ConcurrentFencer.
 type Producer interface {
 	// Begin starts a transaction. An error wrapping
 	// provider.ErrUnavailable refuses this transaction and keeps the
@@ -67,6 +64,19 @@ type Producer interface {
 	Abort() error
 	// Close releases the producer.
 	Close()
+}
+
+// ConcurrentFencer is a Producer whose SendOffsets may run on another
+// goroutine while its Produce runs: where FencesWhileProducing is true,
+// Lanes send a transaction's fence while its records are produced (see
+// Lanes), and call Commit or Abort only once both returned. A client
+// whose broker requests would then contend (franz-go on transactions v2:
+// the produce and the offsets each add to the transaction at the
+// coordinator, and one meets the other as CONCURRENT_TRANSACTIONS) leaves
+// it out.
+type ConcurrentFencer interface {
+	Producer
+	FencesWhileProducing() bool
 }
 
 // Metadata is a member's group metadata, as a transaction sends it to the

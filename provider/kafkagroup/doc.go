@@ -18,11 +18,12 @@
 // any number of lanes:
 //
 //  1. The generation check. Every transaction, on whichever lane, sends an
-//     offset of each partition it writes (a real offset: the end of what the
-//     member last committed there, sent while the records are produced, or
-//     on its first write there the end of what the transaction wrote, sent
-//     after) with the member's group metadata read just before it is
-//     sent (Client.Metadata); the group coordinator refuses a member it no
+//     offset of each partition it writes (a real offset: the end of what
+//     the transaction wrote there, sent after the produce, or, where the
+//     producer is a ConcurrentFencer and the member has committed there
+//     before, the end of that commit, sent while the records are produced)
+//     with the member's group metadata read just before it is sent
+//     (Client.Metadata); the group coordinator refuses a member it no
 //     longer knows or a generation it has left, and the lane commits only
 //     once both the check and every record succeeded. Metadata that names no
 //     membership (generation -1, no member id), which a coordinator would

@@ -33,9 +33,10 @@ import (
 //     before (Client.Metadata), refused here when it names no membership,
 //     and an offset for every partition written, the offset's metadata
 //     naming the producer (Leavers). The group coordinator checks generation and
-//     member id here: this is the fence. Where the member's lanes have
-//     committed on every partition of the batch before, the fence is sent
-//     while the records are produced, on a goroutine of its own, with the
+//     member id here: this is the fence. Where the producer allows it
+//     (ConcurrentFencer) and the member's lanes have committed on every
+//     partition of the batch before, the fence is sent while the records
+//     are produced, on a goroutine of its own, with the
 //     end of what they committed on each (Lanes.ends); otherwise after the
 //     produce, with the end of what the transaction wrote. Either is a
 //     real offset (clients send nothing for logical ones, and nothing
@@ -369,7 +370,7 @@ func (l *lane) transact(batch []*Append) txnResult {
 	// produced, where the member has committed on every partition of the
 	// batch before (the offsets sent are the ends of those commits).
 	var early chan fenceResult
-	if ends := ls.committedEnds(batch); ends != nil {
+	if ends := l.earlyFence(batch); ends != nil {
 		early = make(chan fenceResult, 1)
 		p := l.p
 		go func() {
@@ -536,6 +537,16 @@ func (l *lane) abort() bool {
 		return false
 	}
 	return true
+}
+
+// earlyFence returns the offsets of batch's fence when the lane's producer
+// may send it while the records are produced (ConcurrentFencer) and the
+// member has committed on every partition of batch (committedEnds).
+func (l *lane) earlyFence(batch []*Append) map[int32]int64 {
+	if cf, ok := l.p.(ConcurrentFencer); !ok || !cf.FencesWhileProducing() {
+		return nil
+	}
+	return l.ls.committedEnds(batch)
 }
 
 // committedEnds returns, for every partition batch writes, the end of what

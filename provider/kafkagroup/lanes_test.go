@@ -30,6 +30,7 @@ type fakeClient struct {
 	sentNext    []map[int32]int64 // and the offsets it carried
 	produces    int               // Produce calls that returned
 	produceGate chan struct{}     // Produce waits for it to close
+	serialFence bool              // producers fence only after the produce (FencesWhileProducing false)
 	commitErr   error             // returned once by the next commit
 	gate        chan struct{}     // commits wait for it to close
 	initGate    chan struct{}     // new producers wait for it to close
@@ -133,6 +134,12 @@ func (p *fakeProducer) SendOffsets(md Metadata, next map[int32]int64) (bool, err
 		return true, errRefused
 	}
 	return true, nil
+}
+
+func (p *fakeProducer) FencesWhileProducing() bool {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	return !p.c.serialFence
 }
 
 func (p *fakeProducer) Commit() error {
@@ -357,35 +364,55 @@ func TestLanesFence(t *testing.T) {
 // TestLanesFenceWhileProducing: the first transaction on a partition sends
 // the fence once its records are written, with their end; the next sends
 // it while its records are still being produced, with the end of what the
-// member committed there, a real offset no later than the partition's end.
+// member committed there, a real offset no later than the partition's end;
+// unless the producer is no ConcurrentFencer, which fences after the
+// produce every time.
 func TestLanesFenceWhileProducing(t *testing.T) {
-	c := newFakeClient()
-	ls := startLanes(t, c, 2)
-	ctx := context.Background()
-	first, err := ls.Append(ctx, "test", record("a"))
-	require.NoError(t, err)
-	part := first[0].Partition
-	c.mu.Lock()
-	require.Equal(t, []map[int32]int64{{part: first[0].Offset + 1}}, c.sentNext, "the first fence: after the produce, its end")
-	gate := make(chan struct{})
-	c.produceGate = gate
-	c.mu.Unlock()
-	var once sync.Once
-	release := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(release) // before the lanes' Close, which waits for the produce
+	for _, concurrent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("concurrent=%v", concurrent), func(t *testing.T) {
+			c := newFakeClient()
+			c.serialFence = !concurrent
+			ls := startLanes(t, c, 2)
+			ctx := context.Background()
+			first, err := ls.Append(ctx, "test", record("a"))
+			require.NoError(t, err)
+			part, end := first[0].Partition, first[0].Offset+1
+			c.mu.Lock()
+			require.Equal(t, []map[int32]int64{{part: end}}, c.sentNext, "the first fence: after the produce, its end")
+			gate := make(chan struct{})
+			c.produceGate = gate
+			c.mu.Unlock()
+			var once sync.Once
+			release := func() { once.Do(func() { close(gate) }) }
+			t.Cleanup(release) // before the lanes' Close, which waits for the produce
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := ls.Append(ctx, "test", record("a"))
-		done <- err
-	}()
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.sentNext) == 2 })
-	c.mu.Lock()
-	assert.Equal(t, 1, c.produces, "the second fence came before its produce returned")
-	assert.Equal(t, map[int32]int64{part: first[0].Offset + 1}, c.sentNext[1], "the second fence: the end of the first commit")
-	c.mu.Unlock()
-	release()
-	require.NoError(t, <-done)
+			done := make(chan []provider.Position, 1)
+			go func() {
+				pos, err := ls.Append(ctx, "test", record("a"))
+				assert.NoError(t, err)
+				done <- pos
+			}()
+			if concurrent {
+				waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.sentNext) == 2 })
+				c.mu.Lock()
+				assert.Equal(t, 1, c.produces, "the second fence came before its produce returned")
+				assert.Equal(t, map[int32]int64{part: end}, c.sentNext[1], "the second fence: the end of the first commit")
+				c.mu.Unlock()
+				release()
+				<-done
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // nothing to wait for: the fence must not come
+			c.mu.Lock()
+			assert.Len(t, c.sentNext, 1, "a fence before the produce returned")
+			c.mu.Unlock()
+			release()
+			second := <-done
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			assert.Equal(t, map[int32]int64{part: second[0].Offset + 1}, c.sentNext[1], "the second fence: after the produce, its end")
+		})
+	}
 }
 
 // TestLanesUnknownOutcome: a commit of unknown outcome unsettles its
