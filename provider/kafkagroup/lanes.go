@@ -367,8 +367,9 @@ func (l *lane) transact(batch []*Append) txnResult {
 	}
 
 	// 2, early: the fence, on its own goroutine while the records are
-	// produced, where the member has committed on every partition of the
-	// batch before (the offsets sent are the ends of those commits).
+	// produced, where the producer allows it and the member has committed
+	// on every partition of the batch before (earlyFence: the offsets
+	// sent are the ends of those commits).
 	var early chan fenceResult
 	if ends := l.earlyFence(batch); ends != nil {
 		early = make(chan fenceResult, 1)
