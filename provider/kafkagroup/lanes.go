@@ -435,7 +435,17 @@ func (l *lane) transact(batch []*Append) txnResult {
 		}
 	}
 	if failed != nil {
-		if _, ok := awaitFence(); ok {
+		f, ok := awaitFence()
+		if ok && ls.c.Class(failed) == ClassPurged && f.err != nil {
+			// No record failed of its own: the early fence's refusal
+			// failed the transaction, and the client dropped its records
+			// (librdkafka purges them once SendOffsetsToTransaction is
+			// refused). The fence's error says why. (A fence refused
+			// here, before it was sent, cannot have dropped them.)
+			res, _ := l.fenced(f)
+			return res
+		}
+		if ok {
 			l.abort()
 		}
 		if len(culprits) > 0 {

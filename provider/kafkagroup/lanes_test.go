@@ -21,23 +21,25 @@ import (
 // fakeClient is a Client whose producers write to a log of their own and
 // whose commits wait on commitGate when it is set.
 type fakeClient struct {
-	mu          sync.Mutex
-	md          Metadata
-	next        map[int32]int64 // the end of each partition's log
-	open        int             // transactions begun and not ended
-	maxOpen     int
-	sentMD      []Metadata        // what each SendOffsets carried
-	sentNext    []map[int32]int64 // and the offsets it carried
-	produces    int               // Produce calls that returned
-	produceGate chan struct{}     // Produce waits for it to close
-	serialFence bool              // producers fence only after the produce (FencesWhileProducing false)
-	commitErr   error             // returned once by the next commit
-	gate        chan struct{}     // commits wait for it to close
-	initGate    chan struct{}     // new producers wait for it to close
-	retriable   bool              // every error is ClassRetriable (a commit that timed out)
-	begun       []string          // the transactional id of each transaction begun
-	refuse      string            // the value of a record the log refuses (too large)
-	initFails   int               // new producers fail as unavailable this many times
+	mu           sync.Mutex
+	md           Metadata
+	next         map[int32]int64 // the end of each partition's log
+	open         int             // transactions begun and not ended
+	maxOpen      int
+	sentMD       []Metadata        // what each SendOffsets carried
+	sentNext     []map[int32]int64 // and the offsets it carried
+	produces     int               // Produce calls that returned
+	produceGate  chan struct{}     // Produce waits for it to close
+	purges       bool              // a refused fence has Produce drop every record (librdkafka's purge)
+	fenceRefused bool              // a fence was refused since the last Produce
+	serialFence  bool              // producers fence only after the produce (FencesWhileProducing false)
+	commitErr    error             // returned once by the next commit
+	gate         chan struct{}     // commits wait for it to close
+	initGate     chan struct{}     // new producers wait for it to close
+	retriable    bool              // every error is ClassRetriable (a commit that timed out)
+	begun        []string          // the transactional id of each transaction begun
+	refuse       string            // the value of a record the log refuses (too large)
+	initFails    int               // new producers fail as unavailable this many times
 }
 
 func newFakeClient() *fakeClient {
@@ -70,6 +72,9 @@ func (c *fakeClient) Class(err error) Class {
 	if errors.Is(err, errTooLarge) {
 		return ClassRecordRefused
 	}
+	if errors.Is(err, errPurged) {
+		return ClassPurged
+	}
 	if c.retriable {
 		return ClassRetriable
 	}
@@ -84,6 +89,7 @@ func (c *fakeClient) Annotate(err error) error { return err }
 var (
 	errRefused  = errors.New("UNKNOWN_MEMBER_ID")
 	errTooLarge = errors.New("MESSAGE_TOO_LARGE")
+	errPurged   = errors.New("Local: Purged in queue")
 )
 
 type fakeProducer struct {
@@ -110,6 +116,17 @@ func (p *fakeProducer) Produce(batch []*Append, _ time.Duration) ([][]int64, [][
 	p.c.mu.Lock()
 	defer p.c.mu.Unlock()
 	defer func() { p.c.produces++ }()
+	if p.c.purges && p.c.fenceRefused {
+		p.c.fenceRefused = false
+		offsets, errs := make([][]int64, len(batch)), make([][]error, len(batch))
+		for bi, a := range batch {
+			offsets[bi], errs[bi] = make([]int64, len(a.Records)), make([]error, len(a.Records))
+			for i := range a.Records {
+				errs[bi][i] = errPurged
+			}
+		}
+		return offsets, errs, true
+	}
 	offsets, errs := make([][]int64, len(batch)), make([][]error, len(batch))
 	for bi, a := range batch {
 		offsets[bi], errs[bi] = make([]int64, len(a.Records)), make([]error, len(a.Records))
@@ -131,6 +148,7 @@ func (p *fakeProducer) SendOffsets(md Metadata, next map[int32]int64) (bool, err
 	p.c.sentMD = append(p.c.sentMD, md)
 	p.c.sentNext = append(p.c.sentNext, maps.Clone(next))
 	if md.MemberID == "stale" {
+		p.c.fenceRefused = true
 		return true, errRefused
 	}
 	return true, nil
@@ -413,6 +431,36 @@ func TestLanesFenceWhileProducing(t *testing.T) {
 			assert.Equal(t, map[int32]int64{part: second[0].Offset + 1}, c.sentNext[1], "the second fence: after the produce, its end")
 		})
 	}
+}
+
+// TestLanesFenceRefusedWhileProducing: a fence refused while the records
+// are produced, which has the client drop them, fails the appends with
+// the refusal (ErrNotOwner), not with the dropped records.
+func TestLanesFenceRefusedWhileProducing(t *testing.T) {
+	c := newFakeClient()
+	c.purges = true
+	ls := startLanes(t, c, 2)
+	ctx := context.Background()
+	_, err := ls.Append(ctx, "test", record("a"))
+	require.NoError(t, err)
+	gate := make(chan struct{})
+	c.mu.Lock()
+	c.md = Metadata{Generation: 3, MemberID: "stale"}
+	c.produceGate = gate
+	c.mu.Unlock()
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	done := make(chan error, 1)
+	go func() {
+		_, err := ls.Append(ctx, "test", record("a"))
+		done <- err
+	}()
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.fenceRefused })
+	release()
+	err = <-done
+	require.ErrorIs(t, err, provider.ErrNotOwner)
+	require.ErrorIs(t, err, errRefused)
 }
 
 // TestLanesUnknownOutcome: a commit of unknown outcome unsettles its
