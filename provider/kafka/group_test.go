@@ -279,7 +279,11 @@ func TestGroupLateInitialiserCannotWrite(t *testing.T) {
 
 	assert.Equal(t, []string{"A1", "B1"}, values(t, cfg, 1, "read_committed")[0])
 	all := values(t, cfg, 1, "read_uncommitted")[0]
-	assert.Subset(t, all, []string{"A-stale-now", "A-stale-as-owner"}, "a's records reached the log, in aborted transactions")
+	// A-stale-now reached the log before its transaction was refused
+	// here; A-stale-as-owner may not have: its fence went to the
+	// coordinator while it was produced, and librdkafka purges what it
+	// has not sent once the fence is refused.
+	assert.Contains(t, all, "A-stale-now", "a's record reached the log, in an aborted transaction")
 }
 
 // TestGroupStaleMetadataCannotCommit: a member that still owns a partition
