@@ -134,7 +134,7 @@ func transactionsV2(ctx context.Context, cl *kgo.Client) (bool, error) {
 // sent while the records are produced contends with the produce's own
 // registration at the transaction coordinator (CONCURRENT_TRANSACTIONS,
 // retried on both sides); measured, it doubled the produce (0.9 → 2.0 ms)
-// and cost a third of the throughput.
+// and fenced Execute fell from 0.80× to 0.44× unfenced at 64.
 type txnClient struct {
 	m    *member
 	txid string

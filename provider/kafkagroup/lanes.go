@@ -32,13 +32,13 @@ import (
 //  2. Producer.SendOffsets with the member's group metadata read just
 //     before (Client.Metadata), refused here when it names no membership,
 //     and an offset for every partition written, the offset's metadata
-//     naming the producer (Leavers). The group coordinator checks generation and
-//     member id here: this is the fence. Where the producer allows it
-//     (ConcurrentFencer) and the member's lanes have committed on every
-//     partition of the batch before, the fence is sent while the records
-//     are produced, on a goroutine of its own, with the
-//     end of what they committed on each (Lanes.ends); otherwise after the
-//     produce, with the end of what the transaction wrote. Either is a
+//     naming the producer (Leavers). The group coordinator checks
+//     generation and member id here: this is the fence. Where the producer
+//     allows it (ConcurrentFencer) and the member's lanes have committed on
+//     every partition of the batch before, the fence is sent while the
+//     records are produced, on a goroutine of its own, with the end of what
+//     they committed on each (Lanes.ends); otherwise after the produce,
+//     with the end of what the transaction wrote. Either is a
 //     real offset (clients send nothing for logical ones, and nothing
 //     would be checked) no later than the end of the partition, which is
 //     all a takeover asks of it (Table.Stable); the commit waits for both
@@ -374,15 +374,7 @@ func (l *lane) transact(batch []*Append) txnResult {
 	if ends := l.earlyFence(batch); ends != nil {
 		early = make(chan fenceResult, 1)
 		p := l.p
-		go func() {
-			md, err := ls.metadata()
-			if err != nil {
-				early <- fenceResult{answered: true, refused: err}
-				return
-			}
-			answered, err := p.SendOffsets(md, ends)
-			early <- fenceResult{md: md, answered: answered, err: err}
-		}()
+		go func() { early <- ls.sendFence(p, ends) }()
 	}
 	// awaitFence waits for the early fence, if any: no other call of the
 	// producer overlaps SendOffsets. It reports false when the producer
@@ -454,15 +446,13 @@ func (l *lane) transact(batch []*Append) txnResult {
 		return txnResult{Outcome: Outcome{Err: ls.appendError(provider.ErrUnavailable, "produce", failed), Culprits: culprits}}
 	}
 
-	// 2. The fence: offsets of every partition written, with fresh group
-	// metadata (unless sent early).
-	fencedEarly := early != nil
-	f, _ := awaitFence()
-	if !fencedEarly {
-		f = fenceResult{answered: true}
-		if f.md, f.refused = ls.metadata(); f.refused == nil {
-			f.answered, f.err = l.p.SendOffsets(f.md, next)
-		}
+	// 2. The fence, unless sent early: offsets of every partition written,
+	// with fresh group metadata.
+	var f fenceResult
+	if early != nil {
+		f, _ = awaitFence()
+	} else {
+		f = ls.sendFence(l.p, next)
 	}
 	sent := time.Now()
 	if res, ok := l.fenced(f); !ok {
@@ -492,6 +482,17 @@ func (l *lane) transact(batch []*Append) txnResult {
 			"produce", produced.Sub(t0), "send_offsets", sent.Sub(produced), "commit", time.Since(sent))
 	}
 	return txnResult{Outcome: Outcome{Positions: positions}}
+}
+
+// sendFence sends the fence with p: the member's group metadata read now,
+// and the offsets next.
+func (ls *Lanes) sendFence(p Producer, next map[int32]int64) fenceResult {
+	md, err := ls.metadata()
+	if err != nil {
+		return fenceResult{answered: true, refused: err}
+	}
+	answered, err := p.SendOffsets(md, next)
+	return fenceResult{md: md, answered: answered, err: err}
 }
 
 // fenced tells what the fence's answer f means for the transaction: ok
