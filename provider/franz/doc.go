@@ -60,6 +60,8 @@
 // written (too large, not authorised, no such partition) is a plain error;
 // a failure to reach the brokers wraps provider.ErrUnavailable; any record
 // that may have been written makes the error provider.ErrOutcomeUnknown.
+// A small record refused only for the batch it shared with one too large
+// fails unavailable, as in provider/kafka (kafkaconfig.MessageLimit).
 // AppendPartition asks the topic's partition count first, because kgo fails
 // a record for a partition the topic does not have with an error it gives no
 // sentinel for.

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
 	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
@@ -94,6 +95,9 @@ const (
 )
 
 func classify(err error) class {
+	if kafkaconfig.IsBatchRefused(err) {
+		return classUnavailable
+	}
 	if ke, t, ok := lookup(err); ok {
 		switch {
 		case t&notWritten != 0:
@@ -125,6 +129,10 @@ func classify(err error) class {
 func txnClass(err error) kafkagroup.Class {
 	ke, t, ok := lookup(err)
 	switch {
+	case kafkaconfig.IsBatchRefused(err):
+		// Not the culprit: the transaction aborts for the record that
+		// was too large (kafkaconfig.MessageLimit).
+		return kafkagroup.ClassAbortable
 	case t&oldGeneration != 0:
 		return kafkagroup.ClassStaleGeneration
 	case t&fencedByGroup != 0:

@@ -58,8 +58,9 @@ type Provider struct {
 	pending sync.WaitGroup
 	members map[*member]struct{} // group members not closed yet, under mu
 
-	retention *kafkaconfig.RetentionCheck
-	known     atomic.Int32 // partitions the topic was last seen with (AppendPartition)
+	retention    *kafkaconfig.RetentionCheck
+	messageLimit kafkaconfig.MessageLimit // the topic's max.message.bytes, once a record was refused as too large
+	known        atomic.Int32             // partitions the topic was last seen with (AppendPartition)
 }
 
 // New validates cfg and returns a Provider. It does not contact the brokers;
@@ -275,7 +276,6 @@ func (p *Provider) appendTo(ctx context.Context, partition int32, records []even
 	errs := make([]error, len(records))
 	for i, r := range records {
 		rec := toRecord(r, p.cfg.Topic, partition)
-		i := i
 		// Once a record is handed to the client, the caller's context no
 		// longer counts: returning before its outcome would leave a record
 		// in flight behind a caller that believes the outcome settled.
@@ -292,14 +292,24 @@ func (p *Provider) appendTo(ctx context.Context, partition int32, records []even
 	}
 	p.mu.RUnlock()
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			maybe := anyWritten(errs) || !allNotPersisted(errs)
-			return nil, p.appendError(fmt.Errorf("record %d of %d: %w", i+1, len(records), err), maybe)
-		}
+	p.refineTooLarge(records, errs)
+	if first := kafkaconfig.FirstError(errs); first >= 0 {
+		maybe := anyWritten(errs) || !allNotPersisted(errs)
+		return nil, p.appendError(fmt.Errorf("record %d of %d: %w", first+1, len(records), errs[first]), maybe)
 	}
 	return positions, nil
 }
+
+// refineTooLarge tells the records of errs refused only for the batch
+// they shared (kafkaconfig.MessageLimit).
+func (p *Provider) refineTooLarge(records []event.Record, errs []error) {
+	p.messageLimit.Refine(records, errs, func(err error) bool { return errors.Is(err, kerr.MessageTooLarge) },
+		kgoBatchMax, p.describeTopic)
+}
+
+// kgoBatchMax is kgo's default ProducerBatchMaxBytes, which the provider
+// does not change.
+const kgoBatchMax = 1_000_012
 
 func toRecord(r event.Record, topic string, partition int32) *kgo.Record {
 	hs := make([]kgo.RecordHeader, len(r.Headers))
@@ -313,7 +323,7 @@ func anyWritten(errs []error) bool { return slices.Contains(errs, nil) }
 
 func allNotPersisted(errs []error) bool {
 	for _, err := range errs {
-		if err != nil && classify(err) != classRefused && !errors.Is(err, kgo.ErrMaxBuffered) {
+		if err != nil && classify(err) != classRefused && !errors.Is(err, kgo.ErrMaxBuffered) && !kafkaconfig.IsBatchRefused(err) {
 			return false
 		}
 	}

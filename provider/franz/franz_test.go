@@ -46,3 +46,7 @@ func BenchmarkRestoreFranz1M(b *testing.B) {
 	defer p.Close()
 	repositorytest.BenchmarkRestore(b, p, 1_000_000)
 }
+
+func TestRecordBesideOneTooLargeIsUnavailable(t *testing.T) {
+	kafkatest.RecordBesideOneTooLarge(t, franz.New)
+}

@@ -181,6 +181,9 @@ func (t *txnClient) Produce(batch []*kafkagroup.Append, bound time.Duration) (of
 	}()
 	select {
 	case <-waited:
+		for bi, a := range batch {
+			t.m.p.refineTooLarge(a.Records, errsOf[bi])
+		}
 		return offs, errsOf, true
 	case <-ctx.Done():
 		return nil, nil, false

@@ -46,7 +46,12 @@
 // (the queue was full, the broker refused it) gives a plain error;
 // provider.ErrOutcomeUnknown marks the others (a timeout: librdkafka cannot
 // tell whether the broker wrote it). Concurrent appends share the producer's
-// batches (Config.Linger).
+// batches (Config.Linger). The broker refuses a whole batch above the
+// topic's max.message.bytes, so a small record that shared one with a record
+// too large is refused with it: such a record, which fits a batch alone
+// (the topic's limit is read once a record is refused so), fails
+// provider.ErrUnavailable, not written, and in a transaction is not the
+// culprit (kafkaconfig.MessageLimit). The same holds in provider/franz.
 //
 // # Groups and fenced appends
 //

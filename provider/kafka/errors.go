@@ -8,6 +8,7 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
 	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
@@ -184,7 +185,7 @@ func is(err error, traits trait) bool {
 
 // notPersisted reports whether a delivery report's error proves its record
 // was not written.
-func notPersisted(err error) bool { return is(err, notWritten) }
+func notPersisted(err error) bool { return is(err, notWritten) || kafkaconfig.IsBatchRefused(err) }
 
 // recordRefused reports whether the log refused a record for what it is,
 // whatever transaction it was in.
@@ -200,6 +201,9 @@ func handshakeFailed(err error) bool { return is(err, handshake) }
 // appendUnavailable reports whether an append failed for want of brokers,
 // time or room: provider.ErrUnavailable.
 func appendUnavailable(err error) bool {
+	if kafkaconfig.IsBatchRefused(err) {
+		return true
+	}
 	ke, t, ok := lookup(err)
 	return ok && (ke.IsRetriable() || t&(timedOut|unreachable|backpressure) != 0)
 }
@@ -225,6 +229,10 @@ func brokerUnavailable(err error) bool {
 func txnClass(err error) kafkagroup.Class {
 	ke, t, ok := lookup(err)
 	switch {
+	case kafkaconfig.IsBatchRefused(err):
+		// Not the culprit: the transaction aborts for the record that
+		// was too large (kafkaconfig.MessageLimit).
+		return kafkagroup.ClassAbortable
 	case !ok:
 		return kafkagroup.ClassFatal
 	case t&oldGeneration != 0:

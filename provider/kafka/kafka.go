@@ -38,7 +38,8 @@ type Provider struct {
 	events  sync.WaitGroup       // the delivery report goroutine
 	members map[*member]struct{} // group members not closed yet, under mu
 
-	retention *kafkaconfig.RetentionCheck // CheckRetention's answer
+	retention    *kafkaconfig.RetentionCheck // CheckRetention's answer
+	messageLimit kafkaconfig.MessageLimit    // the topic's max.message.bytes, once a record was refused as too large
 
 	// handshake is the last failed TLS handshake or SASL login the
 	// producer reported, until a broker answers again: errors of calls
@@ -243,13 +244,28 @@ func (p *Provider) appendTo(ctx context.Context, partition int32, records []even
 		// they became does not make the whole append known.
 		return nil, p.appendError(produceErr, true)
 	}
-	for i, err := range call.errs {
-		if err != nil {
-			return nil, p.appendError(fmt.Errorf("record %d of %d: %w", i+1, len(records), err), !allNotPersisted(call.errs) || anyWritten(call.errs))
-		}
+	p.refineTooLarge(records, call.errs)
+	if i := kafkaconfig.FirstError(call.errs); i >= 0 {
+		return nil, p.appendError(fmt.Errorf("record %d of %d: %w", i+1, len(records), call.errs[i]), !allNotPersisted(call.errs) || anyWritten(call.errs))
 	}
 	return call.positions, nil
 }
+
+// refineTooLarge tells the records of errs refused only for the batch
+// they shared (kafkaconfig.MessageLimit).
+func (p *Provider) refineTooLarge(records []event.Record, errs []error) {
+	p.messageLimit.Refine(records, errs, tooLarge,
+		librdkafkaMessageMax, p.topicSettings)
+}
+
+func tooLarge(err error) bool {
+	ke, _, ok := lookup(err)
+	return ok && ke.Code() == ckafka.ErrMsgSizeTooLarge
+}
+
+// librdkafkaMessageMax is librdkafka's default message.max.bytes, its limit
+// of a batch, which the provider does not change.
+const librdkafkaMessageMax = 1_000_000
 
 func toKafkaHeaders(hs []event.Header) []ckafka.Header {
 	out := make([]ckafka.Header, len(hs))

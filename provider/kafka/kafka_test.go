@@ -41,3 +41,7 @@ func BenchmarkRestoreKafka1M(b *testing.B) {
 	defer p.Close()
 	repositorytest.BenchmarkRestore(b, p, 1_000_000)
 }
+
+func TestRecordBesideOneTooLargeIsUnavailable(t *testing.T) {
+	kafkatest.RecordBesideOneTooLarge(t, kafka.New)
+}

@@ -37,10 +37,14 @@ func (p *Provider) CheckRetention(ctx context.Context) error {
 	if p.isClosed() {
 		return provider.ErrClosed
 	}
-	return p.retention.Check(ctx, p.cfg, func(ctx context.Context) (map[string]kafkaconfig.Setting, error) {
-		configs, err := p.describeTopic(ctx)
-		return settings(configs), err
-	})
+	return p.retention.Check(ctx, p.cfg, p.topicSettings)
+}
+
+// topicSettings returns the topic's effective configuration in
+// kafkaconfig's terms.
+func (p *Provider) topicSettings(ctx context.Context) (map[string]kafkaconfig.Setting, error) {
+	configs, err := p.describeTopic(ctx)
+	return settings(configs), err
 }
 
 // describeTopic returns the topic's effective configuration, retrying

@@ -226,6 +226,9 @@ func (p *txnProducer) Produce(batch []*kafkagroup.Append, bound time.Duration) (
 			return nil, nil, false
 		}
 	}
+	for bi, a := range batch {
+		p.c.m.p.refineTooLarge(a.Records, errs[bi])
+	}
 	return offsets, errs, true
 }
 
