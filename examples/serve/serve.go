@@ -92,8 +92,20 @@ func NewLogger(format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
 }
 
-// WriteJSON answers with status and v as JSON, never cached.
+// WriteTimeout bounds the writing of an answer, counted from when the
+// answer is ready (WriteJSON), not from when the request came: a command
+// that took long, or a process paused (SIGSTOP, a frozen VM) while it
+// served one, still gets its answer to the client. A server's own
+// WriteTimeout, counted from the request, cut such answers off (the client
+// read EOF).
+const WriteTimeout = 10 * time.Second
+
+// WriteJSON answers with status and v as JSON, never cached, within
+// WriteTimeout from now.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
+	// Not every ResponseWriter has a connection (httptest's has none):
+	// then there is no deadline to move.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteTimeout))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

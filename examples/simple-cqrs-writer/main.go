@@ -439,7 +439,10 @@ func groupOf(cfg config, addr net.Addr) *repository.Group {
 
 // newHTTPServer is the writer's server: slow clients cannot hold
 // connections open (slowloris), and a command that waits the whole
-// commandTimeout still gets its answer written.
+// commandTimeout still gets its answer written. WriteTimeout, counted from
+// the request, bounds the answers written otherwise (the metrics);
+// serve.WriteJSON gives an answer its own bound from when it is ready, so
+// that a writer paused while it served a command still answers it.
 func newHTTPServer(h http.Handler, readHeaderTimeout, commandTimeout time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
