@@ -259,15 +259,19 @@ func (l *fleetLoad) put(rng *rand.Rand, id, body string) (status int, resp []byt
 	ws := l.writers
 	l.mu.Unlock()
 	w = ws[rng.IntN(len(ws))]
+	k := l.sent.Add(1)
 	l.mu.Lock()
 	if l.pending == nil {
-		l.pending = make(map[*service]int)
+		l.pending = make(map[*service]map[int64]time.Time)
 	}
-	l.pending[w]++
+	if l.pending[w] == nil {
+		l.pending[w] = make(map[int64]time.Time)
+	}
+	l.pending[w][k] = time.Now()
 	l.mu.Unlock()
 	status, b, err := w.call(http.MethodPut, "/users/"+id, body, nil)
 	l.mu.Lock()
-	l.pending[w]--
+	delete(l.pending[w], k)
 	l.mu.Unlock()
 	return status, b, w, w.url, err
 }

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,10 +80,11 @@ type fleetLoad struct {
 	acks    map[string]map[uint64][2]string // id → version → names acknowledged
 	seq     atomic.Int64
 	ok      atomic.Int64
-	refused atomic.Int64     // 503: not served here now, nothing changed
-	why     map[string]int   // 503 bodies, counted
-	calls   []call           // every request, in the order they ended
-	pending map[*service]int // requests sent to a writer and not answered yet
+	refused atomic.Int64                     // 503: not served here now, nothing changed
+	why     map[string]int                   // 503 bodies, counted
+	calls   []call                           // every request, in the order they ended
+	sent    atomic.Int64                     // requests sent, to tell the pending ones apart
+	pending map[*service]map[int64]time.Time // requests sent to a writer and not answered yet: when sent
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -114,11 +118,18 @@ func newFleetLoad(t *testing.T, ids []string, writers ...*service) *fleetLoad {
 	return &fleetLoad{t: t, ids: ids, writers: writers, acks: map[string]map[uint64][2]string{}, why: map[string]int{}, stop: make(chan struct{})}
 }
 
-// pendingAt is the number of requests sent to w not answered yet.
-func (l *fleetLoad) pendingAt(w *service) int {
+// pendingAt is the number of requests sent to w before the time given and
+// not answered yet.
+func (l *fleetLoad) pendingAt(w *service, before time.Time) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.pending[w]
+	n := 0
+	for _, sent := range l.pending[w] {
+		if sent.Before(before) {
+			n++
+		}
+	}
+	return n
 }
 
 // stopInFlight stops w (SIGSTOP) while a request to it is in flight (a
@@ -131,10 +142,12 @@ func (l *fleetLoad) stopInFlight(w *service) time.Time {
 		// A response written just before the stop still reaches its
 		// client: only a request still pending once those have arrived
 		// hangs on the stopped process (on loopback, well within 200 ms).
-		for drained := time.Now().Add(200 * time.Millisecond); l.pendingAt(w) > 0 && time.Now().Before(drained); {
+		// Requests sent after the stop do not count: the test asks what
+		// became of those the process had begun to serve.
+		for drained := time.Now().Add(200 * time.Millisecond); l.pendingAt(w, stopped) > 0 && time.Now().Before(drained); {
 			time.Sleep(10 * time.Millisecond) // polling the client side, bounded
 		}
-		if l.pendingAt(w) > 0 {
+		if l.pendingAt(w, stopped) > 0 {
 			return true, ""
 		}
 		require.NoError(l.t, w.signal(syscall.SIGCONT))
@@ -415,10 +428,30 @@ func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 		return c.start.Before(paused) && (c.end.After(resumed) || c.err != nil && c.end.After(paused))
 	})
 	require.NotEmpty(t, hung, "no request to a was in flight while it was paused: the zombie was not tried")
-	var acked, refused, unknown int
+	var acked, refused, unknown, dropped, droppedInLog int
 	for _, c := range hung {
-		require.NoError(t, c.err, "a's answer to the PUT of %s that hung while it was paused %v (the client gives up after %v)",
-			c.id, resumed.Sub(paused).Round(100*time.Millisecond), client.Timeout)
+		if c.err != nil {
+			// The connection closed without an answer: to the client an
+			// unknown outcome, in the log whole or not at all (checkTopic
+			// saw every version once). net/http closes a connection whose
+			// read deadline passed during the pause before any handler
+			// runs; a command a had begun gets its answer, whose write
+			// deadline counts from when it is ready (serve.Answering). Yet
+			// such a command was in the log once in 22 runs (2026-12-08,
+			// franz), cause not found: a's log lines of the user say what a
+			// did with it.
+			require.True(t, errors.Is(c.err, io.EOF) || errors.Is(c.err, syscall.ECONNRESET), "a's answer to the PUT of %s that hung while it was paused %v (the client gives up after %v): %v",
+				c.id, resumed.Sub(paused).Round(100*time.Millisecond), client.Timeout, c.err)
+			dropped++
+			for _, names := range rs[c.id].names {
+				if names == c.names {
+					droppedInLog++
+					t.Logf("the PUT of %s %v, closed unanswered by a after it resumed, is in the log; a's log of the user:\n%s",
+						c.id, c.names, strings.Join(a.linesWith(c.id), "\n"))
+				}
+			}
+			continue
+		}
 		var body struct {
 			OutcomeUnknown *bool `json:"outcome_unknown"`
 		}
@@ -437,6 +470,6 @@ func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("RESULT paused %v, a answered its %d hung requests after resuming: %d acknowledged (each in the log at its version), %d refused (none in the log), %d with an unknown outcome",
-		resumed.Sub(paused).Round(100*time.Millisecond), len(hung), acked, refused, unknown)
+	t.Logf("RESULT paused %v, a answered its %d hung requests after resuming: %d acknowledged (each in the log at its version), %d refused (none in the log), %d with an unknown outcome; %d connections closed unanswered (%d of them in the log)",
+		resumed.Sub(paused).Round(100*time.Millisecond), len(hung), acked, refused, unknown, dropped, droppedInLog)
 }

@@ -163,6 +163,19 @@ func (s *service) running() bool {
 	}
 }
 
+// linesWith returns the service's log lines that contain sub.
+func (s *service) linesWith(sub string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, l := range s.logs {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func (s *service) dumpLogs(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

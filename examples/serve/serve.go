@@ -93,19 +93,26 @@ func NewLogger(format, level string) (*slog.Logger, error) {
 }
 
 // WriteTimeout bounds the writing of an answer, counted from when the
-// answer is ready (WriteJSON), not from when the request came: a command
+// answer is ready (Answering), not from when the request came: a command
 // that took long, or a process paused (SIGSTOP, a frozen VM) while it
 // served one, still gets its answer to the client. A server's own
 // WriteTimeout, counted from the request, cut such answers off (the client
 // read EOF).
 const WriteTimeout = 10 * time.Second
 
+// Answering gives the answer about to be written to w WriteTimeout from
+// now. Every handler's answer goes through it: WriteJSON, and a writer's
+// forwarding of another instance's answer.
+func Answering(w http.ResponseWriter) {
+	// Not every ResponseWriter has a connection (httptest's recorder has
+	// none): then there is no deadline to move.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteTimeout))
+}
+
 // WriteJSON answers with status and v as JSON, never cached, within
 // WriteTimeout from now.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	// Not every ResponseWriter has a connection (httptest's has none):
-	// then there is no deadline to move.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteTimeout))
+	Answering(w)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

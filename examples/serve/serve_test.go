@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,10 +20,12 @@ import (
 // read EOF (the e2e TestPausedWriterCannotWriteAfterTakeover met it after a
 // 12 s SIGSTOP).
 func TestAnswerReadyAfterTheServersWriteTimeoutIsWritten(t *testing.T) {
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	r := serve.NewRouter(slog.New(slog.DiscardHandler)) // its access log wraps the ResponseWriter
+	r.Get("/", func(w http.ResponseWriter, _ *http.Request) {
 		time.Sleep(300 * time.Millisecond) // the command, longer than WriteTimeout below
 		serve.WriteJSON(w, http.StatusOK, map[string]string{"answer": "late"})
-	}))
+	})
+	ts := httptest.NewUnstartedServer(r)
 	ts.Config.WriteTimeout = 100 * time.Millisecond
 	ts.Start()
 	defer ts.Close()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
+	"github.com/rehydrate/rehydrate/examples/serve"
 	"github.com/rehydrate/rehydrate/examples/users"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/repository"
@@ -149,6 +150,7 @@ func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, bo
 						w.Header()[k] = vs
 					}
 					w.Header().Set("Rehydrate-Served-By", addr)
+					serve.Answering(w)
 					w.WriteHeader(resp.StatusCode)
 					_, _ = io.Copy(w, resp.Body)
 					s.metrics.forwarded("ok")
