@@ -29,6 +29,7 @@ import (
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 // Config configures a Provider: the one provider/kafka reads too.
@@ -56,7 +57,7 @@ type Provider struct {
 	mu      sync.RWMutex // held for reading by Append while it produces, so Close waits
 	closed  bool
 	pending sync.WaitGroup
-	members map[*member]struct{} // group members not closed yet, under mu
+	members kafkagroup.Members // group members not closed yet
 
 	retention    *kafkaconfig.RetentionCheck
 	messageLimit kafkaconfig.MessageLimit // the topic's max.message.bytes, once a record was refused as too large
@@ -482,15 +483,9 @@ func (p *Provider) Close() error {
 		return nil
 	}
 	p.closed = true
-	members := slices.Collect(maps.Keys(p.members))
 	p.mu.Unlock()
 
-	var errs []error
-	for _, m := range members {
-		if err := m.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs := []error{p.members.CloseAll()}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
 	defer cancel()
 	flushErr := p.cl.Flush(ctx)

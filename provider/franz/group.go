@@ -42,42 +42,30 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		return nil, fmt.Errorf("franz: join group %s: %w", gc.Group, err)
 	}
 	m := &member{
-		p:          p,
-		cfg:        gc,
-		topic:      p.cfg.Topic,
-		topicID:    topicID,
-		own:        kafkagroup.New("franz: group "+gc.Group, n, p.cfg.Timeout),
-		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
-		registered: make(chan struct{}),
-		started:    make(chan struct{}),
-		stop:       make(chan struct{}),
-		closed:     make(chan struct{}),
+		p:       p,
+		cfg:     gc,
+		topic:   p.cfg.Topic,
+		topicID: topicID,
+		own:     kafkagroup.New("franz: group "+gc.Group, n, p.cfg.Timeout),
+		log:     p.log.With("group", gc.Group, "instance", gc.Instance),
+		join:    kafkagroup.NewJoin(),
+		closed:  make(chan struct{}),
 	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if p.isClosed() {
 		return nil, provider.ErrClosed
 	}
-	if p.members == nil {
-		p.members = make(map[*member]struct{})
+	if err := p.members.Add(m); err != nil {
+		return nil, err
 	}
-	p.members[m] = struct{}{}
-	p.mu.Unlock()
-
 	fail := func(err error) (provider.Member, error) {
 		_ = m.Close()
 		return nil, fmt.Errorf("franz: join group %s as %s: %w", gc.Group, gc.Instance, err)
 	}
-	// Before anything of the member touches the group: its producers'
-	// transactional ids are the group's too.
-	if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe); err != nil {
-		return fail(err)
+	shared := func(ctx context.Context) error {
+		return kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe)
 	}
-	// The producers first: a restarted instance ends its predecessor's open
-	// transactions before it is assigned anything, so that its own takeover
-	// (AwaitStable) does not wait for them.
 	lanes := kafkagroup.MemberLanes(m.own, lanesClient{m}, m.topic, gc, p.cfg, m.log)
-	if err := lanes.Attach(ctx, &m.mu, func(l *kafkagroup.Lanes) { m.lanes = l }); err != nil {
+	if err := m.join.Prepare(ctx, shared, lanes, &m.mu, func(l *kafkagroup.Lanes) { m.lanes = l }); err != nil {
 		return fail(err)
 	}
 	opts, err := clientOpts(p.cfg, m.log)
@@ -121,21 +109,10 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	m.gcl = gcl
 	m.mu.Unlock()
 
-	select {
-	case <-m.registered:
-		// Again once in the group: a member of another topic that
-		// joined at the same moment passed the first check too
-		// (kafkagroup.Shared says what this covers).
-		if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe); err != nil {
-			return fail(err)
-		}
-		close(m.started)
-		return m, nil
-	case <-m.stop:
-		return fail(provider.ErrClosed)
-	case <-ctx.Done():
-		return fail(fmt.Errorf("no assignment yet: %w", ctx.Err()))
+	if err := m.join.Await(ctx, shared, nil); err != nil {
+		return fail(err)
 	}
+	return m, nil
 }
 
 // member is a provider.Member on franz-go.
@@ -156,11 +133,8 @@ type member struct {
 	// that OnAssigned and OnRevoked are called one at a time.
 	callbacks sync.Mutex
 
-	registered   chan struct{} // closed at the first assignment
-	registerOnce sync.Once
-	started      chan struct{} // closed when JoinGroup returns: callbacks may run
-	stop         chan struct{} // closed by Close
-	closed       chan struct{} // closed when Close has finished
+	join   *kafkagroup.Join // Close stops it
+	closed chan struct{}    // closed when Close has finished
 }
 
 var _ provider.Member = (*member)(nil)
@@ -178,23 +152,13 @@ func (m *member) ours(tps map[string][]int32) []int32 {
 // first included, also with nothing new. The first call registers the
 // member: JoinGroup returns, and only then are the callbacks called.
 func (m *member) assigned(_ context.Context, _ *kgo.Client, tps map[string][]int32) {
-	m.registerOnce.Do(func() { close(m.registered) })
-	select {
-	case <-m.started:
-	case <-m.stop:
-		return
-	}
-	select {
-	case <-m.stop:
+	if !m.join.Assigned() {
 		return // assigned during Close: not ours to serve
-	default:
 	}
 	m.callbacks.Lock()
 	defer m.callbacks.Unlock()
-	select {
-	case <-m.stop:
+	if m.join.Stopping() {
 		return // Close revoked everything meanwhile
-	default:
 	}
 	m.own.Assigned(m.ours(tps), m.cfg, m.log)
 }
@@ -229,7 +193,7 @@ func (m *member) Close() error {
 		<-m.closed
 		return nil
 	}
-	close(m.stop)
+	m.join.Stop()
 	m.mu.Lock()
 	gcl, lanes := m.gcl, m.lanes
 	m.mu.Unlock()
@@ -250,9 +214,7 @@ func (m *member) Close() error {
 	if lanes != nil {
 		lanes.Close()
 	}
-	m.p.mu.Lock()
-	delete(m.p.members, m)
-	m.p.mu.Unlock()
+	m.p.members.Remove(m)
 	close(m.closed)
 	return nil
 }

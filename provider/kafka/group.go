@@ -53,43 +53,28 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 		return nil, fmt.Errorf("kafka: join group %s: %w", gc.Group, err)
 	}
 	m := &member{
-		p:          p,
-		cfg:        gc,
-		topic:      p.cfg.Topic,
-		own:        kafkagroup.New("kafka: group "+gc.Group, len(ids), p.cfg.Timeout),
-		log:        p.log.With("group", gc.Group, "instance", gc.Instance),
-		registered: make(chan struct{}),
-		started:    make(chan struct{}),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-		closed:     make(chan struct{}),
+		p:      p,
+		cfg:    gc,
+		topic:  p.cfg.Topic,
+		own:    kafkagroup.New("kafka: group "+gc.Group, len(ids), p.cfg.Timeout),
+		log:    p.log.With("group", gc.Group, "instance", gc.Instance),
+		join:   kafkagroup.NewJoin(),
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
 	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, provider.ErrClosed
+	if err := p.members.Add(m); err != nil {
+		return nil, err
 	}
-	if p.members == nil {
-		p.members = make(map[*member]struct{})
-	}
-	p.members[m] = struct{}{}
-	p.mu.Unlock()
-
 	fail := func(err error) (provider.Member, error) {
 		_ = m.Close()
 		return nil, fmt.Errorf("kafka: join group %s as %s: %w", gc.Group, gc.Instance, err)
 	}
-	// Before anything of the member touches the group: its producers'
-	// transactional ids are the group's too.
-	if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe); err != nil {
-		return fail(err)
+	shared := func(ctx context.Context) error {
+		return kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe)
 	}
-	// The producers first: a restarted instance ends its predecessor's open
-	// transactions before it is assigned anything, so that its own takeover
-	// (AwaitStable) does not wait for them.
 	m.txn = &lanesClient{m: m}
 	lanes := kafkagroup.MemberLanes(m.own, m.txn, m.topic, gc, p.cfg, m.log)
-	if err := lanes.Attach(ctx, &m.mu, func(l *kafkagroup.Lanes) { m.lanes = l }); err != nil {
+	if err := m.join.Prepare(ctx, shared, lanes, &m.mu, func(l *kafkagroup.Lanes) { m.lanes = l }); err != nil {
 		return fail(err)
 	}
 
@@ -108,25 +93,16 @@ func (p *Provider) JoinGroup(ctx context.Context, gc provider.GroupConfig) (prov
 	m.mu.Unlock()
 	go m.loop()
 
-	select {
-	case <-m.registered:
-		// Again once in the group: a member of another topic that
-		// joined at the same moment passed the first check too
-		// (kafkagroup.Shared says what this covers).
-		if err := kafkagroup.CheckShared(ctx, gc.Group, m.topic, p.cfg.Timeout, m.describe); err != nil {
-			return fail(err)
-		}
-		close(m.started)
-		return m, nil
-	case <-m.stop: // Provider.Close
-		return fail(provider.ErrClosed)
-	case <-ctx.Done():
-		err := ctx.Err()
+	lastErr := func() error {
 		if last := m.lastErr.Load(); last != nil {
-			err = fmt.Errorf("%w (last client error: %v)", err, *last)
+			return *last
 		}
-		return fail(fmt.Errorf("no assignment yet: %w", err))
+		return nil
 	}
+	if err := m.join.Await(ctx, shared, lastErr); err != nil {
+		return fail(err)
+	}
+	return m, nil
 }
 
 // member is a provider.Member on Kafka. See the comment at the top of the
@@ -153,12 +129,9 @@ type member struct {
 	lastErr      atomic.Pointer[ckafka.Error]    // the consumer's last error, for JoinGroup's
 	lastMemberID atomic.Pointer[string]          // the member id at the last assignment (rejoin.go)
 	cur          atomic.Pointer[ckafka.Consumer] // consumer, for the callbacks (rejoin.go)
-	registered   chan struct{}                   // closed at the first assignment
-	registerOnce sync.Once
-	started      chan struct{} // closed when JoinGroup returns: callbacks may run
-	stop         chan struct{} // closed by Close: the poll loop revokes everything and ends
-	done         chan struct{} // closed when the poll loop has ended
-	closed       chan struct{} // closed when Close has finished
+	join         *kafkagroup.Join                // Close stops it: the poll loop revokes everything and ends
+	done         chan struct{}                   // closed when the poll loop has ended
+	closed       chan struct{}                   // closed when Close has finished
 	closeErr     error
 }
 
@@ -206,11 +179,9 @@ func (m *member) loop() {
 	warned := false
 	var fatal *rejoiner
 	for {
-		select {
-		case <-m.stop:
+		if m.join.Stopping() {
 			m.shutdown()
 			return
-		default:
 		}
 		if seamHoldPolls != nil && seamHoldPolls(m) {
 			time.Sleep(10 * time.Millisecond)
@@ -294,16 +265,8 @@ func (m *member) assigned(c *ckafka.Consumer, tps []ckafka.TopicPartition) {
 	if id := memberID(c); id != "" {
 		m.lastMemberID.Store(&id)
 	}
-	m.registerOnce.Do(func() { close(m.registered) })
-	select {
-	case <-m.started:
-	case <-m.stop:
-		return
-	}
-	select {
-	case <-m.stop:
+	if !m.join.Assigned() {
 		return // assigned during Close: not ours to serve
-	default:
 	}
 	m.own.Assigned(m.ours(tps), m.cfg, m.log)
 }
@@ -373,7 +336,7 @@ func (m *member) Close() error {
 	m.mu.Lock()
 	polling, lanes := m.consumer != nil, m.lanes
 	m.mu.Unlock()
-	close(m.stop)
+	m.join.Stop()
 	if polling {
 		<-m.done
 	}
@@ -381,9 +344,7 @@ func (m *member) Close() error {
 		lanes.Close()
 		m.txn.waitGivenUp()
 	}
-	m.p.mu.Lock()
-	delete(m.p.members, m)
-	m.p.mu.Unlock()
+	m.p.members.Remove(m)
 	close(m.closed)
 	return m.closeErr
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/rehydrate/rehydrate/event"
 	"github.com/rehydrate/rehydrate/provider"
 	"github.com/rehydrate/rehydrate/provider/kafkaconfig"
+	"github.com/rehydrate/rehydrate/provider/kafkagroup"
 )
 
 var _ provider.Provider = (*Provider)(nil)
@@ -34,9 +34,9 @@ type Provider struct {
 	errLog  logLimiter
 	mu      sync.RWMutex // held for reading by Append while it produces, so Close waits
 	closed  bool
-	pending sync.WaitGroup       // appends waiting for delivery reports
-	events  sync.WaitGroup       // the delivery report goroutine
-	members map[*member]struct{} // group members not closed yet, under mu
+	pending sync.WaitGroup     // appends waiting for delivery reports
+	events  sync.WaitGroup     // the delivery report goroutine
+	members kafkagroup.Members // group members not closed yet
 
 	retention    *kafkaconfig.RetentionCheck // CheckRetention's answer
 	messageLimit kafkaconfig.MessageLimit    // the topic's max.message.bytes, once a record was refused as too large
@@ -462,15 +462,9 @@ func (p *Provider) Close() error {
 		return nil
 	}
 	p.closed = true
-	members := slices.Collect(maps.Keys(p.members))
 	p.mu.Unlock()
 
-	var errs []error
-	for _, m := range members {
-		if err := m.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs := []error{p.members.CloseAll()}
 
 	left := p.producer.Flush(int(p.cfg.Timeout.Milliseconds()))
 	if left > 0 {

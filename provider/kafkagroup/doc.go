@@ -12,7 +12,10 @@
 // the fence, commit, abort; read the member's group metadata; classify an
 // error). Membership itself (joining, the rebalance callbacks, leaving)
 // stays with the client, which moves ownership in the Table from its
-// callbacks; ClientID names a member so that others can read its address.
+// callbacks; the course of a JoinGroup around the client's calls is Join
+// (the checks and the lanes first, the wait for the first assignment, the
+// callbacks held until JoinGroup returned), a provider's open members are
+// Members, and ClientID names a member so that others can read its address.
 //
 // Why a transaction of a member that lost a partition cannot commit, with
 // any number of lanes:
