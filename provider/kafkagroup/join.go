@@ -86,9 +86,6 @@ func (j *Join) Assigned() bool {
 // Stop ends the join: Await fails, Assigned reports false. Call it once.
 func (j *Join) Stop() { close(j.stop) }
 
-// Stopped is closed by Stop.
-func (j *Join) Stopped() <-chan struct{} { return j.stop }
-
 // Stopping reports whether Stop was called.
 func (j *Join) Stopping() bool {
 	select {
