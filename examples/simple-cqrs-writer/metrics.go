@@ -40,7 +40,7 @@ func newMetrics(repo *repository.Repository[users.User], obs *prom.Collector) *m
 		}, []string{"command"}),
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "users_forwarded_total",
-			Help: "Requests for users this instance does not own, by result: ok (answered by the owner) or unavailable (503, owner unknown, moving or unreachable).",
+			Help: "Requests for users this instance does not own, by result: ok (answered by the owner), unavailable (503, owner unknown, moving or unreachable) or unknown (sent, the owner's answer lost: 503 with outcome_unknown).",
 		}, []string{"result"}),
 	}
 	m.reg.MustRegister(

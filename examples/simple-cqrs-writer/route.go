@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rehydrate/rehydrate/event"
@@ -120,14 +122,31 @@ func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, bo
 	}
 	by := r.Header.Get(forwardedHeader)
 	mayForward := by == "" || s.stopping.Load()
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	// Detached from the request, as a command is (execute): net/http
+	// cancels r's context when the connection's read deadline passes, which
+	// a pause of this process (SIGSTOP, a frozen VM) makes happen at once
+	// after it, while a forward is on its way.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
 	defer cancel()
 	part := s.users.PartitionOf(id)
 	deadline := time.Now().Add(s.handover)
 	for attempt := 0; ; attempt++ {
 		if mayForward {
 			if addr := rt.owner(ctx, part, attempt > 0); addr != "" {
-				resp, err := rt.send(ctx, r, addr, body)
+				resp, sent, err := rt.send(ctx, r, addr, body)
+				if err != nil && sent {
+					// The owner may have run the command: sent again, it
+					// could run twice, and a refusal would say nothing
+					// changed.
+					s.log.Warn("forwarded, answer lost", "id", id, "partition", part, "to", addr, "err", err)
+					s.metrics.forwarded("unknown")
+					w.Header().Set("Retry-After", "1")
+					serve.WriteJSON(w, http.StatusServiceUnavailable, errorResponse{
+						Error:          "forwarded to the instance that owns the user's partition, whose answer was lost: the change may or may not have been made; read the user before retrying",
+						OutcomeUnknown: ptr(true),
+					})
+					return
+				}
 				level := slog.LevelWarn // gone or stopping: the group names its successor soon
 				if err == nil && resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline) {
 					// Not served there yet either, and nothing was
@@ -179,11 +198,17 @@ func (s *server) elsewhere(w http.ResponseWriter, r *http.Request, id string, bo
 	}
 }
 
-// send replays r, with body, to the instance at addr.
-func (rt *router) send(ctx context.Context, r *http.Request, addr string, body []byte) (*http.Response, error) {
+// send replays r, with body, to the instance at addr. sent reports whether
+// the request was written whole: an error after that leaves its outcome
+// unknown, while one before it (no connection) changed nothing.
+func (rt *router) send(ctx context.Context, r *http.Request, addr string, body []byte) (resp *http.Response, sent bool, err error) {
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+	})
 	req, err := http.NewRequestWithContext(ctx, r.Method, strings.TrimSuffix(addr, "/")+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for _, k := range []string{"Authorization", "Content-Type", "If-Match", "Accept"} {
 		if v := r.Header.Values(k); len(v) > 0 {
@@ -191,7 +216,8 @@ func (rt *router) send(ctx context.Context, r *http.Request, addr string, body [
 		}
 	}
 	req.Header.Set(forwardedHeader, rt.self)
-	return rt.client.Do(req)
+	resp, err = rt.client.Do(req)
+	return resp, wrote.Load(), err
 }
 
 // restoringHere reports whether err says the partition is this instance's
