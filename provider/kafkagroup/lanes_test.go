@@ -35,6 +35,7 @@ type fakeClient struct {
 	serialFence  bool              // producers fence only after the produce (FencesWhileProducing false)
 	commitErr    error             // returned once by the next commit
 	gate         chan struct{}     // commits wait for it to close
+	commits      int               // Commit calls begun (a gated one counts while it waits)
 	initGate     chan struct{}     // new producers wait for it to close
 	retriable    bool              // every error is ClassRetriable (a commit that timed out)
 	begun        []string          // the transactional id of each transaction begun
@@ -163,6 +164,7 @@ func (p *fakeProducer) FencesWhileProducing() bool {
 func (p *fakeProducer) Commit() error {
 	p.c.mu.Lock()
 	gate := p.c.gate
+	p.c.commits++
 	p.c.mu.Unlock()
 	if gate != nil {
 		<-gate
@@ -260,6 +262,16 @@ func TestLanesTakeTurns(t *testing.T) {
 	gate := make(chan struct{})
 	c.gate = gate
 	ls := startLanes(t, c, 2)
+	// Before the lanes' Close, which waits for the commit: a failed wait
+	// below must not leave a commit held.
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.gate != nil {
+			close(c.gate)
+			c.gate = nil
+		}
+	})
 	results := make(chan error, 8)
 	appendOne := func(key string) {
 		_, err := ls.Append(context.Background(), "test", record(key))
@@ -267,7 +279,13 @@ func TestLanesTakeTurns(t *testing.T) {
 	}
 	go appendOne("k0")
 	for i := 1; i <= 6; i++ {
-		waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.begun) == i && c.open == 1 })
+		// At its commit, holding the gate of this round: a transaction
+		// only begun would read the next round's gate and wait for good.
+		waitFor(t, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return len(c.begun) == i && c.open == 1 && c.commits == i
+		})
 		go appendOne(fmt.Sprint("k", i))
 		c.mu.Lock()
 		held := gate
@@ -276,7 +294,10 @@ func TestLanesTakeTurns(t *testing.T) {
 		c.mu.Unlock()
 		close(held)
 	}
+	c.mu.Lock()
 	close(gate)
+	c.gate = nil
+	c.mu.Unlock()
 	for range 7 {
 		require.NoError(t, <-results)
 	}
