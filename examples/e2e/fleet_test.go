@@ -81,6 +81,7 @@ type fleetLoad struct {
 	seq     atomic.Int64
 	ok      atomic.Int64
 	refused atomic.Int64                     // 503: not served here now, nothing changed
+	unknown atomic.Int64                     // 503 with outcome_unknown: in the log whole or not at all (checkTopic)
 	why     map[string]int                   // 503 bodies, counted
 	calls   []call                           // every request, in the order they ended
 	sent    atomic.Int64                     // requests sent, to tell the pending ones apart
@@ -223,6 +224,12 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 		}
 		l.acks[id][a.Version] = names
 		l.mu.Unlock()
+	case status == http.StatusServiceUnavailable && outcomeUnknown(body):
+		l.unknown.Add(1)
+		l.mu.Lock()
+		l.why[string(body)]++
+		l.mu.Unlock()
+		time.Sleep(10 * time.Millisecond) // pacing, as Retry-After asks: do not spin
 	case status == http.StatusServiceUnavailable || l.lb != nil:
 		l.refused.Add(1)
 		l.mu.Lock()
@@ -232,6 +239,15 @@ func (l *fleetLoad) one(rng *rand.Rand) {
 	default:
 		l.t.Errorf("PUT %s on %s: %d %s", id, to, status, body)
 	}
+}
+
+// outcomeUnknown reports whether an error body says that the change may or
+// may not have been made.
+func outcomeUnknown(body []byte) bool {
+	var e struct {
+		OutcomeUnknown *bool `json:"outcome_unknown"`
+	}
+	return jsonUnmarshal(body, &e) == nil && e.OutcomeUnknown != nil && *e.OutcomeUnknown
 }
 
 func (l *fleetLoad) halt() {
@@ -452,16 +468,12 @@ func TestPausedWriterCannotWriteAfterTakeover(t *testing.T) {
 			}
 			continue
 		}
-		var body struct {
-			OutcomeUnknown *bool `json:"outcome_unknown"`
-		}
-		_ = jsonUnmarshal(c.body, &body)
 		switch {
 		case c.status == http.StatusOK:
 			acked++
 			got, ok := rs[c.id].names[c.version]
 			assert.True(t, ok && got == c.names, "a acknowledged %s version %d %v after resuming; the log has %v there", c.id, c.version, c.names, got)
-		case c.status == http.StatusServiceUnavailable && body.OutcomeUnknown != nil && *body.OutcomeUnknown:
+		case c.status == http.StatusServiceUnavailable && outcomeUnknown(c.body):
 			unknown++ // in the log whole or not at all: checkTopic saw every version once
 		default:
 			refused++
